@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * index.db: the SQLite index of a store. The only module that includes
+ * <sqlite3.h>. It maps object ids to their place in a pack, lists packs and
+ * snapshots, and holds the files cache. It is a cache of what the packs and
+ * snapshot records say: `stamp reindex` can rebuild it from them.
+ *
+ * One connection per thread: a struct stamp_index must never be used by two
+ * threads at once. WAL mode, synchronous=FULL, a busy timeout.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hash.h"
+#include "pack.h"
+
+/* Schema version in PRAGMA user_version. History: 1 = first. */
+#define STAMP_INDEX_SCHEMA 1
+
+struct stamp_index;
+
+/* Where an object lives. */
+struct stamp_loc {
+        struct stamp_id id;
+        uint8_t type;
+        uint8_t comp;
+        uint32_t raw_len;
+        uint32_t stored_len;
+        uint64_t offset; /* of the record header */
+        char pack[64];   /* the pack's object name */
+};
+
+enum {
+        STAMP_INDEX_CREATE = 1u << 0,
+        STAMP_INDEX_READONLY = 1u << 1,
+};
+
+/* Opens (and with CREATE, creates) the index at @path. Caller frees. */
+int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret);
+void stamp_index_free(struct stamp_index *ix);
+/* The last SQLite error message of this connection (for debug output). */
+const char *stamp_index_errmsg(struct stamp_index *ix);
+
+int stamp_index_begin(struct stamp_index *ix);
+int stamp_index_commit(struct stamp_index *ix);
+void stamp_index_rollback(struct stamp_index *ix);
+
+/* Records a durable pack and its objects. Objects already indexed keep their place. */
+int stamp_index_add_pack(struct stamp_index *ix, const char *name, uint64_t size,
+                         const struct stamp_pack_entry *e, size_t n);
+/* 1 if the pack is indexed, 0 if not. */
+int stamp_index_has_pack(struct stamp_index *ix, const char *name);
+/* 1 and *ret if @id is indexed, 0 if not. */
+int stamp_index_find(struct stamp_index *ix, const struct stamp_id *id, struct stamp_loc *ret);
+
+/* The files cache: 1 and the encoded content reference (caller frees) on a hit. */
+int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
+                          int64_t mtime_ns, int64_t ctime_ns, uint8_t **ret, size_t *ret_len);
+int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
+                          int64_t mtime_ns, int64_t ctime_ns, const uint8_t *content,
+                          size_t len);
+
+int stamp_index_snapshot_put(struct stamp_index *ix, const char *stamp,
+                             const struct stamp_id *root);
+/* 1 if @stamp is indexed, 0 if not. */
+int stamp_index_snapshot_has(struct stamp_index *ix, const char *stamp);
+
+/* Statistics for `stamp show`/tests: counts of packs and objects, and pack bytes. */
+int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *ret_objects,
+                       uint64_t *ret_pack_bytes);

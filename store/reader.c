@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: MIT */
+#include "reader.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "macro.h"
+#include "pack.h"
+
+int stamp_tree_load(struct stamp_store *s, const struct stamp_id *id, struct stamp_tree_obj *ret)
+{
+        struct stamp_tree_obj o = { 0 };
+        int r;
+
+        r = stamp_store_get(s, id, STAMP_OBJ_TREE, &o.buf, &o.len);
+        if (r < 0)
+                return r;
+        r = stamp_tree_parse(o.buf, o.len, &o.t);
+        if (r < 0) {
+                free(o.buf);
+                return r;
+        }
+        *ret = o;
+        return 0;
+}
+
+void stamp_tree_obj_release(struct stamp_tree_obj *o)
+{
+        free(o->buf);
+        memset(o, 0, sizeof(*o));
+}
+
+int stamp_path_resolve(struct stamp_store *s, const struct stamp_id *root, const char *path,
+                       struct stamp_tree_obj *ret_parent, struct stamp_entry *ret)
+{
+        struct stamp_tree_obj cur = { 0 };
+        struct stamp_entry e = { .name = ".", .name_len = 1, .type = STAMP_T_DIR,
+                                 .mode = S_IFDIR | 0755, .subtree = *root };
+        const char *p = path;
+        int r;
+
+        for (;;) {
+                const char *comp;
+                size_t len;
+                uint32_t i;
+
+                while (*p == '/')
+                        p++;
+                if (!*p)
+                        break;
+                comp = p;
+                len = strcspn(p, "/");
+                p += len;
+                if (e.type != STAMP_T_DIR) {
+                        stamp_tree_obj_release(&cur);
+                        return -ENOTDIR;
+                }
+                if (!stamp_name_valid(comp, len)) {
+                        stamp_tree_obj_release(&cur);
+                        return -ENOENT;
+                }
+                {
+                        struct stamp_tree_obj next;
+                        r = stamp_tree_load(s, &e.subtree, &next);
+                        stamp_tree_obj_release(&cur);
+                        if (r < 0)
+                                return r;
+                        cur = next;
+                }
+                r = stamp_tree_find(&cur.t, comp, len, &i);
+                if (r == 0)
+                        r = -ENOENT;
+                if (r > 0)
+                        r = stamp_tree_entry(&cur.t, i, &e);
+                if (r < 0) {
+                        stamp_tree_obj_release(&cur);
+                        return r;
+                }
+        }
+        *ret_parent = cur;
+        *ret = e;
+        return 0;
+}
+
+/* A loaded chunk-list level on the current descent path. */
+struct level {
+        struct stamp_id id;
+        uint8_t *buf;
+        struct stamp_chunklist l;
+        uint64_t *ends; /* cumulative end offset of each item */
+        bool loaded;
+};
+
+struct stamp_file {
+        struct stamp_store *s;
+        uint64_t size;
+        struct stamp_content c;
+        uint8_t *content; /* owned copy of the content reference */
+        uint64_t inline_ends[STAMP_INLINE_CHUNKS_MAX];
+        struct level levels[STAMP_CHUNKLIST_LEVEL_MAX + 1];
+        /* The last chunk read, so sequential reads fetch each chunk once. */
+        struct stamp_id chunk_id;
+        uint8_t *chunk;
+        size_t chunk_len;
+};
+
+int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct stamp_file **ret)
+{
+        struct stamp_file *f;
+        uint64_t sum = 0;
+        int r;
+
+        if (e->type != STAMP_T_REG)
+                return -EINVAL;
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->s = s;
+        f->size = e->size;
+        f->content = malloc(e->content_len);
+        if (!f->content) {
+                free(f);
+                return -ENOMEM;
+        }
+        memcpy(f->content, e->content, e->content_len);
+        r = stamp_content_parse(f->content, e->content_len, &f->c);
+        if (r < 0) {
+                stamp_file_free(f);
+                return r;
+        }
+        if (f->c.kind == STAMP_CONTENT_INLINE) {
+                for (uint32_t i = 0; i < f->c.n; i++) {
+                        struct stamp_id id;
+                        uint32_t len;
+                        stamp_content_chunk(&f->c, i, &id, &len);
+                        sum += len;
+                        f->inline_ends[i] = sum;
+                }
+                if (sum != f->size) {
+                        stamp_file_free(f);
+                        return -EBADMSG;
+                }
+        }
+        *ret = f;
+        return 0;
+}
+
+void stamp_file_free(struct stamp_file *f)
+{
+        if (!f)
+                return;
+        for (int i = 0; i <= STAMP_CHUNKLIST_LEVEL_MAX; i++) {
+                free(f->levels[i].buf);
+                free(f->levels[i].ends);
+        }
+        free(f->chunk);
+        free(f->content);
+        free(f);
+}
+
+uint64_t stamp_file_size(const struct stamp_file *f)
+{
+        return f->size;
+}
+
+static int level_load(struct stamp_file *f, int level, const struct stamp_id *id,
+                      uint64_t expect_bytes)
+{
+        struct level *lv = &f->levels[level];
+        size_t len;
+        uint64_t sum = 0;
+        int r;
+
+        if (lv->loaded && stamp_id_cmp(&lv->id, id) == 0)
+                return 0;
+        free(lv->buf);
+        free(lv->ends);
+        memset(lv, 0, sizeof(*lv));
+        r = stamp_store_get(f->s, id, STAMP_OBJ_CHUNKLIST, &lv->buf, &len);
+        if (r < 0)
+                return r;
+        r = stamp_chunklist_parse(lv->buf, len, &lv->l);
+        if (r < 0 || lv->l.level != level)
+                return r < 0 ? r : -EBADMSG;
+        lv->ends = malloc(lv->l.count * sizeof(uint64_t));
+        if (!lv->ends)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < lv->l.count; i++) {
+                struct stamp_id cid;
+                uint64_t n;
+                stamp_chunklist_item(&lv->l, i, &cid, &n);
+                if (sum + n < sum)
+                        return -EBADMSG;
+                sum += n;
+                lv->ends[i] = sum;
+        }
+        if (expect_bytes != UINT64_MAX && sum != expect_bytes)
+                return -EBADMSG;
+        lv->id = *id;
+        lv->loaded = true;
+        return 0;
+}
+
+static uint32_t find_end(const uint64_t *ends, uint32_t n, uint64_t off)
+{
+        uint32_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (ends[mid] <= off)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* Finds the data chunk covering @off: its id, length and start offset. */
+static int locate(struct stamp_file *f, uint64_t off, struct stamp_id *ret_id,
+                  uint32_t *ret_len, uint64_t *ret_start)
+{
+        struct stamp_id id;
+        uint64_t base = 0, span = f->size;
+        uint32_t i;
+        int r;
+
+        if (f->c.kind == STAMP_CONTENT_INLINE) {
+                i = find_end(f->inline_ends, f->c.n, off);
+                if (i >= f->c.n)
+                        return -EBADMSG;
+                stamp_content_chunk(&f->c, i, ret_id, ret_len);
+                *ret_start = i ? f->inline_ends[i - 1] : 0;
+                return 0;
+        }
+        id = f->c.list;
+        for (int level = f->c.level; level >= 0; level--) {
+                struct level *lv = &f->levels[level];
+                uint64_t n;
+                r = level_load(f, level, &id, span);
+                if (r < 0)
+                        return r;
+                i = find_end(lv->ends, lv->l.count, off - base);
+                if (i >= lv->l.count)
+                        return -EBADMSG;
+                stamp_chunklist_item(&lv->l, i, &id, &n);
+                base += i ? lv->ends[i - 1] : 0;
+                span = n;
+        }
+        if (span > UINT32_MAX)
+                return -EBADMSG;
+        *ret_id = id;
+        *ret_len = (uint32_t)span;
+        *ret_start = base;
+        return 0;
+}
+
+ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t off)
+{
+        uint8_t *out = buf;
+        size_t done = 0;
+        int r;
+
+        while (done < len && off < f->size) {
+                struct stamp_id id;
+                uint32_t clen;
+                uint64_t start;
+                size_t n;
+
+                r = locate(f, off, &id, &clen, &start);
+                if (r < 0)
+                        return r;
+                if (!f->chunk || stamp_id_cmp(&id, &f->chunk_id) != 0) {
+                        free(f->chunk);
+                        f->chunk = NULL;
+                        r = stamp_store_get(f->s, &id, STAMP_OBJ_DATA, &f->chunk, &f->chunk_len);
+                        if (r < 0)
+                                return r;
+                        f->chunk_id = id;
+                }
+                if (f->chunk_len != clen || off < start || off - start >= clen)
+                        return -EBADMSG;
+                n = clen - (size_t)(off - start);
+                if (n > len - done)
+                        n = len - done;
+                memcpy(out + done, f->chunk + (off - start), n);
+                done += n;
+                off += n;
+        }
+        return (ssize_t)done;
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Reading snapshots: loading trees, resolving paths, reading file content
+ * at any offset. Every object read is verified against its id
+ * (stamp_store_get), so damage gives an error, never wrong bytes.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store.h"
+#include "tree.h"
+
+/* A loaded, validated tree object. */
+struct stamp_tree_obj {
+        uint8_t *buf;
+        size_t len;
+        struct stamp_tree t;
+};
+
+int stamp_tree_load(struct stamp_store *s, const struct stamp_id *id, struct stamp_tree_obj *ret);
+void stamp_tree_obj_release(struct stamp_tree_obj *o);
+
+/*
+ * Resolves @path ("a/b/c"; "" or "/" is the root) below tree @root. On
+ * success *ret_parent holds the tree containing the entry and *ret the
+ * entry (borrowing ret_parent). For the root itself, *ret is a directory
+ * entry named "." and ret_parent is empty. -ENOENT if a component is
+ * missing, -ENOTDIR if a non-final component is not a directory.
+ */
+int stamp_path_resolve(struct stamp_store *s, const struct stamp_id *root, const char *path,
+                       struct stamp_tree_obj *ret_parent, struct stamp_entry *ret);
+
+struct stamp_file;
+
+/* Opens a regular file's content. Caller frees with stamp_file_free(). */
+int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct stamp_file **ret);
+void stamp_file_free(struct stamp_file *f);
+uint64_t stamp_file_size(const struct stamp_file *f);
+/*
+ * Reads up to @len bytes at @off; returns the count (0 at or past the end)
+ * or a negative errno (-EBADMSG for damaged or inconsistent content).
+ * Not thread-safe: one handle per thread.
+ */
+ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t off);

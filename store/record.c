@@ -1,0 +1,533 @@
+/* SPDX-License-Identifier: MIT */
+#include "record.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "macro.h"
+
+#define STRING_MAX 65536
+#define LIST_MAX 100000
+
+static void json_freep(cJSON **j)
+{
+        cJSON_Delete(*j);
+}
+#define _cleanup_json_ _cleanup_(json_freep)
+
+int stamp_strv_push(struct stamp_strv *v, const char *s)
+{
+        char **n = realloc(v->v, (v->n + 1) * sizeof(char *));
+        char *copy;
+
+        if (!n)
+                return -ENOMEM;
+        v->v = n;
+        copy = strdup(s);
+        if (!copy)
+                return -ENOMEM;
+        v->v[v->n++] = copy;
+        return 0;
+}
+
+void stamp_strv_release(struct stamp_strv *v)
+{
+        for (size_t i = 0; i < v->n; i++)
+                free(v->v[i]);
+        free(v->v);
+        v->v = NULL;
+        v->n = 0;
+}
+
+bool stamp_stamp_valid(const char *s)
+{
+        struct tm tm = { 0 };
+        const char *end;
+        char back[STAMP_STAMP_LEN + 1];
+        time_t t;
+
+        if (!s || strlen(s) != STAMP_STAMP_LEN)
+                return false;
+        for (int i = 0; i < STAMP_STAMP_LEN; i++) {
+                bool digit = s[i] >= '0' && s[i] <= '9';
+                if (i == 8 ? s[i] != 'T' : i == 15 ? s[i] != 'Z' : !digit)
+                        return false;
+        }
+        end = strptime(s, "%Y%m%dT%H%M%SZ", &tm);
+        if (!end || *end)
+                return false;
+        /* Round trip: rejects 20260231 and 24:00:00. */
+        t = timegm(&tm);
+        stamp_stamp_from_time(t, back);
+        return strcmp(back, s) == 0;
+}
+
+void stamp_stamp_from_time(int64_t t, char ret[STAMP_STAMP_LEN + 1])
+{
+        time_t tt = (time_t)t;
+        struct tm tm;
+
+        gmtime_r(&tt, &tm);
+        strftime(ret, STAMP_STAMP_LEN + 1, "%Y%m%dT%H%M%SZ", &tm);
+}
+
+void stamp_iso8601(int64_t sec, long nsec, char ret[40])
+{
+        time_t tt = (time_t)sec;
+        struct tm tm;
+        char base[32];
+
+        gmtime_r(&tt, &tm);
+        strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+        snprintf(ret, 40, "%.24s.%09dZ", base, (int)(nsec % 1000000000));
+}
+
+/* Parsing helpers. Every getter fails with -EBADMSG on a wrong type. */
+
+static int no_duplicates(const cJSON *obj)
+{
+        for (const cJSON *a = obj->child; a; a = a->next)
+                for (const cJSON *b = a->next; b; b = b->next)
+                        if (a->string && b->string && strcmp(a->string, b->string) == 0)
+                                return -EBADMSG;
+        return 0;
+}
+
+static int get_u64(const cJSON *obj, const char *key, uint64_t *ret)
+{
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+        double d;
+
+        if (!cJSON_IsNumber(j))
+                return -EBADMSG;
+        d = j->valuedouble;
+        if (!(d >= 0 && d <= 9007199254740992.0) || floor(d) != d)
+                return -EBADMSG;
+        *ret = (uint64_t)d;
+        return 0;
+}
+
+static int get_u32(const cJSON *obj, const char *key, uint32_t *ret)
+{
+        uint64_t v;
+        int r = get_u64(obj, key, &v);
+
+        if (r < 0)
+                return r;
+        if (v > UINT32_MAX)
+                return -EBADMSG;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+static int get_int(const cJSON *obj, const char *key, int *ret)
+{
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+        if (!cJSON_IsNumber(j) || !(j->valuedouble >= -1000 && j->valuedouble <= 1000) ||
+            floor(j->valuedouble) != j->valuedouble)
+                return -EBADMSG;
+        *ret = (int)j->valuedouble;
+        return 0;
+}
+
+static const char *get_str(const cJSON *obj, const char *key);
+
+/* Nanosecond times exceed 2^53, so they travel as decimal strings. */
+static int get_i64_str(const cJSON *obj, const char *key, int64_t *ret)
+{
+        const char *s = get_str(obj, key);
+        char *end;
+        long long v;
+
+        if (!s || !*s || strlen(s) > 20)
+                return -EBADMSG;
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || *end)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+static const char *get_str(const cJSON *obj, const char *key)
+{
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+        if (!cJSON_IsString(j) || !j->valuestring || strlen(j->valuestring) > STRING_MAX)
+                return NULL;
+        return j->valuestring;
+}
+
+static int get_strcpy(const cJSON *obj, const char *key, char *buf, size_t size)
+{
+        const char *s = get_str(obj, key);
+
+        if (!s || strlen(s) >= size)
+                return -EBADMSG;
+        strcpy(buf, s);
+        return 0;
+}
+
+static int get_strdup(const cJSON *obj, const char *key, char **ret)
+{
+        const char *s = get_str(obj, key);
+
+        if (!s)
+                return -EBADMSG;
+        *ret = strdup(s);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int get_strv(const cJSON *obj, const char *key, struct stamp_strv *ret)
+{
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(obj, key), *j;
+        size_t n = 0;
+        int r;
+
+        if (!cJSON_IsArray(arr))
+                return -EBADMSG;
+        cJSON_ArrayForEach(j, arr)
+        {
+                if (!cJSON_IsString(j) || strlen(j->valuestring) > STRING_MAX || ++n > LIST_MAX)
+                        return -EBADMSG;
+                r = stamp_strv_push(ret, j->valuestring);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int get_id(const cJSON *obj, const char *key, struct stamp_id *ret)
+{
+        const char *s = get_str(obj, key);
+
+        if (!s)
+                return -EBADMSG;
+        return stamp_id_from_hex(s, ret) < 0 ? -EBADMSG : 0;
+}
+
+static int parse_text(const char *text, size_t len, cJSON **ret)
+{
+        cJSON *j;
+
+        /* Parse only NUL-terminated text, with the NUL where the length says. */
+        if (len > STAMP_JSON_MAX || strlen(text) != len)
+                return -EBADMSG;
+        j = cJSON_ParseWithOpts(text, NULL, 1);
+        if (!j)
+                return -EBADMSG;
+        if (!cJSON_IsObject(j)) {
+                cJSON_Delete(j);
+                return -EBADMSG;
+        }
+        *ret = j;
+        return 0;
+}
+
+/* Encoding helpers: each returns 0 or -ENOMEM. */
+
+static int put_u64(cJSON *obj, const char *key, uint64_t v)
+{
+        return cJSON_AddNumberToObject(obj, key, (double)v) ? 0 : -ENOMEM;
+}
+
+static int put_str(cJSON *obj, const char *key, const char *s)
+{
+        return cJSON_AddStringToObject(obj, key, s ? s : "") ? 0 : -ENOMEM;
+}
+
+static int put_i64_str(cJSON *obj, const char *key, int64_t v)
+{
+        char buf[32];
+
+        snprintf(buf, sizeof(buf), "%lld", (long long)v);
+        return put_str(obj, key, buf);
+}
+
+static int put_strv(cJSON *obj, const char *key, const struct stamp_strv *v)
+{
+        cJSON *arr = cJSON_AddArrayToObject(obj, key);
+
+        if (!arr)
+                return -ENOMEM;
+        for (size_t i = 0; i < v->n; i++) {
+                cJSON *s = cJSON_CreateString(v->v[i]);
+                if (!s || !cJSON_AddItemToArray(arr, s)) {
+                        cJSON_Delete(s);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+static int put_id(cJSON *obj, const char *key, const struct stamp_id *id)
+{
+        char hex[STAMP_ID_HEX_SIZE];
+
+        stamp_id_to_hex(id, hex);
+        return put_str(obj, key, hex);
+}
+
+static int put_chunker(cJSON *obj, const char *alg, const struct stamp_chunker_params *p)
+{
+        cJSON *c = cJSON_AddObjectToObject(obj, "chunker");
+
+        if (!c)
+                return -ENOMEM;
+        if (put_str(c, "algorithm", alg) < 0 || put_u64(c, "min", p->min) < 0 ||
+            put_u64(c, "avg", p->avg) < 0 || put_u64(c, "max", p->max) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+static int get_chunker(const cJSON *obj, char *alg, size_t alg_size,
+                       struct stamp_chunker_params *p)
+{
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(obj, "chunker");
+
+        if (!cJSON_IsObject(c) || no_duplicates(c) < 0)
+                return -EBADMSG;
+        if (alg && get_strcpy(c, "algorithm", alg, alg_size) < 0)
+                return -EBADMSG;
+        if (get_u32(c, "min", &p->min) < 0 || get_u32(c, "avg", &p->avg) < 0 ||
+            get_u32(c, "max", &p->max) < 0)
+                return -EBADMSG;
+        return stamp_chunker_params_check(p) < 0 ? -EBADMSG : 0;
+}
+
+static int print(cJSON *j, char **ret)
+{
+        char *s = cJSON_Print(j);
+
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static void hex_encode(const uint8_t *p, size_t n, char *out)
+{
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[p[i] >> 4];
+                out[2 * i + 1] = digits[p[i] & 15];
+        }
+        out[2 * n] = 0;
+}
+
+static int hex_decode(const char *s, uint8_t *out, size_t n)
+{
+        if (strlen(s) != 2 * n)
+                return -EBADMSG;
+        for (size_t i = 0; i < 2 * n; i++)
+                if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                        return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                unsigned v;
+                sscanf(s + 2 * i, "%2x", &v);
+                out[i] = (uint8_t)v;
+        }
+        return 0;
+}
+
+int stamp_config_encode(const struct stamp_config *c, char **ret)
+{
+        _cleanup_json_ cJSON *j = cJSON_CreateObject();
+        cJSON *comp;
+        char secret[2 * STAMP_SECRET_SEED_SIZE + 1];
+
+        if (!j)
+                return -ENOMEM;
+        hex_encode(c->secret, sizeof(c->secret), secret);
+        if (put_str(j, "format", "stampfs") < 0 || put_u64(j, "version", c->version) < 0 ||
+            put_str(j, "created", c->created) < 0 ||
+            put_chunker(j, c->chunker_alg, &c->chunker) < 0 ||
+            put_str(j, "chunk_id", c->chunk_id_alg) < 0 || put_str(j, "secret", secret) < 0 ||
+            put_u64(j, "pack_size", c->pack_size) < 0 ||
+            put_u64(j, "dedup_verify_max", c->dedup_verify_max) < 0)
+                return -ENOMEM;
+        comp = cJSON_AddObjectToObject(j, "compression");
+        if (!comp || put_str(comp, "algorithm", "zstd") < 0 ||
+            !cJSON_AddNumberToObject(comp, "level", c->zstd_level))
+                return -ENOMEM;
+        return print(j, ret);
+}
+
+int stamp_config_parse(const char *text, size_t len, struct stamp_config *ret)
+{
+        _cleanup_json_ cJSON *j = NULL;
+        struct stamp_config c = { 0 };
+        const cJSON *comp;
+        const char *s;
+        uint64_t version;
+        int r;
+
+        r = parse_text(text, len, &j);
+        if (r < 0)
+                return r;
+        if (no_duplicates(j) < 0)
+                return -EBADMSG;
+        s = get_str(j, "format");
+        if (!s || strcmp(s, "stampfs") != 0)
+                return -EBADMSG;
+        if (get_u64(j, "version", &version) < 0)
+                return -EBADMSG;
+        if (version != STAMP_CONFIG_VERSION)
+                return -EOPNOTSUPP;
+        c.version = (unsigned)version;
+        if (get_strcpy(j, "created", c.created, sizeof(c.created)) < 0 ||
+            get_chunker(j, c.chunker_alg, sizeof(c.chunker_alg), &c.chunker) < 0 ||
+            get_strcpy(j, "chunk_id", c.chunk_id_alg, sizeof(c.chunk_id_alg)) < 0 ||
+            get_u32(j, "pack_size", &c.pack_size) < 0 ||
+            get_u32(j, "dedup_verify_max", &c.dedup_verify_max) < 0)
+                return -EBADMSG;
+        s = get_str(j, "secret");
+        if (!s || hex_decode(s, c.secret, sizeof(c.secret)) < 0)
+                return -EBADMSG;
+        comp = cJSON_GetObjectItemCaseSensitive(j, "compression");
+        if (!cJSON_IsObject(comp) || get_int(comp, "level", &c.zstd_level) < 0)
+                return -EBADMSG;
+        s = get_str(comp, "algorithm");
+        if (!s || strcmp(s, "zstd") != 0)
+                return -EOPNOTSUPP;
+        if (strcmp(c.chunker_alg, "fastcdc-gear-nc2") != 0 ||
+            strcmp(c.chunk_id_alg, "xxh3-128-keyed") != 0)
+                return -EOPNOTSUPP;
+        if (c.pack_size < (1u << 20) || c.pack_size > (1u << 30) ||
+            c.zstd_level < -7 || c.zstd_level > 19 || c.dedup_verify_max > (1u << 20))
+                return -EBADMSG;
+        *ret = c;
+        return 0;
+}
+
+void stamp_record_release(struct stamp_record *r)
+{
+        free(r->host);
+        free(r->tool_version);
+        stamp_strv_release(&r->sources);
+        stamp_strv_release(&r->tags);
+        stamp_strv_release(&r->excludes);
+        stamp_strv_release(&r->errors);
+        stamp_strv_release(&r->changed);
+        memset(r, 0, sizeof(*r));
+}
+
+int stamp_record_encode(const struct stamp_record *r, char **ret)
+{
+        _cleanup_json_ cJSON *j = cJSON_CreateObject();
+        cJSON *opt;
+
+        if (!j)
+                return -ENOMEM;
+        if (put_u64(j, "version", STAMP_RECORD_VERSION) < 0 || put_str(j, "stamp", r->stamp) < 0 ||
+            put_str(j, "created", r->created) < 0 || put_str(j, "host", r->host) < 0 ||
+            put_strv(j, "sources", &r->sources) < 0 || put_strv(j, "tags", &r->tags) < 0 ||
+            put_id(j, "root", &r->root) < 0 || put_u64(j, "files", r->files) < 0 ||
+            put_u64(j, "directories", r->dirs) < 0 || put_u64(j, "symlinks", r->symlinks) < 0 ||
+            put_u64(j, "specials", r->specials) < 0 ||
+            put_u64(j, "logical_bytes", r->logical_bytes) < 0 ||
+            put_u64(j, "new_bytes", r->new_bytes) < 0 ||
+            put_u64(j, "stored_new_bytes", r->stored_new_bytes) < 0 ||
+            put_u64(j, "new_chunks", r->new_chunks) < 0 ||
+            put_u64(j, "new_objects", r->new_objects) < 0 ||
+            !cJSON_AddNumberToObject(j, "duration_s", r->duration_s) ||
+            put_str(j, "tool_version", r->tool_version) < 0 ||
+            put_u64(j, "error_count", r->n_errors) < 0 || put_strv(j, "errors", &r->errors) < 0 ||
+            put_u64(j, "changed_count", r->n_changed) < 0 ||
+            put_strv(j, "changed_during_snapshot", &r->changed) < 0)
+                return -ENOMEM;
+        {
+                cJSON *m = cJSON_AddObjectToObject(j, "root_meta");
+                if (!m || put_u64(m, "mode", r->root_mode) < 0 || put_u64(m, "uid", r->root_uid) < 0 ||
+                    put_u64(m, "gid", r->root_gid) < 0 ||
+                    put_i64_str(m, "mtime_ns", r->root_mtime_ns) < 0)
+                        return -ENOMEM;
+        }
+        opt = cJSON_AddObjectToObject(j, "options");
+        if (!opt || put_strv(opt, "excludes", &r->excludes) < 0 ||
+            !cJSON_AddBoolToObject(opt, "one_file_system", r->one_file_system) ||
+            put_chunker(opt, "fastcdc-gear-nc2", &r->chunker) < 0 ||
+            !cJSON_AddNumberToObject(opt, "zstd_level", r->zstd_level))
+                return -ENOMEM;
+        return print(j, ret);
+}
+
+static int record_parse(const cJSON *j, struct stamp_record *r)
+{
+        const cJSON *opt, *ofs;
+        uint64_t version;
+
+        if (no_duplicates(j) < 0 || get_u64(j, "version", &version) < 0)
+                return -EBADMSG;
+        if (version != STAMP_RECORD_VERSION)
+                return -EOPNOTSUPP;
+        r->version = (unsigned)version;
+        if (get_strcpy(j, "stamp", r->stamp, sizeof(r->stamp)) < 0 ||
+            !stamp_stamp_valid(r->stamp) ||
+            get_strcpy(j, "created", r->created, sizeof(r->created)) < 0 ||
+            get_strdup(j, "host", &r->host) < 0 || get_strv(j, "sources", &r->sources) < 0 ||
+            get_strv(j, "tags", &r->tags) < 0 || get_id(j, "root", &r->root) < 0 ||
+            get_u64(j, "files", &r->files) < 0 || get_u64(j, "directories", &r->dirs) < 0 ||
+            get_u64(j, "symlinks", &r->symlinks) < 0 || get_u64(j, "specials", &r->specials) < 0 ||
+            get_u64(j, "logical_bytes", &r->logical_bytes) < 0 ||
+            get_u64(j, "new_bytes", &r->new_bytes) < 0 ||
+            get_u64(j, "stored_new_bytes", &r->stored_new_bytes) < 0 ||
+            get_u64(j, "new_chunks", &r->new_chunks) < 0 ||
+            get_u64(j, "new_objects", &r->new_objects) < 0 ||
+            get_strdup(j, "tool_version", &r->tool_version) < 0 ||
+            get_u64(j, "error_count", &r->n_errors) < 0 || get_strv(j, "errors", &r->errors) < 0 ||
+            get_u64(j, "changed_count", &r->n_changed) < 0 ||
+            get_strv(j, "changed_during_snapshot", &r->changed) < 0)
+                return -EBADMSG;
+        {
+                const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "duration_s");
+                if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0 && d->valuedouble < 1e9))
+                        return -EBADMSG;
+                r->duration_s = d->valuedouble;
+        }
+        {
+                const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "root_meta");
+                if (!cJSON_IsObject(m) || no_duplicates(m) < 0 ||
+                    get_u32(m, "mode", &r->root_mode) < 0 || get_u32(m, "uid", &r->root_uid) < 0 ||
+                    get_u32(m, "gid", &r->root_gid) < 0 ||
+                    get_i64_str(m, "mtime_ns", &r->root_mtime_ns) < 0)
+                        return -EBADMSG;
+        }
+        opt = cJSON_GetObjectItemCaseSensitive(j, "options");
+        if (!cJSON_IsObject(opt) || no_duplicates(opt) < 0 ||
+            get_strv(opt, "excludes", &r->excludes) < 0 ||
+            get_chunker(opt, NULL, 0, &r->chunker) < 0 ||
+            get_int(opt, "zstd_level", &r->zstd_level) < 0)
+                return -EBADMSG;
+        ofs = cJSON_GetObjectItemCaseSensitive(opt, "one_file_system");
+        if (!cJSON_IsBool(ofs))
+                return -EBADMSG;
+        r->one_file_system = cJSON_IsTrue(ofs);
+        return 0;
+}
+
+int stamp_record_parse(const char *text, size_t len, struct stamp_record *ret)
+{
+        _cleanup_json_ cJSON *j = NULL;
+        struct stamp_record r = { 0 };
+        int e;
+
+        e = parse_text(text, len, &j);
+        if (e < 0)
+                return e;
+        e = record_parse(j, &r);
+        if (e < 0) {
+                stamp_record_release(&r);
+                return e;
+        }
+        *ret = r;
+        return 0;
+}

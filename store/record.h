@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * JSON documents of a store: the config and the snapshot records
+ * (snapshots/STAMP.json). The only module that includes <cJSON.h>.
+ *
+ * Parsing treats the text as untrusted: it must be NUL-terminated within
+ * its length, keys are case-sensitive and unique, integers must be whole
+ * numbers in [0, 2^53], strings and lists have size caps.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunker.h"
+#include "hash.h"
+
+#define STAMP_CONFIG_VERSION 1
+#define STAMP_RECORD_VERSION 1
+#define STAMP_JSON_MAX (16u << 20)
+/* Paths listed in a record's errors and changed lists beyond this are only counted. */
+#define STAMP_RECORD_LIST_MAX 1000
+
+/* "20260407T060000Z" */
+#define STAMP_STAMP_LEN 16
+
+struct stamp_config {
+        unsigned version;
+        char chunker_alg[32];
+        struct stamp_chunker_params chunker;
+        char chunk_id_alg[32];
+        uint8_t secret[STAMP_SECRET_SEED_SIZE];
+        int zstd_level;
+        uint32_t pack_size;
+        uint32_t dedup_verify_max; /* byte-compare dedup hits of chunks up to this size */
+        char created[40];
+};
+
+struct stamp_strv {
+        char **v;
+        size_t n;
+};
+
+struct stamp_record {
+        unsigned version;
+        char stamp[STAMP_STAMP_LEN + 1];
+        char created[40];
+        char *host;
+        struct stamp_strv sources;
+        struct stamp_strv tags;
+        struct stamp_strv excludes;
+        bool one_file_system;
+        struct stamp_id root;
+        /* Attributes of the stamp's root directory (a single source's own). */
+        uint32_t root_mode, root_uid, root_gid;
+        int64_t root_mtime_ns;
+        uint64_t files, dirs, symlinks, specials;
+        uint64_t logical_bytes;   /* file sizes summed */
+        uint64_t new_bytes;       /* raw bytes of new objects */
+        uint64_t stored_new_bytes;/* bytes they take in packs */
+        uint64_t new_chunks;      /* new data chunks */
+        uint64_t new_objects;     /* new objects of any kind */
+        double duration_s;
+        char *tool_version;
+        struct stamp_chunker_params chunker;
+        int zstd_level;
+        uint64_t n_errors;        /* unreadable source entries */
+        struct stamp_strv errors; /* "path: reason", at most STAMP_RECORD_LIST_MAX */
+        uint64_t n_changed;       /* files that changed while being read */
+        struct stamp_strv changed;
+};
+
+int stamp_config_encode(const struct stamp_config *c, char **ret);
+/* -EBADMSG if malformed, -EOPNOTSUPP for an unknown version or algorithm. */
+int stamp_config_parse(const char *text, size_t len, struct stamp_config *ret);
+
+int stamp_record_encode(const struct stamp_record *r, char **ret);
+int stamp_record_parse(const char *text, size_t len, struct stamp_record *ret);
+/* Frees the strings a record owns and zeroes it. */
+void stamp_record_release(struct stamp_record *r);
+
+/* Appends a copy of @s. */
+int stamp_strv_push(struct stamp_strv *v, const char *s);
+void stamp_strv_release(struct stamp_strv *v);
+
+/* True if @s is a well-formed stamp (YYYYMMDDTHHMMSSZ with a valid date). */
+bool stamp_stamp_valid(const char *s);
+/* Writes the stamp of @t (UTC). */
+void stamp_stamp_from_time(int64_t t, char ret[STAMP_STAMP_LEN + 1]);
+/* ISO 8601 UTC with nanoseconds: "2026-04-07T06:00:00.123456789Z". */
+void stamp_iso8601(int64_t sec, long nsec, char ret[40]);

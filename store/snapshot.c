@@ -1,0 +1,1301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The snapshot pipeline.
+ *
+ * One walker thread (the caller) walks the sources with directory fds,
+ * reads changed files and cuts them into chunks; N worker threads hash,
+ * dedup, compress and pack the chunks (stamp_writer_put); the writer's own
+ * thread makes packs durable. So reading, chunking, compressing and
+ * writing overlap.
+ *
+ * Ordering: chunk ids come back through "slots". A file whose chunks fit
+ * in one ring of slots is finished only when its directory is (so the
+ * chunks of many small files are in flight together); a larger file
+ * recycles its ring, consuming the oldest slot before reusing it. A
+ * directory's tree is written after all its files are finished, so trees
+ * are written bottom-up and a tree only names objects already put.
+ *
+ * Memory is bounded by the bytes in flight (IN_FLIGHT_MAX), the read
+ * buffer, and the entries of the directories on the current path.
+ *
+ * Files cache: an unchanged regular file (same dev, ino, size, mtime and
+ * ctime) reuses its content reference without being read. Files modified
+ * within the last two seconds of the snapshot's start are not cached
+ * ("racy" files), nor are files that changed while being read.
+ */
+
+#include "snapshot.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chunker.h"
+#include "compress.h"
+#include "macro.h"
+#include "pack.h"
+#include "tree.h"
+#include "writer.h"
+
+#define RING 64
+#define IN_FLIGHT_MAX (48u << 20)
+#define DEPTH_MAX 4096
+#define READ_ATTEMPTS 3
+#define XATTR_LIST_MAX_BYTES (1u << 20)
+
+struct slot {
+        struct stamp_id id;
+        uint32_t len;
+        bool done; /* protected by pool.lock */
+        int error; /* protected by pool.lock */
+};
+
+struct task {
+        uint8_t *data;
+        size_t len;
+        struct slot *slot;
+        struct task *next;
+};
+
+/* Builds a file's chunk list: inline for a few chunks, else chunk-list objects. */
+struct listb {
+        uint8_t *items[STAMP_CHUNKLIST_LEVEL_MAX + 1]; /* FANOUT × (id, le64 len) */
+        uint32_t count[STAMP_CHUNKLIST_LEVEL_MAX + 1];
+        uint64_t bytes[STAMP_CHUNKLIST_LEVEL_MAX + 1];
+        uint64_t total_chunks;
+        int top; /* highest level with items or flushed */
+};
+
+struct filejob {
+        struct slot *slots;
+        size_t nslots;
+        uint64_t dispatched, consumed;
+        struct listb lb;
+};
+
+/* An entry of the directory being built, with the strings it owns. */
+struct pentry {
+        struct stamp_entry e;
+        char *name;
+        char *target;
+        uint8_t *xattrs;
+        uint8_t *content;
+        struct filejob *job;
+        uint64_t dev, ino;
+        bool cacheable;
+};
+
+struct cache_row {
+        uint64_t dev, ino, size;
+        int64_t mtime, ctime;
+        uint8_t *content;
+        size_t len;
+};
+
+struct ctx {
+        struct stamp_store *s;
+        const struct stamp_snapshot_options *o;
+        struct stamp_writer *w;
+        struct stamp_zctx *z; /* the walker's */
+        struct stamp_index *ix;
+        struct stamp_chunker chunker;
+        struct stamp_record *rec;
+        uint64_t store_dev, store_ino;
+        uint64_t root_dev;
+        int64_t racy_after; /* seconds: files changed after this are not cached */
+        uint8_t *rbuf;
+        size_t rbuf_size;
+        char *path; /* relative path of the entry being worked on */
+        size_t path_len, path_cap;
+        struct cache_row *rows;
+        size_t n_rows, rows_cap;
+        struct stamp_progress prog;
+        struct timespec last_progress;
+
+        struct {
+                pthread_mutex_t lock;
+                pthread_cond_t has_task, progress;
+                struct task *head, **tail;
+                size_t in_flight;
+                bool stop;
+                pthread_t *threads;
+                unsigned n_threads;
+        } pool;
+};
+
+/* ---- worker pool ---- */
+
+static void *worker_main(void *arg)
+{
+        struct ctx *c = arg;
+        struct stamp_zctx *z = stamp_zctx_new(stamp_store_config(c->s)->zstd_level);
+
+        pthread_mutex_lock(&c->pool.lock);
+        for (;;) {
+                struct task *t;
+                struct stamp_id id;
+                int r;
+
+                while (!c->pool.head && !c->pool.stop)
+                        pthread_cond_wait(&c->pool.has_task, &c->pool.lock);
+                if (!c->pool.head)
+                        break;
+                t = c->pool.head;
+                c->pool.head = t->next;
+                if (!c->pool.head)
+                        c->pool.tail = &c->pool.head;
+                pthread_mutex_unlock(&c->pool.lock);
+
+                r = z ? stamp_writer_put(c->w, z, STAMP_OBJ_DATA, t->data, t->len, &id) : -ENOMEM;
+
+                pthread_mutex_lock(&c->pool.lock);
+                t->slot->done = true;
+                t->slot->error = r;
+                if (r == 0) {
+                        t->slot->id = id;
+                        t->slot->len = (uint32_t)t->len;
+                }
+                c->pool.in_flight -= t->len;
+                pthread_cond_broadcast(&c->pool.progress);
+                free(t->data);
+                free(t);
+        }
+        pthread_mutex_unlock(&c->pool.lock);
+        stamp_zctx_free(z);
+        return NULL;
+}
+
+static int pool_start(struct ctx *c, unsigned n)
+{
+        pthread_mutex_init(&c->pool.lock, NULL);
+        pthread_cond_init(&c->pool.has_task, NULL);
+        pthread_cond_init(&c->pool.progress, NULL);
+        c->pool.tail = &c->pool.head;
+        c->pool.threads = calloc(n, sizeof(pthread_t));
+        if (!c->pool.threads)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++) {
+                if (pthread_create(&c->pool.threads[i], NULL, worker_main, c) != 0)
+                        return -EAGAIN;
+                c->pool.n_threads++;
+        }
+        return 0;
+}
+
+static void pool_stop(struct ctx *c)
+{
+        if (!c->pool.tail)
+                return;
+        pthread_mutex_lock(&c->pool.lock);
+        c->pool.stop = true;
+        pthread_cond_broadcast(&c->pool.has_task);
+        pthread_mutex_unlock(&c->pool.lock);
+        for (unsigned i = 0; i < c->pool.n_threads; i++)
+                pthread_join(c->pool.threads[i], NULL);
+        free(c->pool.threads);
+        pthread_cond_destroy(&c->pool.has_task);
+        pthread_cond_destroy(&c->pool.progress);
+        pthread_mutex_destroy(&c->pool.lock);
+}
+
+/* Queues a copy of @data for slot @slot, waiting while too much is in flight. */
+static int dispatch(struct ctx *c, const uint8_t *data, size_t len, struct slot *slot)
+{
+        struct task *t = malloc(sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        t->data = malloc(len ? len : 1);
+        if (!t->data) {
+                free(t);
+                return -ENOMEM;
+        }
+        memcpy(t->data, data, len);
+        t->len = len;
+        t->slot = slot;
+        t->next = NULL;
+        pthread_mutex_lock(&c->pool.lock);
+        while (c->pool.in_flight > 0 && c->pool.in_flight + len > IN_FLIGHT_MAX)
+                pthread_cond_wait(&c->pool.progress, &c->pool.lock);
+        slot->done = false;
+        slot->error = 0;
+        c->pool.in_flight += len;
+        *c->pool.tail = t;
+        c->pool.tail = &t->next;
+        pthread_cond_signal(&c->pool.has_task);
+        pthread_mutex_unlock(&c->pool.lock);
+        return 0;
+}
+
+static int slot_wait(struct ctx *c, struct slot *slot)
+{
+        int r;
+
+        pthread_mutex_lock(&c->pool.lock);
+        while (!slot->done)
+                pthread_cond_wait(&c->pool.progress, &c->pool.lock);
+        r = slot->error;
+        pthread_mutex_unlock(&c->pool.lock);
+        return r;
+}
+
+/* ---- chunk lists ---- */
+
+static void listb_release(struct listb *lb)
+{
+        for (int i = 0; i <= STAMP_CHUNKLIST_LEVEL_MAX; i++)
+                free(lb->items[i]);
+        memset(lb, 0, sizeof(*lb));
+}
+
+static int listb_push(struct ctx *c, struct listb *lb, int level, const struct stamp_id *id,
+                      uint64_t len);
+
+/* Writes level @level as a chunk-list object and pushes it one level up. */
+static int listb_flush(struct ctx *c, struct listb *lb, int level)
+{
+        _cleanup_free_ uint8_t *obj = NULL;
+        struct stamp_id id;
+        size_t n;
+        uint64_t bytes = lb->bytes[level];
+        int r;
+
+        if (level >= STAMP_CHUNKLIST_LEVEL_MAX)
+                return -EFBIG;
+        r = stamp_chunklist_encode((uint8_t)level, lb->items[level], lb->count[level], &obj, &n);
+        if (r < 0)
+                return r;
+        r = stamp_writer_put(c->w, c->z, STAMP_OBJ_CHUNKLIST, obj, n, &id);
+        if (r < 0)
+                return r;
+        lb->count[level] = 0;
+        lb->bytes[level] = 0;
+        return listb_push(c, lb, level + 1, &id, bytes);
+}
+
+static int listb_push(struct ctx *c, struct listb *lb, int level, const struct stamp_id *id,
+                      uint64_t len)
+{
+        uint8_t *p;
+
+        if (!lb->items[level]) {
+                lb->items[level] = malloc((size_t)STAMP_CHUNKLIST_FANOUT * STAMP_LISTREF_SIZE);
+                if (!lb->items[level])
+                        return -ENOMEM;
+        }
+        if (level > lb->top)
+                lb->top = level;
+        p = lb->items[level] + (size_t)lb->count[level] * STAMP_LISTREF_SIZE;
+        memcpy(p, id->b, STAMP_ID_SIZE);
+        le64_write(p + STAMP_ID_SIZE, len);
+        lb->count[level]++;
+        lb->bytes[level] += len;
+        if (level == 0)
+                lb->total_chunks++;
+        if (lb->count[level] == STAMP_CHUNKLIST_FANOUT)
+                return listb_flush(c, lb, level);
+        return 0;
+}
+
+/* Produces the encoded content reference of a finished file. */
+static int listb_finish(struct ctx *c, struct listb *lb, uint8_t **ret, size_t *ret_len)
+{
+        uint8_t refs[STAMP_INLINE_CHUNKS_MAX * STAMP_CHUNKREF_SIZE];
+        int r;
+
+        if (lb->total_chunks <= STAMP_INLINE_CHUNKS_MAX && lb->top == 0) {
+                for (uint32_t i = 0; i < lb->count[0]; i++) {
+                        const uint8_t *p = lb->items[0] + (size_t)i * STAMP_LISTREF_SIZE;
+                        memcpy(refs + (size_t)i * STAMP_CHUNKREF_SIZE, p, STAMP_ID_SIZE);
+                        le32_write(refs + (size_t)i * STAMP_CHUNKREF_SIZE + STAMP_ID_SIZE,
+                                   (uint32_t)le64_read(p + STAMP_ID_SIZE));
+                }
+                return stamp_content_encode_inline(refs, lb->count[0], ret, ret_len);
+        }
+        for (int level = 0;; level++) {
+                if (level == lb->top && lb->count[level] == 1 && level > 0) {
+                        struct stamp_id id;
+                        memcpy(id.b, lb->items[level], STAMP_ID_SIZE);
+                        return stamp_content_encode_list(&id, (uint8_t)(level - 1), ret, ret_len);
+                }
+                if (lb->count[level] == 0)
+                        continue;
+                r = listb_flush(c, lb, level);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* ---- paths, errors, progress ---- */
+
+static int path_push(struct ctx *c, const char *name, size_t *ret_old)
+{
+        size_t n = strlen(name), need = c->path_len + 1 + n + 1;
+
+        if (need > c->path_cap) {
+                size_t cap = c->path_cap ? c->path_cap : 256;
+                char *p;
+                while (cap < need)
+                        cap *= 2;
+                p = realloc(c->path, cap);
+                if (!p)
+                        return -ENOMEM;
+                c->path = p;
+                c->path_cap = cap;
+        }
+        *ret_old = c->path_len;
+        if (c->path_len > 0)
+                c->path[c->path_len++] = '/';
+        memcpy(c->path + c->path_len, name, n + 1);
+        c->path_len += n;
+        return 0;
+}
+
+static void path_pop(struct ctx *c, size_t old)
+{
+        c->path_len = old;
+        if (c->path)
+                c->path[old] = 0;
+}
+
+/* Records a source-side problem; the snapshot goes on. */
+static int source_error(struct ctx *c, const char *reason)
+{
+        char buf[PATH_MAX + 256];
+
+        c->rec->n_errors++;
+        if (c->rec->errors.n >= STAMP_RECORD_LIST_MAX)
+                return 0;
+        snprintf(buf, sizeof(buf), "%s: %s", c->path_len ? c->path : ".", reason);
+        return stamp_strv_push(&c->rec->errors, buf);
+}
+
+static int source_changed(struct ctx *c)
+{
+        c->rec->n_changed++;
+        if (c->rec->changed.n >= STAMP_RECORD_LIST_MAX)
+                return 0;
+        return stamp_strv_push(&c->rec->changed, c->path_len ? c->path : ".");
+}
+
+static void progress(struct ctx *c)
+{
+        struct timespec now;
+        struct stamp_writer_stats st;
+
+        if (!c->o->progress)
+                return;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+        if ((now.tv_sec - c->last_progress.tv_sec) * 1000000000L +
+                    (now.tv_nsec - c->last_progress.tv_nsec) < 100000000L)
+                return;
+        c->last_progress = now;
+        stamp_writer_stats(c->w, &st);
+        c->prog.new_bytes = st.new_bytes;
+        c->prog.path = c->path;
+        c->o->progress(&c->prog, c->o->userdata);
+}
+
+static bool excluded(struct ctx *c, const char *name)
+{
+        for (size_t i = 0; i < c->o->n_excludes; i++) {
+                const char *pat = c->o->excludes[i];
+                if (strchr(pat, '/')) {
+                        if (fnmatch(pat[0] == '/' ? pat + 1 : pat, c->path, FNM_PATHNAME) == 0)
+                                return true;
+                } else if (fnmatch(pat, name, 0) == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* ---- reading entries ---- */
+
+static int64_t ts_ns(struct timespec t)
+{
+        return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static int cmp_cstr(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct xattr_item {
+        char *name;
+        uint8_t *value;
+        size_t len;
+};
+
+static int cmp_xattr(const void *a, const void *b)
+{
+        return strcmp(((const struct xattr_item *)a)->name, ((const struct xattr_item *)b)->name);
+}
+
+/* Reads the xattrs of @path (not following symlinks) into the encoded form. */
+static int read_xattrs(const char *path, struct pentry *pe)
+{
+        _cleanup_free_ char *list = NULL;
+        struct xattr_item items[256];
+        size_t n = 0, total = 0;
+        ssize_t len;
+        uint8_t *out, *q;
+        int r = 0;
+
+        len = llistxattr(path, NULL, 0);
+        if (len <= 0)
+                return len < 0 && errno != ENOTSUP && errno != ENODATA ? negerrno() : 0;
+        if ((size_t)len > XATTR_LIST_MAX_BYTES)
+                return -E2BIG;
+        list = malloc((size_t)len);
+        if (!list)
+                return -ENOMEM;
+        len = llistxattr(path, list, (size_t)len);
+        if (len < 0)
+                return negerrno();
+        for (char *p = list; p < list + len && n < ARRAY_SIZE(items); p += strlen(p) + 1) {
+                ssize_t vl;
+                if (!*p || strlen(p) > 255)
+                        continue;
+                vl = lgetxattr(path, p, NULL, 0);
+                if (vl < 0 || vl > STAMP_XATTR_VALUE_MAX)
+                        continue;
+                items[n].name = p;
+                items[n].value = malloc(vl ? (size_t)vl : 1);
+                if (!items[n].value) {
+                        r = -ENOMEM;
+                        break;
+                }
+                vl = lgetxattr(path, p, items[n].value, (size_t)vl);
+                if (vl < 0) {
+                        free(items[n].value);
+                        continue;
+                }
+                items[n].len = (size_t)vl;
+                total += 1 + strlen(p) + 4 + (size_t)vl;
+                n++;
+        }
+        if (r == 0 && n > 0) {
+                qsort(items, n, sizeof(items[0]), cmp_xattr);
+                out = malloc(total);
+                if (!out)
+                        r = -ENOMEM;
+                else {
+                        q = out;
+                        for (size_t i = 0; i < n; i++) {
+                                size_t nl = strlen(items[i].name);
+                                *q++ = (uint8_t)nl;
+                                memcpy(q, items[i].name, nl);
+                                q += nl;
+                                le32_write(q, (uint32_t)items[i].len);
+                                q += 4;
+                                memcpy(q, items[i].value, items[i].len);
+                                q += items[i].len;
+                        }
+                        pe->xattrs = out;
+                        pe->e.xattrs = out;
+                        pe->e.xattrs_len = total;
+                        pe->e.xattr_count = (uint16_t)n;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                free(items[i].value);
+        return r;
+}
+
+static uint8_t type_of(mode_t m)
+{
+        switch (m & S_IFMT) {
+        case S_IFREG:
+                return STAMP_T_REG;
+        case S_IFDIR:
+                return STAMP_T_DIR;
+        case S_IFLNK:
+                return STAMP_T_LNK;
+        case S_IFCHR:
+                return STAMP_T_CHR;
+        case S_IFBLK:
+                return STAMP_T_BLK;
+        case S_IFIFO:
+                return STAMP_T_FIFO;
+        case S_IFSOCK:
+                return STAMP_T_SOCK;
+        }
+        return 0;
+}
+
+static void fill_stat(struct ctx *c, struct pentry *pe, const struct stat *st)
+{
+        pe->e.type = type_of(st->st_mode);
+        pe->e.mode = st->st_mode;
+        pe->e.uid = st->st_uid;
+        pe->e.gid = st->st_gid;
+        pe->e.nlink = (uint32_t)st->st_nlink;
+        pe->e.mtime_ns = ts_ns(st->st_mtim);
+        pe->e.ctime_ns = ts_ns(st->st_ctim);
+        pe->e.rdev = (pe->e.type == STAMP_T_CHR || pe->e.type == STAMP_T_BLK) ? st->st_rdev : 0;
+        pe->dev = st->st_dev;
+        pe->ino = st->st_ino;
+        if (pe->e.type != STAMP_T_DIR && st->st_nlink > 1) {
+                /* Stable across snapshots, so unchanged trees stay identical. */
+                uint8_t key[16];
+                struct stamp_id h;
+                le64_write(key, st->st_dev);
+                le64_write(key + 8, st->st_ino);
+                stamp_checksum128(key, sizeof(key), &h);
+                pe->e.link_id = le64_read(h.b) | 1;
+        }
+        (void)c;
+}
+
+/* Consumes finished slots of @job in order, up to @upto dispatched chunks. */
+static int job_consume(struct ctx *c, struct filejob *job, uint64_t upto)
+{
+        while (job->consumed < upto) {
+                struct slot *sl = &job->slots[job->consumed % job->nslots];
+                int r = slot_wait(c, sl);
+                if (r < 0)
+                        return r;
+                r = listb_push(c, &job->lb, 0, &sl->id, sl->len);
+                if (r < 0)
+                        return r;
+                job->consumed++;
+        }
+        return 0;
+}
+
+static void job_free(struct filejob *job)
+{
+        if (!job)
+                return;
+        listb_release(&job->lb);
+        free(job->slots);
+        free(job);
+}
+
+/* Drops what a failed read attempt dispatched, so the file can be read again. */
+static int job_reset(struct ctx *c, struct filejob *job)
+{
+        while (job->consumed < job->dispatched) {
+                (void)slot_wait(c, &job->slots[job->consumed % job->nslots]);
+                job->consumed++;
+        }
+        listb_release(&job->lb);
+        job->consumed = job->dispatched = 0;
+        return 0;
+}
+
+/*
+ * Reads @fd to the end, dispatching its chunks. Returns the bytes read, or
+ * a negative errno: -EIO-like errors of the source are returned as they
+ * are, store errors come back through the slots.
+ */
+static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
+{
+        size_t have = 0, max = c->chunker.p.max;
+        uint64_t total = 0;
+        bool eof = false;
+
+        for (;;) {
+                size_t pos = 0;
+                while (!eof && have < c->rbuf_size) {
+                        ssize_t n = read(fd, c->rbuf + have, c->rbuf_size - have);
+                        if (n < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                return negerrno();
+                        }
+                        if (n == 0)
+                                eof = true;
+                        have += (size_t)n;
+                        total += (uint64_t)n;
+                        c->prog.read_bytes += (uint64_t)n;
+                }
+                while (have - pos >= max || (eof && pos < have)) {
+                        size_t cut = stamp_chunker_cut(&c->chunker, c->rbuf + pos, have - pos);
+                        struct slot *sl;
+                        int r;
+                        if (job->dispatched - job->consumed == job->nslots) {
+                                r = job_consume(c, job, job->consumed + 1);
+                                if (r < 0)
+                                        return r;
+                        }
+                        sl = &job->slots[job->dispatched % job->nslots];
+                        r = dispatch(c, c->rbuf + pos, cut, sl);
+                        if (r < 0)
+                                return r;
+                        job->dispatched++;
+                        pos += cut;
+                }
+                memmove(c->rbuf, c->rbuf + pos, have - pos);
+                have -= pos;
+                if (eof && have == 0)
+                        return (int64_t)total;
+        }
+}
+
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+        return a->st_size == b->st_size && a->st_mtim.tv_sec == b->st_mtim.tv_sec &&
+               a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+               a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/*
+ * Reads a regular file. Store errors are returned; source errors are
+ * recorded and the entry marked (content empty, UNREADABLE).
+ */
+static int read_regular(struct ctx *c, int dirfd, const char *name, struct pentry *pe,
+                        struct stat *st)
+{
+        _cleanup_close_ int fd = -1;
+        struct filejob *job;
+        size_t est;
+        int r;
+
+        fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+        if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
+                fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+                goto unreadable;
+        job = calloc(1, sizeof(*job));
+        if (!job)
+                return -ENOMEM;
+        pe->job = job;
+        est = (size_t)(st->st_size / c->chunker.p.min) + 1;
+        job->nslots = est < RING ? est : RING;
+        job->slots = calloc(job->nslots, sizeof(struct slot));
+        if (!job->slots)
+                return -ENOMEM;
+
+        for (int attempt = 1;; attempt++) {
+                struct stat before, after;
+                int64_t n;
+
+                if (fstat(fd, &before) < 0)
+                        goto unreadable;
+                n = read_chunks(c, fd, job);
+                if (n < 0) {
+                        /* A failed slot means a store error; a failed read, a source one. */
+                        if (job->dispatched > job->consumed) {
+                                r = job_consume(c, job, job->dispatched);
+                                if (r < 0)
+                                        return r;
+                        }
+                        errno = (int)-n;
+                        goto unreadable;
+                }
+                if (fstat(fd, &after) < 0)
+                        goto unreadable;
+                *st = after;
+                pe->e.size = (uint64_t)n;
+                if (same_file(&before, &after) && (uint64_t)n == (uint64_t)after.st_size)
+                        break;
+                if (attempt == READ_ATTEMPTS) {
+                        pe->e.flags |= STAMP_EF_CHANGED;
+                        pe->cacheable = false;
+                        return source_changed(c);
+                }
+                r = job_reset(c, job);
+                if (r < 0)
+                        return r;
+                if (lseek(fd, 0, SEEK_SET) < 0)
+                        goto unreadable;
+        }
+        fill_stat(c, pe, st);
+        pe->cacheable = st->st_mtim.tv_sec < c->racy_after && st->st_ctim.tv_sec < c->racy_after;
+        return 0;
+
+unreadable:
+        r = source_error(c, strerror(errno));
+        job_free(pe->job);
+        pe->job = NULL;
+        pe->e.flags |= STAMP_EF_UNREADABLE;
+        pe->e.size = 0;
+        pe->cacheable = false;
+        if (r < 0)
+                return r;
+        r = stamp_content_encode_inline(NULL, 0, &pe->content, &pe->e.content_len);
+        pe->e.content = pe->content;
+        return r;
+}
+
+/* Finishes a file whose chunks were dispatched: waits for them, builds its content. */
+static int finish_file(struct ctx *c, struct pentry *pe)
+{
+        struct filejob *job = pe->job;
+        int r;
+
+        r = job_consume(c, job, job->dispatched);
+        if (r < 0)
+                return r;
+        r = listb_finish(c, &job->lb, &pe->content, &pe->e.content_len);
+        if (r < 0)
+                return r;
+        pe->e.content = pe->content;
+        if (pe->cacheable) {
+                struct cache_row *row;
+                if (c->n_rows == c->rows_cap) {
+                        size_t cap = c->rows_cap ? 2 * c->rows_cap : 256;
+                        struct cache_row *v = realloc(c->rows, cap * sizeof(*v));
+                        if (!v)
+                                return -ENOMEM;
+                        c->rows = v;
+                        c->rows_cap = cap;
+                }
+                row = &c->rows[c->n_rows];
+                row->content = malloc(pe->e.content_len);
+                if (!row->content)
+                        return -ENOMEM;
+                memcpy(row->content, pe->content, pe->e.content_len);
+                row->len = pe->e.content_len;
+                row->dev = pe->dev;
+                row->ino = pe->ino;
+                row->size = pe->e.size;
+                row->mtime = pe->e.mtime_ns;
+                row->ctime = pe->e.ctime_ns;
+                c->n_rows++;
+        }
+        job_free(job);
+        pe->job = NULL;
+        return 0;
+}
+
+/* Tries the files cache. 1 on a hit (content set), 0 on a miss. */
+static int cache_lookup(struct ctx *c, struct pentry *pe, const struct stat *st)
+{
+        struct stamp_content parsed;
+        uint8_t *content;
+        size_t len;
+        int r;
+
+        r = stamp_index_files_get(c->ix, st->st_dev, st->st_ino, (uint64_t)st->st_size,
+                                  ts_ns(st->st_mtim), ts_ns(st->st_ctim), &content, &len);
+        if (r <= 0)
+                return r;
+        if (stamp_content_parse(content, len, &parsed) < 0) {
+                free(content); /* a bad row is a miss */
+                return 0;
+        }
+        pe->content = content;
+        pe->e.content = content;
+        pe->e.content_len = len;
+        pe->e.size = (uint64_t)st->st_size;
+        return 1;
+}
+
+static void pentry_release(struct pentry *pe)
+{
+        free(pe->name);
+        free(pe->target);
+        free(pe->xattrs);
+        free(pe->content);
+        job_free(pe->job);
+}
+
+struct dirlist {
+        struct pentry *v;
+        size_t n, cap;
+};
+
+static void dirlist_release(struct dirlist *d)
+{
+        for (size_t i = 0; i < d->n; i++)
+                pentry_release(&d->v[i]);
+        free(d->v);
+}
+
+static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret);
+
+/* Reads one entry of directory @dirfd into @pe. 0, or 1 to skip it. */
+static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry *pe, int depth)
+{
+        char proc[64 + NAME_MAX];
+        struct stat st;
+        int r;
+
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno == ENOENT) {
+                        r = source_error(c, "vanished during the snapshot");
+                        return r < 0 ? r : 1;
+                }
+                r = source_error(c, strerror(errno));
+                return r < 0 ? r : 1;
+        }
+        if (excluded(c, name))
+                return 1;
+        if (S_ISDIR(st.st_mode) && st.st_dev == c->store_dev && st.st_ino == c->store_ino)
+                return 1; /* never snapshot the store into itself */
+        pe->name = strdup(name);
+        if (!pe->name)
+                return -ENOMEM;
+        pe->e.name = pe->name;
+        pe->e.name_len = strlen(name);
+        fill_stat(c, pe, &st);
+        if (pe->e.type == 0)
+                return 1;
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
+        r = read_xattrs(proc, pe);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 && r != -ENOENT) {
+                errno = -r;
+                r = source_error(c, "cannot read extended attributes");
+                if (r < 0)
+                        return r;
+        }
+
+        switch (pe->e.type) {
+        case STAMP_T_REG:
+                c->prog.files++;
+                c->rec->files++;
+                c->rec->logical_bytes += (uint64_t)st.st_size;
+                c->prog.bytes += (uint64_t)st.st_size;
+                r = cache_lookup(c, pe, &st);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+                return read_regular(c, dirfd, name, pe, &st);
+        case STAMP_T_DIR: {
+                _cleanup_close_ int sub = -1;
+                c->prog.dirs++;
+                c->rec->dirs++;
+                if (c->o->one_file_system && st.st_dev != c->root_dev)
+                        return walk_dir(c, -1, depth + 1, &pe->e.subtree);
+                sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0) {
+                        r = source_error(c, strerror(errno));
+                        if (r < 0)
+                                return r;
+                }
+                return walk_dir(c, sub, depth + 1, &pe->e.subtree);
+        }
+        case STAMP_T_LNK: {
+                char buf[STAMP_TARGET_MAX + 1];
+                ssize_t n = readlinkat(dirfd, name, buf, sizeof(buf));
+                c->rec->symlinks++;
+                if (n <= 0 || n > STAMP_TARGET_MAX) {
+                        r = source_error(c, n < 0 ? strerror(errno) : "symlink target too long");
+                        return r < 0 ? r : 1;
+                }
+                pe->target = malloc((size_t)n);
+                if (!pe->target)
+                        return -ENOMEM;
+                memcpy(pe->target, buf, (size_t)n);
+                pe->e.target = pe->target;
+                pe->e.target_len = (size_t)n;
+                pe->e.size = (uint64_t)n;
+                return 0;
+        }
+        default:
+                c->rec->specials++;
+                return 0;
+        }
+}
+
+static int list_names(int fd, char ***ret, size_t *ret_n)
+{
+        DIR *d = fdopendir(dup(fd));
+        struct dirent *de;
+        char **v = NULL;
+        size_t n = 0, cap = 0;
+        int r = 0;
+
+        if (!d)
+                return negerrno();
+        while ((errno = 0, de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (n == cap) {
+                        char **nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(char *));
+                        if (!nv) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        v = nv;
+                }
+                v[n] = strdup(de->d_name);
+                if (!v[n]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        if (r == 0 && errno)
+                r = negerrno();
+        closedir(d);
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        free(v[i]);
+                free(v);
+                return r;
+        }
+        if (n > 1)
+                qsort(v, n, sizeof(char *), cmp_cstr);
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+/* Writes the tree of a finished directory. */
+static int put_tree(struct ctx *c, struct dirlist *d, struct stamp_id *ret)
+{
+        struct stamp_tree_builder *b = stamp_tree_builder_new();
+        _cleanup_free_ uint8_t *obj = NULL;
+        size_t len;
+        int r = 0;
+
+        if (!b)
+                return -ENOMEM;
+        for (size_t i = 0; i < d->n && r == 0; i++)
+                r = stamp_tree_builder_add(b, &d->v[i].e);
+        if (r == 0)
+                r = stamp_tree_builder_encode(b, &obj, &len);
+        stamp_tree_builder_free(b);
+        if (r < 0)
+                return r;
+        return stamp_writer_put(c->w, c->z, STAMP_OBJ_TREE, obj, len, ret);
+}
+
+/*
+ * Snapshots the directory open at @fd (or an empty one for fd < 0) and
+ * returns its tree id. Source errors are recorded; store errors returned.
+ */
+static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
+{
+        struct dirlist d = { 0 };
+        char **names = NULL;
+        size_t n_names = 0;
+        int r = 0;
+
+        if (depth > DEPTH_MAX) {
+                r = source_error(c, "directory tree too deep; stored empty");
+                fd = -1;
+        }
+        if (fd >= 0 && list_names(fd, &names, &n_names) < 0) {
+                r = source_error(c, strerror(errno));
+                n_names = 0;
+        }
+        if (r == 0 && n_names > 0) {
+                d.v = calloc(n_names, sizeof(struct pentry));
+                if (!d.v)
+                        r = -ENOMEM;
+        }
+        for (size_t i = 0; i < n_names && r >= 0; i++) {
+                size_t old;
+                r = path_push(c, names[i], &old);
+                if (r < 0)
+                        break;
+                r = read_entry(c, fd, names[i], &d.v[d.n], depth);
+                if (r == 0)
+                        d.n++;
+                else {
+                        pentry_release(&d.v[d.n]);
+                        memset(&d.v[d.n], 0, sizeof(d.v[d.n]));
+                }
+                progress(c);
+                path_pop(c, old);
+        }
+        for (size_t i = 0; i < n_names; i++)
+                free(names[i]);
+        free(names);
+        for (size_t i = 0; i < d.n && r >= 0; i++)
+                if (d.v[i].job)
+                        r = finish_file(c, &d.v[i]);
+        if (r >= 0)
+                r = put_tree(c, &d, ret);
+        dirlist_release(&d);
+        return r < 0 ? r : 0;
+}
+
+/* ---- sources and the record ---- */
+
+static const char *base_name(const char *path)
+{
+        size_t len = strlen(path);
+        const char *p;
+
+        while (len > 1 && path[len - 1] == '/')
+                len--;
+        for (p = path + len; p > path && p[-1] != '/'; p--)
+                ;
+        return p;
+}
+
+static int check_sources(const struct stamp_snapshot_options *o, const char **ret_bad)
+{
+        for (size_t i = 0; i < o->n_sources; i++) {
+                struct stat st;
+                if (lstat(o->sources[i], &st) < 0) {
+                        *ret_bad = o->sources[i];
+                        return negerrno();
+                }
+                if (o->n_sources == 1)
+                        continue;
+                for (size_t j = 0; j < i; j++) {
+                        const char *a = base_name(o->sources[i]), *b = base_name(o->sources[j]);
+                        size_t al = strcspn(a, "/"), bl = strcspn(b, "/");
+                        if (al == bl && memcmp(a, b, al) == 0) {
+                                *ret_bad = o->sources[i];
+                                return -EEXIST;
+                        }
+                }
+        }
+        return 0;
+}
+
+static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
+{
+        const struct stamp_snapshot_options *o = c->o;
+        struct dirlist d = { 0 };
+        struct stat st;
+        int r = 0;
+
+        if (o->n_sources == 1 && stat(o->sources[0], &st) == 0 && S_ISDIR(st.st_mode)) {
+                _cleanup_close_ int fd = open(o->sources[0],
+                                              O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (fd < 0)
+                        return negerrno();
+                c->root_dev = st.st_dev;
+                c->rec->root_mode = st.st_mode;
+                c->rec->root_uid = st.st_uid;
+                c->rec->root_gid = st.st_gid;
+                c->rec->root_mtime_ns = ts_ns(st.st_mtim);
+                c->rec->dirs++;
+                return walk_dir(c, fd, 0, ret_root);
+        }
+
+        /* Several sources (or a file): a synthesized root with one entry each. */
+        c->rec->root_mode = S_IFDIR | 0755;
+        c->rec->root_mtime_ns = (int64_t)time(NULL) * 1000000000;
+        d.v = calloc(o->n_sources, sizeof(struct pentry));
+        if (!d.v)
+                return -ENOMEM;
+        for (size_t i = 0; i < o->n_sources && r >= 0; i++) {
+                _cleanup_free_ char *copy = strdup(o->sources[i]);
+                _cleanup_close_ int parent = -1;
+                char *slash, *name;
+                size_t old;
+
+                if (!copy) {
+                        r = -ENOMEM;
+                        break;
+                }
+                while (strlen(copy) > 1 && copy[strlen(copy) - 1] == '/')
+                        copy[strlen(copy) - 1] = 0;
+                slash = strrchr(copy, '/');
+                if (slash == copy) {
+                        parent = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                        name = copy + 1;
+                } else if (slash) {
+                        *slash = 0;
+                        parent = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                        name = slash + 1;
+                } else {
+                        parent = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                        name = copy;
+                }
+                if (parent < 0)
+                        return negerrno();
+                if (!stamp_name_valid(name, strlen(name)))
+                        return -EINVAL;
+                if (lstat(o->sources[i], &st) == 0)
+                        c->root_dev = st.st_dev;
+                r = path_push(c, name, &old);
+                if (r < 0)
+                        break;
+                r = read_entry(c, parent, name, &d.v[d.n], 0);
+                if (r == 0)
+                        d.n++;
+                else {
+                        pentry_release(&d.v[d.n]);
+                        memset(&d.v[d.n], 0, sizeof(d.v[d.n]));
+                }
+                path_pop(c, old);
+        }
+        for (size_t i = 0; i < d.n && r >= 0; i++)
+                if (d.v[i].job)
+                        r = finish_file(c, &d.v[i]);
+        if (r >= 0)
+                r = put_tree(c, &d, ret_root);
+        dirlist_release(&d);
+        return r < 0 ? r : 0;
+}
+
+static int write_cache_rows(struct ctx *c)
+{
+        int r;
+
+        if (c->n_rows == 0)
+                return 0;
+        r = stamp_index_begin(c->ix);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < c->n_rows && r == 0; i++) {
+                struct cache_row *row = &c->rows[i];
+                r = stamp_index_files_put(c->ix, row->dev, row->ino, row->size, row->mtime,
+                                          row->ctime, row->content, row->len);
+        }
+        if (r < 0) {
+                stamp_index_rollback(c->ix);
+                return r;
+        }
+        return stamp_index_commit(c->ix);
+}
+
+/* Picks a free stamp for now, waiting for the next second if it is taken. */
+static int pick_stamp(struct stamp_store *s, char ret[STAMP_STAMP_LEN + 1])
+{
+        for (int tries = 0; tries < 120; tries++) {
+                char stamp[STAMP_STAMP_LEN + 1], name[64];
+                uint64_t size;
+                int r;
+
+                stamp_stamp_from_time(time(NULL), stamp);
+                snprintf(name, sizeof(name), "snapshots/%s.json", stamp);
+                r = stamp_backend_size(stamp_store_backend(s), name, &size);
+                if (r == -ENOENT) {
+                        strcpy(ret, stamp);
+                        return 0;
+                }
+                if (r < 0)
+                        return r;
+                usleep(100 * 1000);
+        }
+        return -EBUSY;
+}
+
+static int fill_record(struct ctx *c, const struct stamp_snapshot_options *o)
+{
+        struct stamp_record *rec = c->rec;
+        const struct stamp_config *cfg = stamp_store_config(c->s);
+        char host[256] = "";
+        int r = 0;
+
+        rec->version = STAMP_RECORD_VERSION;
+        (void)gethostname(host, sizeof(host) - 1);
+        rec->host = strdup(host);
+        rec->tool_version = strdup(o->tool_version ? o->tool_version : "unknown");
+        if (!rec->host || !rec->tool_version)
+                return -ENOMEM;
+        for (size_t i = 0; i < o->n_sources && r == 0; i++) {
+                char *abs = realpath(o->sources[i], NULL);
+                r = stamp_strv_push(&rec->sources, abs ? abs : o->sources[i]);
+                free(abs);
+        }
+        for (size_t i = 0; i < o->n_tags && r == 0; i++)
+                r = stamp_strv_push(&rec->tags, o->tags[i]);
+        for (size_t i = 0; i < o->n_excludes && r == 0; i++)
+                r = stamp_strv_push(&rec->excludes, o->excludes[i]);
+        rec->one_file_system = o->one_file_system;
+        rec->chunker = cfg->chunker;
+        rec->zstd_level = cfg->zstd_level;
+        return r;
+}
+
+static void raise_fd_limit(void)
+{
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+}
+
+static void ctx_release(struct ctx *c)
+{
+        pool_stop(c);
+        stamp_writer_free(c->w);
+        stamp_zctx_free(c->z);
+        for (size_t i = 0; i < c->n_rows; i++)
+                free(c->rows[i].content);
+        free(c->rows);
+        free(c->rbuf);
+        free(c->path);
+}
+
+int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_options *o,
+                          struct stamp_record *ret, const char **ret_bad)
+{
+        struct stamp_record rec = { 0 };
+        struct ctx c = { .s = s, .o = o, .rec = &rec };
+        struct stamp_writer_stats ws;
+        struct timespec t0, t1, wall;
+        long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        int r;
+
+        if (o->n_sources == 0)
+                return -EINVAL;
+        r = check_sources(o, ret_bad);
+        if (r < 0)
+                return r;
+        raise_fd_limit();
+        stamp_store_dev_ino(s, &c.store_dev, &c.store_ino);
+        stamp_chunker_init(&c.chunker, &stamp_store_config(s)->chunker, stamp_store_hasher(s));
+        c.rbuf_size = 8u << 20;
+        if (c.rbuf_size < 2 * (size_t)c.chunker.p.max)
+                c.rbuf_size = 2 * (size_t)c.chunker.p.max;
+        c.rbuf = malloc(c.rbuf_size);
+        c.z = stamp_zctx_new(stamp_store_config(s)->zstd_level);
+        if (!c.rbuf || !c.z) {
+                r = -ENOMEM;
+                goto out;
+        }
+        r = stamp_store_index(s, &c.ix);
+        if (r < 0)
+                goto out;
+        r = pick_stamp(s, rec.stamp);
+        if (r < 0)
+                goto out;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        clock_gettime(CLOCK_REALTIME, &wall);
+        c.racy_after = wall.tv_sec - 2;
+        stamp_iso8601(wall.tv_sec, wall.tv_nsec, rec.created);
+        r = fill_record(&c, o);
+        if (r < 0)
+                goto out;
+        r = stamp_writer_new(s, &c.w);
+        if (r < 0)
+                goto out;
+        r = pool_start(&c, o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 2));
+        if (r < 0)
+                goto out;
+
+        r = snapshot_sources(&c, &rec.root);
+        if (r < 0)
+                goto out;
+        r = stamp_writer_flush(c.w);
+        if (r < 0)
+                goto out;
+        stamp_writer_stats(c.w, &ws);
+        rec.new_objects = ws.new_objects;
+        rec.new_chunks = ws.new_chunks;
+        rec.new_bytes = ws.new_bytes;
+        rec.stored_new_bytes = ws.stored_bytes;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        rec.duration_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        /* The commit point: everything it names is durable and indexed. */
+        r = stamp_store_record_write(s, &rec);
+        if (r < 0)
+                goto out;
+        /* Only now may the files cache point at the new chunks. */
+        (void)write_cache_rows(&c);
+        *ret = rec;
+        memset(&rec, 0, sizeof(rec));
+out:
+        ctx_release(&c);
+        stamp_record_release(&rec);
+        return r;
+}

@@ -1,0 +1,620 @@
+/* SPDX-License-Identifier: MIT */
+
+#include "store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "compress.h"
+#include "macro.h"
+#include "pack.h"
+
+#define CONFIG_NAME "config"
+#define INDEX_NAME "index.db"
+#define LOCK_NAME "lock"
+
+struct conn {
+        struct stamp_index *ix;
+        pthread_t thread;
+        struct conn *next;
+};
+
+struct stamp_store {
+        char *path;
+        int dirfd;
+        uint64_t dev, ino;
+        struct stamp_config config;
+        struct stamp_hasher *hasher;
+        struct stamp_backend *backend;
+        int lock_fd;
+        pthread_mutex_t conns_lock; /* protects conns */
+        struct conn *conns;
+        pthread_key_t key; /* the calling thread's struct conn */
+};
+
+void stamp_init_options_default(struct stamp_init_options *o)
+{
+        /*
+         * 16 KiB average chunks: a day of scattered 4 KiB SQLite page
+         * updates costs about one chunk per changed page (measured in
+         * tests/bench/README.md); 64 KiB or more multiplies that cost.
+         */
+        o->chunker = (struct stamp_chunker_params){ .min = 4096, .avg = 16384, .max = 131072 };
+        o->zstd_level = 3;
+        o->pack_size = 16u << 20;
+        o->dedup_verify_max = 4096;
+}
+
+static int write_file_at(int dirfd, const char *name, const char *data)
+{
+        _cleanup_close_ int fd = openat(dirfd, name,
+                                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        size_t len = strlen(data);
+
+        if (fd < 0)
+                return negerrno();
+        if (write(fd, data, len) != (ssize_t)len)
+                return errno ? negerrno() : -EIO;
+        if (fsync(fd) < 0)
+                return negerrno();
+        return 0;
+}
+
+static int dir_is_empty(int fd)
+{
+        DIR *d = fdopendir(dup(fd));
+        struct dirent *de;
+        int empty = 1;
+
+        if (!d)
+                return negerrno();
+        while ((de = readdir(d)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+                        empty = 0;
+                        break;
+                }
+        closedir(d);
+        return empty;
+}
+
+int stamp_store_init(const char *dir, const struct stamp_init_options *o)
+{
+        struct stamp_config c = { 0 };
+        _cleanup_free_ char *text = NULL;
+        _cleanup_close_ int fd = -1;
+        struct stamp_index *ix = NULL;
+        struct timespec now;
+        char path[PATH_MAX];
+        int r;
+
+        if (stamp_chunker_params_check(&o->chunker) < 0)
+                return -EINVAL;
+        if (o->zstd_level < STAMP_ZSTD_LEVEL_MIN || o->zstd_level > STAMP_ZSTD_LEVEL_MAX)
+                return -EINVAL;
+        if (o->pack_size < (1u << 20) || o->pack_size > (1u << 30))
+                return -EINVAL;
+        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                return negerrno();
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return negerrno();
+        r = dir_is_empty(fd);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -EEXIST;
+        if (fchmod(fd, 0700) < 0)
+                return negerrno();
+
+        c.version = STAMP_CONFIG_VERSION;
+        strcpy(c.chunker_alg, "fastcdc-gear-nc2");
+        strcpy(c.chunk_id_alg, "xxh3-128-keyed");
+        c.chunker = o->chunker;
+        c.zstd_level = o->zstd_level;
+        c.pack_size = o->pack_size;
+        c.dedup_verify_max = o->dedup_verify_max;
+        clock_gettime(CLOCK_REALTIME, &now);
+        stamp_iso8601(now.tv_sec, now.tv_nsec, c.created);
+        r = stamp_secret_generate(c.secret);
+        if (r < 0)
+                return r;
+        r = stamp_config_encode(&c, &text);
+        if (r < 0)
+                return r;
+
+        for (const char *sub = "packs\0snapshots\0tmp\0"; *sub; sub += strlen(sub) + 1)
+                if (mkdirat(fd, sub, 0700) < 0)
+                        return negerrno();
+        r = write_file_at(fd, LOCK_NAME, "");
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof(path), "%s/" INDEX_NAME, dir);
+        r = stamp_index_open(path, STAMP_INDEX_CREATE, &ix);
+        if (r < 0)
+                return r;
+        stamp_index_free(ix);
+        (void)fchmodat(fd, INDEX_NAME, 0600, 0);
+        /* The config is written last: a directory without one is not a store yet. */
+        r = write_file_at(fd, CONFIG_NAME ".tmp", text);
+        if (r < 0)
+                return r;
+        if (renameat(fd, CONFIG_NAME ".tmp", fd, CONFIG_NAME) < 0)
+                return negerrno();
+        if (fsync(fd) < 0)
+                return negerrno();
+        return 0;
+}
+
+void stamp_store_free(struct stamp_store *s)
+{
+        if (!s)
+                return;
+        for (struct conn *c = s->conns, *next; c; c = next) {
+                next = c->next;
+                stamp_index_free(c->ix);
+                free(c);
+        }
+        pthread_key_delete(s->key);
+        pthread_mutex_destroy(&s->conns_lock);
+        stamp_hasher_free(s->hasher);
+        stamp_backend_free(s->backend);
+        stamp_store_unlock(s);
+        if (s->dirfd >= 0)
+                (void)close(s->dirfd);
+        free(s->path);
+        free(s);
+}
+
+static int load_config(struct stamp_store *s)
+{
+        _cleanup_close_ int fd = openat(s->dirfd, CONFIG_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        char buf[8192];
+        ssize_t n;
+
+        if (fd < 0)
+                return errno == ENOENT ? -EMEDIUMTYPE : negerrno();
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return negerrno();
+        buf[n] = 0;
+        return stamp_config_parse(buf, (size_t)n, &s->config);
+}
+
+int stamp_store_open(const char *dir, struct stamp_store **ret)
+{
+        struct stamp_store *s = calloc(1, sizeof(*s));
+        struct stat st;
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->dirfd = s->lock_fd = -1;
+        pthread_mutex_init(&s->conns_lock, NULL);
+        if (pthread_key_create(&s->key, NULL) != 0) {
+                free(s);
+                return -ENOMEM;
+        }
+        s->path = strdup(dir);
+        if (!s->path) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        s->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->dirfd < 0) {
+                r = errno == ENOTDIR ? -EMEDIUMTYPE : negerrno();
+                goto fail;
+        }
+        if (fstat(s->dirfd, &st) < 0) {
+                r = negerrno();
+                goto fail;
+        }
+        s->dev = st.st_dev;
+        s->ino = st.st_ino;
+        r = load_config(s);
+        if (r < 0)
+                goto fail;
+        s->hasher = stamp_hasher_new(s->config.secret);
+        if (!s->hasher) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = stamp_backend_local_open(dir, &s->backend);
+        if (r < 0)
+                goto fail;
+        *ret = s;
+        return 0;
+fail:
+        stamp_store_free(s);
+        return r;
+}
+
+const struct stamp_config *stamp_store_config(const struct stamp_store *s)
+{
+        return &s->config;
+}
+
+const struct stamp_hasher *stamp_store_hasher(const struct stamp_store *s)
+{
+        return s->hasher;
+}
+
+struct stamp_backend *stamp_store_backend(struct stamp_store *s)
+{
+        return s->backend;
+}
+
+const char *stamp_store_path(const struct stamp_store *s)
+{
+        return s->path;
+}
+
+void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino)
+{
+        *ret_dev = s->dev;
+        *ret_ino = s->ino;
+}
+
+int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
+{
+        char path[PATH_MAX];
+
+        if (snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) < 0)
+                return errno == ENOENT ? -ENOENT : negerrno();
+        return stamp_index_open(path, 0, ret);
+}
+
+int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
+{
+        struct conn *c = pthread_getspecific(s->key);
+        int r;
+
+        if (c) {
+                *ret = c->ix;
+                return 0;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        r = stamp_store_index_open(s, &c->ix);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        c->thread = pthread_self();
+        pthread_mutex_lock(&s->conns_lock);
+        c->next = s->conns;
+        s->conns = c;
+        pthread_mutex_unlock(&s->conns_lock);
+        (void)pthread_setspecific(s->key, c);
+        *ret = c->ix;
+        return 0;
+}
+
+static void describe_holder(int fd, char *holder, size_t size)
+{
+        ssize_t n;
+
+        if (!holder || size == 0)
+                return;
+        n = pread(fd, holder, size - 1, 0);
+        if (n <= 0)
+                snprintf(holder, size, "another process");
+        else {
+                holder[n] = 0;
+                holder[strcspn(holder, "\n")] = 0;
+        }
+}
+
+int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
+                     size_t holder_size)
+{
+        char info[256];
+        struct timespec start, now;
+        int fd, n;
+
+        if (s->lock_fd >= 0)
+                return 0;
+        fd = openat(s->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return negerrno();
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                if (errno != EWOULDBLOCK && errno != EINTR) {
+                        int r = negerrno();
+                        (void)close(fd);
+                        return r;
+                }
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec - start.tv_sec >= timeout_s) {
+                        describe_holder(fd, holder, holder_size);
+                        (void)close(fd);
+                        return -EBUSY;
+                }
+                usleep(100 * 1000);
+        }
+        /* Say who holds it, for the error message of the next one who waits. */
+        n = snprintf(info, sizeof(info), "pid %ld: %s\n", (long)getpid(), what ? what : "stamp");
+        if (ftruncate(fd, 0) == 0)
+                (void)!pwrite(fd, info, (size_t)n, 0);
+        s->lock_fd = fd;
+        return 0;
+}
+
+void stamp_store_unlock(struct stamp_store *s)
+{
+        if (s->lock_fd < 0)
+                return;
+        (void)!ftruncate(s->lock_fd, 0);
+        (void)close(s->lock_fd); /* drops the flock */
+        s->lock_fd = -1;
+}
+
+struct recover_ctx {
+        struct stamp_store *s;
+        struct stamp_index *ix;
+        int error;
+};
+
+static int recover_pack(const char *name, void *userdata)
+{
+        struct recover_ctx *c = userdata;
+        _cleanup_free_ struct stamp_pack_entry *e = NULL;
+        size_t n;
+        uint64_t size;
+        int r;
+
+        if (strlen(name) < 5 || strcmp(name + strlen(name) - 5, ".pack") != 0)
+                return 0;
+        r = stamp_index_has_pack(c->ix, name);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = stamp_pack_load_index(c->s->backend, name, &e, &n, &size);
+        if (r == -EBADMSG || r == -EOPNOTSUPP)
+                return 0; /* damaged: left for verify to report, never indexed */
+        if (r < 0)
+                return r;
+        r = stamp_index_add_pack(c->ix, name, size, e, n);
+        return r;
+}
+
+static int recover_record(const char *name, void *userdata)
+{
+        struct recover_ctx *c = userdata;
+        struct stamp_record rec;
+        char stamp[STAMP_STAMP_LEN + 1];
+        const char *base = strrchr(name, '/');
+        int r;
+
+        base = base ? base + 1 : name;
+        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
+                return 0;
+        memcpy(stamp, base, STAMP_STAMP_LEN);
+        stamp[STAMP_STAMP_LEN] = 0;
+        if (!stamp_stamp_valid(stamp))
+                return 0;
+        r = stamp_index_snapshot_has(c->ix, stamp);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        r = stamp_store_record_load(c->s, stamp, &rec);
+        if (r == -EBADMSG || r == -EOPNOTSUPP)
+                return 0;
+        if (r < 0)
+                return r;
+        r = stamp_index_snapshot_put(c->ix, stamp, &rec.root);
+        stamp_record_release(&rec);
+        return r;
+}
+
+int stamp_store_recover(struct stamp_store *s)
+{
+        struct recover_ctx c = { .s = s };
+        int r;
+
+        if (s->lock_fd < 0)
+                return -EINVAL;
+        r = stamp_backend_cleanup(s->backend);
+        if (r < 0)
+                return r;
+        r = stamp_store_index(s, &c.ix);
+        if (r < 0)
+                return r;
+        r = stamp_index_begin(c.ix);
+        if (r < 0)
+                return r;
+        r = stamp_backend_list(s->backend, "packs/", recover_pack, &c);
+        if (r == 0)
+                r = stamp_backend_list(s->backend, "snapshots/", recover_record, &c);
+        if (r < 0) {
+                stamp_index_rollback(c.ix);
+                return r;
+        }
+        return stamp_index_commit(c.ix);
+}
+
+int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
+                    uint8_t **ret, size_t *ret_len)
+{
+        struct stamp_index *ix;
+        struct stamp_loc loc;
+        struct stamp_pack_entry rec;
+        struct stamp_id check;
+        _cleanup_free_ uint8_t *stored = NULL;
+        _cleanup_free_ uint8_t *raw = NULL;
+        int r;
+
+        r = stamp_store_index(s, &ix);
+        if (r < 0)
+                return r;
+        r = stamp_index_find(ix, id, &loc);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                return -ENOENT;
+        if (loc.type != type)
+                return -EBADMSG;
+        stored = malloc(STAMP_PACK_RECORD_HEADER_SIZE + (size_t)loc.stored_len);
+        if (!stored)
+                return -ENOMEM;
+        r = stamp_backend_read(s->backend, loc.pack, loc.offset, stored,
+                               STAMP_PACK_RECORD_HEADER_SIZE + (size_t)loc.stored_len);
+        if (r == -ENOENT)
+                return -EBADMSG; /* the index names a pack that is gone */
+        if (r < 0)
+                return r;
+        r = stamp_pack_record_parse(stored, loc.offset, &rec);
+        if (r < 0)
+                return r;
+        if (stamp_id_cmp(&rec.id, id) != 0 || rec.type != type || rec.comp != loc.comp ||
+            rec.raw_len != loc.raw_len || rec.stored_len != loc.stored_len)
+                return -EBADMSG;
+        if (rec.comp == STAMP_COMP_NONE) {
+                raw = TAKE_PTR(stored);
+                memmove(raw, raw + STAMP_PACK_RECORD_HEADER_SIZE, rec.raw_len);
+        } else {
+                raw = malloc(rec.raw_len ? rec.raw_len : 1);
+                if (!raw)
+                        return -ENOMEM;
+                r = stamp_decompress(stored + STAMP_PACK_RECORD_HEADER_SIZE, rec.stored_len,
+                                     raw, rec.raw_len);
+                if (r < 0)
+                        return r;
+        }
+        /* End-to-end check: never hand out bytes that do not match their id. */
+        stamp_hasher_id(s->hasher, raw, rec.raw_len, &check);
+        if (stamp_id_cmp(&check, id) != 0)
+                return -EBADMSG;
+        *ret = TAKE_PTR(raw);
+        *ret_len = rec.raw_len;
+        return 0;
+}
+
+static int collect_stamp(const char *name, void *userdata)
+{
+        struct stamp_strv *v = userdata;
+        const char *base = strrchr(name, '/');
+        char stamp[STAMP_STAMP_LEN + 1];
+
+        base = base ? base + 1 : name;
+        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
+                return 0;
+        memcpy(stamp, base, STAMP_STAMP_LEN);
+        stamp[STAMP_STAMP_LEN] = 0;
+        if (!stamp_stamp_valid(stamp))
+                return 0;
+        return stamp_strv_push(v, stamp);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret)
+{
+        struct stamp_strv v = { 0 };
+        int r;
+
+        r = stamp_backend_list(s->backend, "snapshots/", collect_stamp, &v);
+        if (r < 0) {
+                stamp_strv_release(&v);
+                return r;
+        }
+        if (v.n > 1)
+                qsort(v.v, v.n, sizeof(char *), cmp_str);
+        *ret = v;
+        return 0;
+}
+
+static void record_name(const char *stamp, char ret[64])
+{
+        snprintf(ret, 64, "snapshots/%s.json", stamp);
+}
+
+int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct stamp_record *ret)
+{
+        _cleanup_free_ uint8_t *buf = NULL;
+        char name[64];
+        size_t len;
+        int r;
+
+        if (!stamp_stamp_valid(stamp))
+                return -EINVAL;
+        record_name(stamp, name);
+        r = stamp_backend_get(s->backend, name, STAMP_JSON_MAX, &buf, &len);
+        if (r == -EFBIG)
+                return -EBADMSG;
+        if (r < 0)
+                return r;
+        r = stamp_record_parse((const char *)buf, len, ret);
+        if (r < 0)
+                return r;
+        if (strcmp(ret->stamp, stamp) != 0) {
+                stamp_record_release(ret);
+                return -EBADMSG;
+        }
+        return 0;
+}
+
+int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r)
+{
+        _cleanup_free_ char *text = NULL;
+        struct stamp_index *ix;
+        char name[64];
+        int e;
+
+        if (!stamp_stamp_valid(r->stamp))
+                return -EINVAL;
+        e = stamp_record_encode(r, &text);
+        if (e < 0)
+                return e;
+        record_name(r->stamp, name);
+        e = stamp_backend_put(s->backend, name, text, strlen(text));
+        if (e < 0)
+                return e;
+        /* The record is the commit point; the index row is a cache of it. */
+        if (stamp_store_index(s, &ix) == 0)
+                (void)stamp_index_snapshot_put(ix, r->stamp, &r->root);
+        return 0;
+}
+
+int stamp_store_resolve(struct stamp_store *s, const char *name,
+                        char ret[STAMP_STAMP_LEN + 1])
+{
+        struct stamp_strv v;
+        char rec[64];
+        uint64_t size;
+        int r;
+
+        if (strcmp(name, "latest") == 0) {
+                r = stamp_store_list(s, &v);
+                if (r < 0)
+                        return r;
+                if (v.n == 0) {
+                        stamp_strv_release(&v);
+                        return -ENOENT;
+                }
+                strcpy(ret, v.v[v.n - 1]);
+                stamp_strv_release(&v);
+                return 0;
+        }
+        if (!stamp_stamp_valid(name))
+                return -EINVAL;
+        record_name(name, rec);
+        r = stamp_backend_size(s->backend, rec, &size);
+        if (r < 0)
+                return r;
+        strcpy(ret, name);
+        return 0;
+}

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A stampfs store: config, backend, index, locks, objects and snapshot
+ * records. This is the public entry point of libstampstore; fs/ and tools/
+ * use only the store's headers.
+ *
+ * Layout of a store directory (see FORMAT.md):
+ *   config                 the store config (JSON), written once at init
+ *   index.db               the SQLite index (a rebuildable cache)
+ *   lock                   flock()ed by writers; holds the holder's pid
+ *   packs/XX/<sum>.pack    pack files
+ *   snapshots/STAMP.json   snapshot records (the commit points)
+ *   tmp/                   temporary objects of writers
+ *
+ * Errors (negative errno): -ENOENT absent; -EMEDIUMTYPE not a stampfs
+ * store; -EBADMSG corrupt (hash mismatch, bad magic, truncation);
+ * -EOPNOTSUPP unknown format version; -EBUSY locked by another process;
+ * -EINVAL bad argument; -ENOMEM; -EIO; -ENOSPC.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "hash.h"
+#include "index.h"
+#include "record.h"
+
+struct stamp_store;
+
+struct stamp_init_options {
+        struct stamp_chunker_params chunker;
+        int zstd_level;
+        uint32_t pack_size;
+        uint32_t dedup_verify_max;
+};
+
+/* The defaults (see FORMAT.md for how they were chosen). */
+void stamp_init_options_default(struct stamp_init_options *o);
+
+/*
+ * Creates a store in @dir, which must not exist or be an empty directory.
+ * -EEXIST if it holds anything, -EINVAL for bad options.
+ */
+int stamp_store_init(const char *dir, const struct stamp_init_options *o);
+
+/*
+ * Opens the store in @dir. -ENOENT if @dir is missing, -EMEDIUMTYPE if it is
+ * not a store. Caller frees with stamp_store_free(). Takes no lock.
+ */
+int stamp_store_open(const char *dir, struct stamp_store **ret);
+void stamp_store_free(struct stamp_store *s);
+
+const struct stamp_config *stamp_store_config(const struct stamp_store *s);
+const struct stamp_hasher *stamp_store_hasher(const struct stamp_store *s);
+struct stamp_backend *stamp_store_backend(struct stamp_store *s);
+const char *stamp_store_path(const struct stamp_store *s);
+/* The (dev, ino) of the store directory, so a snapshot can skip it. */
+void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino);
+
+/*
+ * The calling thread's index connection, opened on first use and closed by
+ * stamp_store_free(). Never share it with another thread.
+ */
+int stamp_store_index(struct stamp_store *s, struct stamp_index **ret);
+/* A new connection owned by the caller (for a thread that outlives calls). */
+int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret);
+
+/*
+ * Takes the store's write lock (flock, exclusive), waiting up to
+ * @timeout_s seconds (0: do not wait). -EBUSY if it is held; then @holder
+ * (if not NULL) describes the holder ("pid 1234: stamp snapshot").
+ * The lock dies with the process.
+ */
+int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
+                     size_t holder_size);
+void stamp_store_unlock(struct stamp_store *s);
+
+/*
+ * Brings the index up to date after a crash: removes temporary objects,
+ * indexes durable packs the index does not know, indexes snapshot records.
+ * Requires the write lock.
+ */
+int stamp_store_recover(struct stamp_store *s);
+
+/*
+ * Reads object @id, checks its type, decompresses it and verifies its id.
+ * -ENOENT if the index does not know it, -EBADMSG if the stored bytes are
+ * damaged. Caller frees *ret. Thread-safe.
+ */
+int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
+                    uint8_t **ret, size_t *ret_len);
+
+/* The sorted list of stamps with a valid record name. */
+int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret);
+/* Loads a snapshot record: -ENOENT if absent, -EBADMSG if malformed. */
+int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct stamp_record *ret);
+/* Writes a record durably (the snapshot's commit point). -EEXIST if the stamp is taken. */
+int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r);
+/* Resolves "latest" and checks a stamp exists. */
+int stamp_store_resolve(struct stamp_store *s, const char *name,
+                        char ret[STAMP_STAMP_LEN + 1]);

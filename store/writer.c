@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: MIT */
+#include "writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "pack.h"
+
+#define CLAIM_BUCKETS 4096
+
+struct claim {
+        struct stamp_id id;
+        uint32_t len;
+        uint8_t *data; /* a copy, for data chunks small enough to compare */
+        struct claim *next;
+};
+
+struct queued {
+        struct stamp_pack_writer *pw;
+        struct queued *next;
+};
+
+struct stamp_writer {
+        struct stamp_store *s;
+        const struct stamp_config *config;
+
+        /* Lock order: lock, then nothing else. */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;           /* queue changed or committer went idle */
+        struct stamp_index *ix_lookup; /* used only under lock */
+        struct stamp_pack_writer *cur; /* protected by lock */
+        struct queued *queue, **queue_tail; /* protected by lock */
+        bool committing;               /* protected by lock */
+        bool stop;                     /* protected by lock */
+        int error;                     /* first fatal error; protected by lock */
+        struct claim *claims[CLAIM_BUCKETS]; /* protected by lock */
+        struct stamp_writer_stats stats;     /* protected by lock */
+
+        pthread_t committer;
+        bool committer_started;
+        struct stamp_index *ix_commit; /* used only by the committer thread */
+};
+
+static unsigned bucket(const struct stamp_id *id)
+{
+        return (unsigned)le32_read(id->b + 4) % CLAIM_BUCKETS;
+}
+
+static struct claim *claim_find(struct stamp_writer *w, const struct stamp_id *id)
+{
+        for (struct claim *c = w->claims[bucket(id)]; c; c = c->next)
+                if (stamp_id_cmp(&c->id, id) == 0)
+                        return c;
+        return NULL;
+}
+
+static void claim_drop(struct stamp_writer *w, const struct stamp_id *id)
+{
+        for (struct claim **p = &w->claims[bucket(id)]; *p; p = &(*p)->next)
+                if (stamp_id_cmp(&(*p)->id, id) == 0) {
+                        struct claim *c = *p;
+                        *p = c->next;
+                        free(c->data);
+                        free(c);
+                        return;
+                }
+}
+
+static int commit_pack(struct stamp_writer *w, struct stamp_pack_writer *pw)
+{
+        const struct stamp_pack_entry *e = stamp_pack_writer_entries(pw);
+        size_t n = stamp_pack_writer_count(pw);
+        char name[64];
+        int r;
+
+        r = stamp_pack_writer_finish(pw, name);
+        if (r < 0)
+                return r;
+        r = stamp_index_begin(w->ix_commit);
+        if (r < 0)
+                return r;
+        r = stamp_index_add_pack(w->ix_commit, name, stamp_pack_writer_size(pw), e, n);
+        if (r < 0) {
+                stamp_index_rollback(w->ix_commit);
+                return r;
+        }
+        r = stamp_index_commit(w->ix_commit);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&w->lock);
+        for (size_t i = 0; i < n; i++)
+                claim_drop(w, &e[i].id);
+        w->stats.packs++;
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+}
+
+static void *committer_main(void *arg)
+{
+        struct stamp_writer *w = arg;
+
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                struct queued *q;
+                int r;
+
+                while (!w->queue && !w->stop)
+                        pthread_cond_wait(&w->cond, &w->lock);
+                if (!w->queue)
+                        break;
+                q = w->queue;
+                w->queue = q->next;
+                if (!w->queue)
+                        w->queue_tail = &w->queue;
+                w->committing = true;
+                pthread_mutex_unlock(&w->lock);
+
+                r = commit_pack(w, q->pw);
+                stamp_pack_writer_free(q->pw);
+                free(q);
+
+                pthread_mutex_lock(&w->lock);
+                w->committing = false;
+                if (r < 0 && w->error == 0)
+                        w->error = r;
+                pthread_cond_broadcast(&w->cond);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+int stamp_writer_new(struct stamp_store *s, struct stamp_writer **ret)
+{
+        struct stamp_writer *w = calloc(1, sizeof(*w));
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        w->s = s;
+        w->config = stamp_store_config(s);
+        w->queue_tail = &w->queue;
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->cond, NULL);
+        r = stamp_store_index_open(s, &w->ix_lookup);
+        if (r == 0)
+                r = stamp_store_index_open(s, &w->ix_commit);
+        if (r == 0 && pthread_create(&w->committer, NULL, committer_main, w) != 0)
+                r = -EAGAIN;
+        if (r < 0) {
+                stamp_writer_free(w);
+                return r;
+        }
+        w->committer_started = true;
+        *ret = w;
+        return 0;
+}
+
+void stamp_writer_free(struct stamp_writer *w)
+{
+        if (!w)
+                return;
+        if (w->committer_started) {
+                pthread_mutex_lock(&w->lock);
+                w->stop = true;
+                pthread_cond_broadcast(&w->cond);
+                pthread_mutex_unlock(&w->lock);
+                pthread_join(w->committer, NULL);
+        }
+        stamp_pack_writer_free(w->cur);
+        for (struct queued *q = w->queue, *n; q; q = n) {
+                n = q->next;
+                stamp_pack_writer_free(q->pw);
+                free(q);
+        }
+        for (unsigned i = 0; i < CLAIM_BUCKETS; i++)
+                for (struct claim *c = w->claims[i], *n; c; c = n) {
+                        n = c->next;
+                        free(c->data);
+                        free(c);
+                }
+        stamp_index_free(w->ix_lookup);
+        stamp_index_free(w->ix_commit);
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+}
+
+/* Hands the current pack to the committer. Called with lock held. */
+static int enqueue_current(struct stamp_writer *w)
+{
+        struct queued *q;
+
+        if (!w->cur)
+                return 0;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        q->pw = TAKE_PTR(w->cur);
+        *w->queue_tail = q;
+        w->queue_tail = &q->next;
+        pthread_cond_broadcast(&w->cond);
+        return 0;
+}
+
+static int compare_stored(struct stamp_writer *w, const struct stamp_id *id, uint8_t type,
+                          const void *data, size_t len)
+{
+        _cleanup_free_ uint8_t *old = NULL;
+        size_t old_len;
+        int r;
+
+        r = stamp_store_get(w->s, id, type, &old, &old_len);
+        if (r < 0)
+                return r;
+        return old_len == len && memcmp(old, data, len) == 0 ? 0 : -EBADMSG;
+}
+
+/*
+ * Looks @id up under lock. Returns 1 if already stored (after the collision
+ * checks that can be done under the lock), 2 if stored in the index and the
+ * bytes must still be compared, 0 if claimed now for the caller to add.
+ */
+static int dedup_or_claim(struct stamp_writer *w, uint8_t type, const struct stamp_id *id,
+                          const void *data, size_t len)
+{
+        bool compare = type == STAMP_OBJ_DATA && len <= w->config->dedup_verify_max;
+        struct stamp_loc loc;
+        struct claim *c;
+        int r;
+
+        c = claim_find(w, id);
+        if (c) {
+                if (c->len != len || (c->data && memcmp(c->data, data, len) != 0))
+                        return -EBADMSG;
+                return 1;
+        }
+        r = stamp_index_find(w->ix_lookup, id, &loc);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (loc.raw_len != len || loc.type != type)
+                        return -EBADMSG;
+                return compare ? 2 : 1;
+        }
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->id = *id;
+        c->len = (uint32_t)len;
+        if (compare) {
+                c->data = malloc(len ? len : 1);
+                if (!c->data) {
+                        free(c);
+                        return -ENOMEM;
+                }
+                memcpy(c->data, data, len);
+        }
+        c->next = w->claims[bucket(id)];
+        w->claims[bucket(id)] = c;
+        return 0;
+}
+
+static int append(struct stamp_writer *w, const struct stamp_id *id, uint8_t type,
+                  uint8_t comp, size_t raw_len, const void *payload, size_t stored_len)
+{
+        int r;
+
+        if (!w->cur) {
+                r = stamp_pack_writer_new(stamp_store_backend(w->s), &w->cur);
+                if (r < 0)
+                        return r;
+        }
+        r = stamp_pack_writer_add(w->cur, id, type, comp, (uint32_t)raw_len, payload,
+                                  (uint32_t)stored_len);
+        if (r < 0)
+                return r;
+        w->stats.new_objects++;
+        w->stats.new_bytes += raw_len;
+        w->stats.stored_bytes += stored_len + STAMP_PACK_RECORD_HEADER_SIZE;
+        if (type == STAMP_OBJ_DATA)
+                w->stats.new_chunks++;
+        if (stamp_pack_writer_size(w->cur) >= w->config->pack_size)
+                return enqueue_current(w);
+        return 0;
+}
+
+static int compress_and_append(struct stamp_writer *w, struct stamp_zctx *z,
+                               const struct stamp_id *id, uint8_t type, const void *data,
+                               size_t len)
+{
+        size_t cap = stamp_compress_bound(len), stored = len;
+        _cleanup_free_ uint8_t *cbuf = malloc(cap);
+        const void *payload = data;
+        uint8_t comp = STAMP_COMP_NONE;
+        int r;
+
+        if (!cbuf)
+                return -ENOMEM;
+        r = stamp_compress(z, data, len, cbuf, cap, &stored);
+        if (r < 0)
+                return r;
+        if (r == 1) {
+                payload = cbuf;
+                comp = STAMP_COMP_ZSTD;
+        } else
+                stored = len;
+        pthread_mutex_lock(&w->lock);
+        r = w->error ? w->error : append(w, id, type, comp, len, payload, stored);
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+int stamp_writer_put(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
+                     const void *data, size_t len, struct stamp_id *ret_id)
+{
+        struct stamp_id id;
+        int r;
+
+        if (len > STAMP_OBJECT_MAX)
+                return -EFBIG;
+        stamp_hasher_id(stamp_store_hasher(w->s), data, len, &id);
+
+        pthread_mutex_lock(&w->lock);
+        r = w->error ? w->error : dedup_or_claim(w, type, &id, data, len);
+        pthread_mutex_unlock(&w->lock);
+        if (r == 0)
+                r = compress_and_append(w, z, &id, type, data, len); /* claimed: ours to add */
+        else if (r == 2)
+                r = compare_stored(w, &id, type, data, len);
+        else if (r == 1)
+                r = 0;
+        if (r < 0) {
+                /* A collision fails this put only; anything else is a store failure. */
+                if (r != -EBADMSG) {
+                        pthread_mutex_lock(&w->lock);
+                        if (w->error == 0)
+                                w->error = r;
+                        pthread_mutex_unlock(&w->lock);
+                }
+                return r;
+        }
+        *ret_id = id;
+        return 0;
+}
+
+int stamp_writer_flush(struct stamp_writer *w)
+{
+        int r;
+
+        pthread_mutex_lock(&w->lock);
+        r = w->error ? w->error : enqueue_current(w);
+        while (r == 0 && (w->queue || w->committing) && !w->error)
+                pthread_cond_wait(&w->cond, &w->lock);
+        if (r == 0)
+                r = w->error;
+        pthread_mutex_unlock(&w->lock);
+        return r;
+}
+
+void stamp_writer_stats(struct stamp_writer *w, struct stamp_writer_stats *ret)
+{
+        pthread_mutex_lock(&w->lock);
+        *ret = w->stats;
+        pthread_mutex_unlock(&w->lock);
+}

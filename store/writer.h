@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The object writer: stores objects with dedup, compression and packing.
+ * Many threads may call stamp_writer_put() at once; a background thread
+ * makes full packs durable and indexes them.
+ *
+ * Dedup and durability: an object is found either in the index (durable,
+ * indexed) or in the writer's claimed set (added in this session, in a pack
+ * not yet indexed). An id leaves the claimed set only after its pack's index
+ * rows are committed, so a concurrent put always finds it in one of them.
+ *
+ * Collisions: a dedup hit must have the same length, and a data chunk up to
+ * the config's dedup_verify_max bytes is compared byte for byte; a mismatch
+ * is a suspected id collision and fails the put with -EBADMSG.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "compress.h"
+#include "hash.h"
+#include "store.h"
+
+struct stamp_writer;
+
+struct stamp_writer_stats {
+        uint64_t new_objects;
+        uint64_t new_chunks; /* new data chunks */
+        uint64_t new_bytes;  /* raw */
+        uint64_t stored_bytes;
+        uint64_t packs;
+};
+
+/* Requires the store's write lock. Caller frees with stamp_writer_free(). */
+int stamp_writer_new(struct stamp_store *s, struct stamp_writer **ret);
+/*
+ * Frees the writer. Objects of packs not yet flushed are discarded (their
+ * temporary file is removed). NULL is a no-op.
+ */
+void stamp_writer_free(struct stamp_writer *w);
+
+/*
+ * Stores @data as an object of @type and returns its id. @z is the calling
+ * thread's compression context. After an error every later call fails too.
+ */
+int stamp_writer_put(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
+                     const void *data, size_t len, struct stamp_id *ret_id);
+
+/* Makes every object put so far durable and indexed. */
+int stamp_writer_flush(struct stamp_writer *w);
+
+void stamp_writer_stats(struct stamp_writer *w, struct stamp_writer_stats *ret);

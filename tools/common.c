@@ -1,0 +1,185 @@
+/* SPDX-License-Identifier: MIT */
+#include "common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *arg_store;
+bool arg_json;
+bool arg_quiet;
+
+bool common_option(int c, const char *optarg_)
+{
+        switch (c) {
+        case 'S':
+                arg_store = optarg_;
+                return true;
+        case 'J':
+                arg_json = true;
+                return true;
+        case 'q':
+                arg_quiet = true;
+                return true;
+        }
+        return false;
+}
+
+int exit_code(int r)
+{
+        switch (-r) {
+        case 0:
+                return EXIT_OK;
+        case ENOENT:
+        case ENOTDIR:
+        case EMEDIUMTYPE:
+                return EXIT_NOTFOUND;
+        case EBUSY:
+                return EXIT_BUSY;
+        case EBADMSG:
+        case EOPNOTSUPP:
+                return EXIT_CORRUPT;
+        case EINVAL:
+                return EXIT_USAGE;
+        default:
+                return EXIT_FAILED;
+        }
+}
+
+static void vlog(const char *level, const char *fmt, va_list ap)
+{
+        fputs("stamp: ", stderr);
+        if (level)
+                fputs(level, stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+}
+
+void log_error(const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vlog(NULL, fmt, ap);
+        va_end(ap);
+}
+
+void log_warning(const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vlog("warning: ", fmt, ap);
+        va_end(ap);
+}
+
+const char *describe(int r)
+{
+        switch (-r) {
+        case EMEDIUMTYPE:
+                return "not a stampfs store (no config file)";
+        case EBADMSG:
+                return "data is corrupt";
+        case EOPNOTSUPP:
+                return "unsupported format version (made by a newer stampfs?)";
+        case EBUSY:
+                return "locked by another process";
+        case ENOSPC:
+                return "no space left on the store's device";
+        default:
+                return strerror(-r);
+        }
+}
+
+int open_store(struct stamp_store **ret)
+{
+        const char *dir = arg_store ? arg_store : getenv("STAMP_STORE");
+        int r;
+
+        if (!dir || !*dir) {
+                log_error("no store given: use --store DIR or set STAMP_STORE");
+                return EXIT_USAGE;
+        }
+        r = stamp_store_open(dir, ret);
+        if (r < 0) {
+                if (r == -ENOENT)
+                        log_error("store '%s': no such directory", dir);
+                else
+                        log_error("store '%s': %s", dir, describe(r));
+                return exit_code(r);
+        }
+        return EXIT_OK;
+}
+
+int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_LEN + 1])
+{
+        int r = stamp_store_resolve(s, arg, ret);
+
+        if (r == -EINVAL) {
+                log_error("'%s' is not a stamp (expected YYYYMMDDTHHMMSSZ or 'latest')", arg);
+                return EXIT_USAGE;
+        }
+        if (r == -ENOENT) {
+                if (strcmp(arg, "latest") == 0)
+                        log_error("store '%s' has no snapshots yet", stamp_store_path(s));
+                else
+                        log_error("snapshot '%s' does not exist in store '%s'", arg,
+                                  stamp_store_path(s));
+                return EXIT_NOTFOUND;
+        }
+        if (r < 0) {
+                log_error("snapshot '%s': %s", arg, describe(r));
+                return exit_code(r);
+        }
+        return EXIT_OK;
+}
+
+int usage_error(const char *verb, const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("stamp: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "\nTry 'stamp %s --help'.\n", verb);
+        return EXIT_USAGE;
+}
+
+const char *fmt_bytes(uint64_t n, char buf[32])
+{
+        static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+        double v = (double)n;
+        unsigned u = 0;
+
+        while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, 32, "%llu B", (unsigned long long)n);
+        else
+                snprintf(buf, 32, "%.1f %s", v, units[u]);
+        return buf;
+}
+
+void json_string(FILE *f, const char *s)
+{
+        fputc('"', f);
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        fprintf(f, "\\%c", *p);
+                else if (*p < 0x20)
+                        fprintf(f, "\\u%04x", *p);
+                else
+                        fputc(*p, f);
+        }
+        fputc('"', f);
+}
+
+bool progress_enabled(void)
+{
+        return !arg_quiet && !arg_json && isatty(STDERR_FILENO);
+}

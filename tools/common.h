@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared by the verbs of `stamp`: options, errors, exit codes, output. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store.h"
+
+/* Exit codes (documented in README.md and `stamp --help`). */
+enum {
+        EXIT_OK = 0,
+        EXIT_WARNINGS = 1, /* done, with warnings (e.g. unreadable source files) */
+        EXIT_USAGE = 2,    /* bad command line */
+        EXIT_NOTFOUND = 3, /* no such store, stamp or path */
+        EXIT_BUSY = 4,     /* the store is locked by another process */
+        EXIT_CORRUPT = 5,  /* damaged or unsupported data in the store */
+        EXIT_FAILED = 6,   /* any other failure (I/O, disk full, permissions) */
+};
+
+extern const char *arg_store;
+extern bool arg_json;
+extern bool arg_quiet;
+
+/* Long options every verb accepts, and their handling. */
+#define COMMON_LONG_OPTIONS                                                    \
+        { "store", required_argument, NULL, 'S' },                             \
+                { "json", no_argument, NULL, 'J' },                            \
+                { "quiet", no_argument, NULL, 'q' },                           \
+                { "help", no_argument, NULL, 'h' }
+
+/* Handles a common option; returns true if @c was one. */
+bool common_option(int c, const char *optarg_);
+
+/* Maps a negative errno to an exit code. */
+int exit_code(int r);
+
+/* Prints "stamp: " + message to stderr. */
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Describes an errno the way a user needs it ("not a stampfs store", ...). */
+const char *describe(int r);
+
+/*
+ * Opens the store named by --store or $STAMP_STORE, printing one clear
+ * error line on failure; returns an exit code (EXIT_OK on success).
+ */
+int open_store(struct stamp_store **ret);
+
+/* Resolves a stamp argument ("latest" too), printing an error line on failure. */
+int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_LEN + 1]);
+
+/* Usage error for a verb: one line, then a hint. */
+int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Human-readable byte counts ("1.2 GiB"). */
+const char *fmt_bytes(uint64_t n, char buf[32]);
+
+/* Writes @s as a JSON string (quoted, escaped) to @f. */
+void json_string(FILE *f, const char *s);
+
+/* True when a progress line may be drawn on stderr. */
+bool progress_enabled(void);
+
+int verb_init(int argc, char **argv);
+int verb_snapshot(int argc, char **argv);
+int verb_list(int argc, char **argv);
+int verb_show(int argc, char **argv);
+int verb_cat(int argc, char **argv);

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/* stamp: the command-line front end of a stampfs store. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "config.h"
+
+struct verb {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *help;
+};
+
+static const struct verb verbs[] = {
+        { "init", verb_init, "create a new store" },
+        { "snapshot", verb_snapshot, "take a snapshot of one or more directories" },
+        { "list", verb_list, "list the snapshots of a store" },
+        { "show", verb_show, "show one snapshot's record" },
+        { "cat", verb_cat, "write a file of a snapshot to standard output" },
+};
+
+static void help(void)
+{
+        printf("Usage: stamp [--store DIR] [--json] [--quiet] COMMAND [ARGS...]\n"
+               "\n"
+               "A deduplicating snapshot store. Every command takes --help.\n"
+               "\n"
+               "Commands:\n");
+        for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+                printf("  %-10s %s\n", verbs[i].name, verbs[i].help);
+        printf("\n"
+               "Options:\n"
+               "  --store DIR   the store (default: $STAMP_STORE)\n"
+               "  --json        machine-readable output on stdout\n"
+               "  -q, --quiet   no progress display or summaries\n"
+               "  --version     print the version\n"
+               "\n"
+               "Exit codes: 0 ok; 1 done with warnings; 2 usage error; 3 store, snapshot\n"
+               "or path not found; 4 store locked; 5 corrupt or unsupported data;\n"
+               "6 other failure (I/O error, disk full, permission denied).\n");
+}
+
+int main(int argc, char **argv)
+{
+        int i = 1;
+
+        /* Global options come before the command; verbs accept them too. */
+        while (i < argc && argv[i][0] == '-') {
+                const char *a = argv[i];
+                if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+                        help();
+                        return EXIT_OK;
+                } else if (strcmp(a, "--version") == 0) {
+                        printf("stamp %s\n", STAMP_VERSION);
+                        return EXIT_OK;
+                } else if (strcmp(a, "--json") == 0)
+                        arg_json = true;
+                else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0)
+                        arg_quiet = true;
+                else if (strcmp(a, "--store") == 0 && i + 1 < argc)
+                        arg_store = argv[++i];
+                else if (strncmp(a, "--store=", 8) == 0)
+                        arg_store = a + 8;
+                else {
+                        fprintf(stderr, "stamp: unknown option '%s'\nTry 'stamp --help'.\n", a);
+                        return EXIT_USAGE;
+                }
+                i++;
+        }
+        if (i >= argc) {
+                fprintf(stderr, "stamp: no command given\nTry 'stamp --help'.\n");
+                return EXIT_USAGE;
+        }
+        for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++)
+                if (strcmp(argv[i], verbs[v].name) == 0)
+                        return verbs[v].run(argc - i, argv + i);
+        fprintf(stderr, "stamp: unknown command '%s'\nTry 'stamp --help'.\n", argv[i]);
+        return EXIT_USAGE;
+}

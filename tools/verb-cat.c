@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/* stamp cat: a file of a snapshot to standard output. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "reader.h"
+
+static void help(void)
+{
+        printf("Usage: stamp [--store DIR] cat STAMP PATH\n"
+               "\n"
+               "Write the content of file PATH of snapshot STAMP ('latest' for the newest)\n"
+               "to standard output. PATH is relative to the snapshot's root. Every chunk is\n"
+               "verified against its id: damaged data is an error, never wrong bytes.\n");
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t w = write(fd, p, n);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += w;
+                n -= (size_t)w;
+        }
+        return 0;
+}
+
+static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
+{
+        struct stamp_record rec;
+        struct stamp_tree_obj parent = { 0 };
+        struct stamp_entry e;
+        struct stamp_file *f = NULL;
+        uint8_t *buf = NULL;
+        uint64_t off = 0;
+        int r;
+
+        r = stamp_store_record_load(s, stamp, &rec);
+        if (r < 0) {
+                log_error("snapshot '%s': record unreadable: %s", stamp, describe(r));
+                return exit_code(r);
+        }
+        r = stamp_path_resolve(s, &rec.root, path, &parent, &e);
+        stamp_record_release(&rec);
+        if (r == -ENOENT || r == -ENOTDIR) {
+                log_error("'%s' does not exist in snapshot %s", path, stamp);
+                return EXIT_NOTFOUND;
+        }
+        if (r < 0) {
+                log_error("'%s' in snapshot %s: %s", path, stamp, describe(r));
+                return exit_code(r);
+        }
+        if (e.type != 1 /* STAMP_T_REG */) {
+                log_error("'%s' in snapshot %s is not a regular file", path, stamp);
+                stamp_tree_obj_release(&parent);
+                return EXIT_USAGE;
+        }
+        r = stamp_file_open(s, &e, &f);
+        stamp_tree_obj_release(&parent);
+        buf = malloc(1 << 20);
+        if (r == 0 && !buf)
+                r = -ENOMEM;
+        while (r == 0) {
+                ssize_t n = stamp_file_pread(f, buf, 1 << 20, off);
+                if (n < 0) {
+                        r = (int)n;
+                        break;
+                }
+                if (n == 0)
+                        break;
+                r = write_all(STDOUT_FILENO, buf, (size_t)n);
+                if (r < 0) {
+                        log_error("cannot write to standard output: %s", describe(r));
+                        free(buf);
+                        stamp_file_free(f);
+                        return EXIT_FAILED;
+                }
+                off += (uint64_t)n;
+        }
+        free(buf);
+        stamp_file_free(f);
+        if (r < 0) {
+                log_error("'%s' in snapshot %s: %s at offset %llu", path, stamp, describe(r),
+                          (unsigned long long)off);
+                return exit_code(r);
+        }
+        return EXIT_OK;
+}
+
+int verb_cat(int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
+        struct stamp_store *s = NULL;
+        char stamp[STAMP_STAMP_LEN + 1];
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
+                if (common_option(c, optarg))
+                        continue;
+                if (c == 'h') {
+                        help();
+                        return EXIT_OK;
+                }
+                return usage_error("cat", "unknown option");
+        }
+        if (optind + 2 != argc)
+                return usage_error("cat", "expected STAMP and PATH");
+        r = open_store(&s);
+        if (r != EXIT_OK)
+                return r;
+        r = resolve_stamp(s, argv[optind], stamp);
+        if (r == EXIT_OK)
+                r = cat_file(s, stamp, argv[optind + 1]);
+        stamp_store_free(s);
+        return r;
+}

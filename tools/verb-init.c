@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+/* stamp init: create a store. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+static void help(void)
+{
+        printf("Usage: stamp [--store DIR] init [OPTIONS] [DIR]\n"
+               "\n"
+               "Create a new, empty store in DIR (or --store, or $STAMP_STORE). DIR must\n"
+               "not exist or be an empty directory. A secret is generated for the store:\n"
+               "it keys chunk ids and chunk boundaries, and is kept in DIR/config (0600).\n"
+               "\n"
+               "Options:\n"
+               "  --chunk-min BYTES          smallest chunk (default 4096)\n"
+               "  --chunk-avg BYTES          average chunk, a power of two (default 16384)\n"
+               "  --chunk-max BYTES          largest chunk (default 131072)\n"
+               "  --compression-level N      zstd level, -7..19 (default 3)\n"
+               "  --pack-size MIB            target pack size in MiB (default 16)\n"
+               "  --json                     print the result as JSON\n");
+}
+
+static int parse_u32(const char *s, uint32_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno || *end || !*s || v > UINT32_MAX)
+                return -EINVAL;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+int verb_init(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "chunk-min", required_argument, NULL, 'm' },
+                { "chunk-avg", required_argument, NULL, 'a' },
+                { "chunk-max", required_argument, NULL, 'M' },
+                { "compression-level", required_argument, NULL, 'l' },
+                { "pack-size", required_argument, NULL, 'p' },
+                {}
+        };
+        struct stamp_init_options o;
+        const char *dir;
+        uint32_t pack_mib = 16;
+        int c, r;
+
+        stamp_init_options_default(&o);
+        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
+                uint32_t v = 0;
+                if (common_option(c, optarg))
+                        continue;
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case 'm':
+                case 'a':
+                case 'M':
+                case 'p':
+                        if (parse_u32(optarg, &v) < 0)
+                                return usage_error("init", "'%s' is not a number", optarg);
+                        if (c == 'm')
+                                o.chunker.min = v;
+                        else if (c == 'a')
+                                o.chunker.avg = v;
+                        else if (c == 'M')
+                                o.chunker.max = v;
+                        else
+                                pack_mib = v;
+                        break;
+                case 'l': {
+                        char *end;
+                        long l = strtol(optarg, &end, 10);
+                        if (*end || !*optarg)
+                                return usage_error("init", "'%s' is not a number", optarg);
+                        o.zstd_level = (int)l;
+                        break;
+                }
+                default:
+                        return usage_error("init", "unknown option");
+                }
+        }
+        if (optind + 1 < argc)
+                return usage_error("init", "too many arguments");
+        dir = optind < argc ? argv[optind] : arg_store ? arg_store : getenv("STAMP_STORE");
+        if (!dir || !*dir)
+                return usage_error("init", "no store directory given");
+        if (stamp_chunker_params_check(&o.chunker) < 0)
+                return usage_error("init",
+                                   "bad chunk sizes %u/%u/%u: need 64 <= min < avg < max <= 16 MiB, "
+                                   "avg a power of two",
+                                   o.chunker.min, o.chunker.avg, o.chunker.max);
+        if (pack_mib < 1 || pack_mib > 1024)
+                return usage_error("init", "pack size must be 1..1024 MiB");
+        o.pack_size = pack_mib << 20;
+
+        r = stamp_store_init(dir, &o);
+        if (r == -EEXIST) {
+                log_error("cannot create a store in '%s': directory is not empty", dir);
+                return EXIT_FAILED;
+        }
+        if (r == -EINVAL)
+                return usage_error("init", "bad option value");
+        if (r < 0) {
+                log_error("cannot create a store in '%s': %s", dir, describe(r));
+                return exit_code(r);
+        }
+        if (arg_json) {
+                printf("{\"store\": ");
+                json_string(stdout, dir);
+                printf(", \"chunk_min\": %u, \"chunk_avg\": %u, \"chunk_max\": %u, "
+                       "\"compression_level\": %d, \"pack_size\": %u}\n",
+                       o.chunker.min, o.chunker.avg, o.chunker.max, o.zstd_level, o.pack_size);
+        } else if (!arg_quiet)
+                printf("Created store '%s' (chunks %u/%u/%u bytes, zstd level %d)\n", dir,
+                       o.chunker.min, o.chunker.avg, o.chunker.max, o.zstd_level);
+        return EXIT_OK;
+}

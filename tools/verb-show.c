@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/* stamp show: one snapshot's record. */
+#include <getopt.h>
+#include <stdlib.h>
+
+#include "common.h"
+
+static void help(void)
+{
+        printf("Usage: stamp [--store DIR] show [--json] STAMP\n"
+               "\n"
+               "Show the record of snapshot STAMP ('latest' for the newest): when and where\n"
+               "it was taken, what it holds, what it added to the store, and any entries\n"
+               "that could not be read. --json prints the record as stored.\n");
+}
+
+static void print_list(const char *title, const struct stamp_strv *v, uint64_t total)
+{
+        if (total == 0)
+                return;
+        printf("%s (%llu):\n", title, (unsigned long long)total);
+        for (size_t i = 0; i < v->n; i++)
+                printf("  %s\n", v->v[i]);
+        if (total > v->n)
+                printf("  ... and %llu more\n", (unsigned long long)(total - v->n));
+}
+
+static void print_human(const struct stamp_record *r)
+{
+        char b1[32], b2[32], b3[32], hex[STAMP_ID_HEX_SIZE];
+
+        stamp_id_to_hex(&r->root, hex);
+        printf("stamp:       %s\n", r->stamp);
+        printf("created:     %s\n", r->created);
+        printf("host:        %s\n", r->host);
+        for (size_t i = 0; i < r->sources.n; i++)
+                printf("source:      %s\n", r->sources.v[i]);
+        for (size_t i = 0; i < r->tags.n; i++)
+                printf("tag:         %s\n", r->tags.v[i]);
+        printf("root tree:   %s\n", hex);
+        printf("contents:    %llu files, %llu directories, %llu symlinks, %llu other\n",
+               (unsigned long long)r->files, (unsigned long long)r->dirs,
+               (unsigned long long)r->symlinks, (unsigned long long)r->specials);
+        printf("size:        %s\n", fmt_bytes(r->logical_bytes, b1));
+        printf("added:       %s new (%llu chunks), %s stored\n", fmt_bytes(r->new_bytes, b2),
+               (unsigned long long)r->new_chunks, fmt_bytes(r->stored_new_bytes, b3));
+        printf("duration:    %.2f s\n", r->duration_s);
+        printf("tool:        %s\n", r->tool_version);
+        print_list("unreadable entries", &r->errors, r->n_errors);
+        print_list("changed while read", &r->changed, r->n_changed);
+}
+
+int verb_show(int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
+        struct stamp_store *s = NULL;
+        struct stamp_record rec;
+        char stamp[STAMP_STAMP_LEN + 1];
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
+                if (common_option(c, optarg))
+                        continue;
+                if (c == 'h') {
+                        help();
+                        return EXIT_OK;
+                }
+                return usage_error("show", "unknown option");
+        }
+        if (optind + 1 != argc)
+                return usage_error("show", "expected exactly one STAMP");
+        r = open_store(&s);
+        if (r != EXIT_OK)
+                return r;
+        r = resolve_stamp(s, argv[optind], stamp);
+        if (r != EXIT_OK)
+                goto out;
+        r = stamp_store_record_load(s, stamp, &rec);
+        if (r < 0) {
+                log_error("snapshot '%s': record unreadable: %s", stamp, describe(r));
+                r = exit_code(r);
+                goto out;
+        }
+        if (arg_json) {
+                char *text = NULL;
+                if (stamp_record_encode(&rec, &text) == 0)
+                        printf("%s\n", text);
+                free(text);
+        } else
+                print_human(&rec);
+        stamp_record_release(&rec);
+        r = EXIT_OK;
+out:
+        stamp_store_free(s);
+        return r;
+}

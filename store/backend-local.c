@@ -79,6 +79,7 @@ static int make_parents(int dirfd, const char *name)
         for (char *p = buf; (p = strchr(p, '/')); p++) {
                 *p = 0;
                 if (mkdirat(dirfd, buf, 0700) == 0) {
+                        (void)fchmodat(dirfd, buf, 0700, 0);
                         char *slash = strrchr(buf, '/');
                         int r;
                         if (slash) {
@@ -131,6 +132,7 @@ static int local_writer_open(struct stamp_backend *b, struct stamp_backend_write
                 free(w);
                 return r;
         }
+        (void)fchmod(w->fd, 0600); /* explicit: a umask must not widen or narrow it */
         *ret = (struct stamp_backend_writer *)w;
         return 0;
 }

@@ -111,8 +111,10 @@ if [ "$only_dataset" = 1 ]; then
 fi
 
 # --- stamp build -------------------------------------------------------------
-stamp_bin="$repo_root/build/tools/stamp"
-if has_tool stamp; then
+# STAMP_BIN picks a ready binary (e.g. to compare two builds) and skips
+# the build.
+stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
+if has_tool stamp && [ -z "${STAMP_BIN:-}" ]; then
     log "building stamp"
     # ninja is a no-op when nothing changed, so always run it: measuring a
     # stale binary would be worse than a few seconds of build.

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+#include "index.h"
+#include "tests.h"
+
+int main(void)
+{
+        char *dir = make_tmpdir(), path[600];
+        struct stamp_index *ix, *ix2;
+        struct stamp_pack_entry e[3];
+        struct stamp_loc loc;
+        struct stamp_id missing = { { 9 } };
+        uint8_t *content;
+        size_t len;
+        uint64_t packs, objects, bytes;
+
+        snprintf(path, sizeof(path), "%s/index.db", dir);
+        CHECK_RC(stamp_index_open(path, 0, &ix), -ENOENT);
+        CHECK_OK(stamp_index_open(path, STAMP_INDEX_CREATE, &ix));
+        memset(e, 0, sizeof(e));
+        for (int i = 0; i < 3; i++) {
+                e[i].id.b[0] = (uint8_t)(i + 1);
+                e[i].type = STAMP_OBJ_DATA;
+                e[i].raw_len = 100u * (unsigned)(i + 1);
+                e[i].stored_len = e[i].raw_len;
+                e[i].offset = 32 + 1000u * (unsigned)i;
+        }
+        CHECK_OK(stamp_index_begin(ix));
+        CHECK_OK(stamp_index_add_pack(ix, "packs/aa/aa.pack", 5000, e, 3));
+        CHECK_OK(stamp_index_commit(ix));
+        CHECK(stamp_index_has_pack(ix, "packs/aa/aa.pack") == 1);
+        CHECK(stamp_index_has_pack(ix, "packs/bb/bb.pack") == 0);
+        CHECK(stamp_index_find(ix, &e[1].id, &loc) == 1);
+        CHECK(loc.raw_len == 200 && loc.offset == 1032 && strcmp(loc.pack, "packs/aa/aa.pack") == 0);
+        CHECK(stamp_index_find(ix, &missing, &loc) == 0);
+        /* An object seen again in a second pack keeps its first place. */
+        e[1].offset = 7;
+        CHECK_OK(stamp_index_add_pack(ix, "packs/bb/bb.pack", 100, &e[1], 1));
+        CHECK(stamp_index_find(ix, &e[1].id, &loc) == 1 && loc.offset == 1032);
+        CHECK_OK(stamp_index_counts(ix, &packs, &objects, &bytes));
+        CHECK(packs == 2 && objects == 3 && bytes == 5100);
+
+        /* Files cache: a hit needs every key field to match. */
+        CHECK_OK(stamp_index_files_put(ix, 1, 2, 3, 4, 5, (const uint8_t *)"abc", 3));
+        CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 5, &content, &len) == 1);
+        CHECK(len == 3 && memcmp(content, "abc", 3) == 0);
+        free(content);
+        CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 6, &content, &len) == 0);
+        CHECK(stamp_index_files_get(ix, 1, 2, 4, 4, 5, &content, &len) == 0);
+
+        /* A second connection sees committed rows (one connection per thread). */
+        CHECK_OK(stamp_index_open(path, 0, &ix2));
+        CHECK(stamp_index_find(ix2, &e[0].id, &loc) == 1);
+        CHECK_OK(stamp_index_snapshot_put(ix, "20260407T060000Z", &e[0].id));
+        CHECK(stamp_index_snapshot_has(ix2, "20260407T060000Z") == 1);
+        stamp_index_free(ix2);
+        stamp_index_free(ix);
+
+        /* Not an index: a clear error. */
+        {
+                FILE *f;
+                snprintf(path, sizeof(path), "%s/garbage.db", dir);
+                f = fopen(path, "w");
+                fputs("this is not a database, just text padded out to look like one.......", f);
+                fclose(f);
+                CHECK(stamp_index_open(path, 0, &ix) < 0);
+        }
+        rm_rf(dir);
+        free(dir);
+        printf("test-index: ok\n");
+        return 0;
+}

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: MIT */
+#include "record.h"
+#include "tests.h"
+
+static void test_stamps(void)
+{
+        char s[STAMP_STAMP_LEN + 1];
+
+        CHECK(stamp_stamp_valid("20260407T060000Z"));
+        CHECK(!stamp_stamp_valid("20260231T060000Z")); /* no Feb 31 */
+        CHECK(!stamp_stamp_valid("20260407T240000Z"));
+        CHECK(!stamp_stamp_valid("20260407T060000"));
+        CHECK(!stamp_stamp_valid("2026-04-07T06:00:00Z"));
+        CHECK(!stamp_stamp_valid("../../etc/passwd"));
+        CHECK(!stamp_stamp_valid("-0260407T060000Z"));
+        CHECK(!stamp_stamp_valid(""));
+        CHECK(!stamp_stamp_valid(NULL));
+        stamp_stamp_from_time(1775541600, s);
+        CHECK(strcmp(s, "20260407T060000Z") == 0);
+}
+
+static void test_record(void)
+{
+        struct stamp_record r = { 0 }, back;
+        char *text, *text2;
+
+        strcpy(r.stamp, "20260407T060000Z");
+        strcpy(r.created, "2026-04-07T06:00:00.000000001Z");
+        r.host = strdup("host \"quoted\"");
+        r.tool_version = strdup("stamp 0.1");
+        CHECK_OK(stamp_strv_push(&r.sources, "/srv/data"));
+        CHECK_OK(stamp_strv_push(&r.tags, "daily"));
+        CHECK_OK(stamp_strv_push(&r.tags, "pre-restore"));
+        CHECK_OK(stamp_strv_push(&r.errors, "a/b: Permission denied"));
+        r.n_errors = 1;
+        memset(r.root.b, 0x5a, STAMP_ID_SIZE);
+        r.files = 30000;
+        r.logical_bytes = 1ull << 40;
+        r.new_bytes = 12345;
+        r.duration_s = 1.5;
+        r.root_mode = 040755;
+        r.root_mtime_ns = 1775541600123456789;
+        r.chunker = (struct stamp_chunker_params){ 4096, 16384, 131072 };
+        r.zstd_level = 3;
+        r.one_file_system = true;
+        CHECK_OK(stamp_record_encode(&r, &text));
+        CHECK_OK(stamp_record_parse(text, strlen(text), &back));
+        CHECK(strcmp(back.stamp, r.stamp) == 0);
+        CHECK(strcmp(back.host, r.host) == 0);
+        CHECK(back.tags.n == 2 && strcmp(back.tags.v[1], "pre-restore") == 0);
+        CHECK(back.logical_bytes == 1ull << 40 && back.files == 30000);
+        CHECK(back.root_mtime_ns == 1775541600123456789);
+        CHECK(stamp_id_cmp(&back.root, &r.root) == 0);
+        CHECK(back.one_file_system && back.n_errors == 1);
+        CHECK_OK(stamp_record_encode(&back, &text2));
+        CHECK(strcmp(text, text2) == 0);
+        free(text2);
+
+        /* A length that does not match the text, i.e. an embedded NUL. */
+        CHECK_RC(stamp_record_parse(text, strlen(text) + 1, &back), -EBADMSG);
+        /* Truncated text. */
+        {
+                char *cut = strndup(text, strlen(text) / 2);
+                struct stamp_record x;
+                CHECK_RC(stamp_record_parse(cut, strlen(cut), &x), -EBADMSG);
+                free(cut);
+        }
+        stamp_record_release(&back);
+        stamp_record_release(&r);
+        free(text);
+}
+
+static void expect_bad(const char *json)
+{
+        struct stamp_config c;
+
+        CHECK(stamp_config_parse(json, strlen(json), &c) < 0);
+}
+
+static void test_config(void)
+{
+        struct stamp_config c = { 0 }, back;
+        char *text;
+        char buf[2048];
+
+        c.version = 1;
+        strcpy(c.chunker_alg, "fastcdc-gear-nc2");
+        strcpy(c.chunk_id_alg, "xxh3-128-keyed");
+        c.chunker = (struct stamp_chunker_params){ 4096, 16384, 131072 };
+        c.zstd_level = -3;
+        c.pack_size = 16u << 20;
+        c.dedup_verify_max = 4096;
+        strcpy(c.created, "2026-04-07T06:00:00.000000001Z");
+        memset(c.secret, 0xa5, sizeof(c.secret));
+        CHECK_OK(stamp_config_encode(&c, &text));
+        CHECK_OK(stamp_config_parse(text, strlen(text), &back));
+        CHECK(memcmp(back.secret, c.secret, sizeof(c.secret)) == 0);
+        CHECK(back.zstd_level == -3 && back.chunker.avg == 16384);
+
+        /* Unknown algorithm or version: unsupported, not corrupt. */
+        {
+                char *p = strstr(text, "xxh3-128-keyed");
+                CHECK(p);
+                snprintf(buf, sizeof(buf), "%.*ssha2-256-keyed%s", (int)(p - text), text, p + 14);
+                CHECK_RC(stamp_config_parse(buf, strlen(buf), &back), -EOPNOTSUPP);
+        }
+        free(text);
+        expect_bad("");
+        expect_bad("[]");
+        expect_bad("{\"format\":\"stampfs\"}");
+        expect_bad("{\"format\":\"stampfs\",\"format\":\"stampfs\",\"version\":1}");
+        expect_bad("{\"FORMAT\":\"stampfs\",\"version\":1}");
+        expect_bad("{\"format\":\"stampfs\",\"version\":1e300}");
+        expect_bad("{\"format\":\"stampfs\",\"version\":-1}");
+}
+
+int main(void)
+{
+        test_stamps();
+        test_record();
+        test_config();
+        printf("test-record: ok\n");
+        return 0;
+}

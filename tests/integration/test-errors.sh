@@ -1,0 +1,112 @@
+#!/bin/bash
+# Bad input gets one clear line naming the thing and the reason, and a
+# documented non-zero exit code.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+S="$WORK/store"
+mkdir "$WORK/src"
+echo data >"$WORK/src/file"
+
+# --help for the tool and every verb; unknown options and verbs.
+"$STAMP" --help | grep -q "Exit codes" || fail "stamp --help"
+for v in init snapshot list show cat; do
+        "$STAMP" "$v" --help | grep -q "^Usage: stamp" || fail "stamp $v --help"
+        expect_rc 2 "$STAMP" "$v" --no-such-option
+done
+expect_rc 2 "$STAMP" frobnicate
+expect_rc 2 "$STAMP"
+
+# No store given, a missing store, a directory that is not a store.
+expect_rc 2 env -u STAMP_STORE "$STAMP" list
+expect_err "no store given"
+expect_rc 3 "$STAMP" --store "$WORK/nope" list
+expect_err "store '$WORK/nope': no such directory"
+mkdir "$WORK/plain"
+expect_rc 3 "$STAMP" --store "$WORK/plain" list
+expect_err "not a stampfs store"
+STAMP_STORE="$WORK/plain" expect_rc 3 "$STAMP" list
+
+# init refuses a non-empty directory and bad options.
+expect_rc 6 "$STAMP" init "$WORK/src"
+expect_err "not empty"
+expect_rc 2 "$STAMP" init --chunk-avg 1000 "$WORK/bad"
+"$STAMP" init "$S" >/dev/null
+
+# A corrupt or unsupported config.
+cp -a "$S" "$WORK/s2"
+echo '{"format":"stampfs"' >"$WORK/s2/config"
+expect_rc 5 "$STAMP" --store "$WORK/s2" list
+expect_err "corrupt"
+sed -i 's/"version": *1/"version":\t99/' "$S/config.orig" 2>/dev/null || true
+python3 - "$S/config" "$WORK/s3" <<'PY'
+import json, sys, shutil, os
+shutil.copytree(os.path.dirname(sys.argv[1]), sys.argv[2])
+c = json.load(open(sys.argv[1])); c["version"] = 99
+open(os.path.join(sys.argv[2], "config"), "w").write(json.dumps(c))
+PY
+expect_rc 5 "$STAMP" --store "$WORK/s3" list
+expect_err "unsupported format version"
+
+# Sources: missing, duplicate basenames.
+expect_rc 3 "$STAMP" --store "$S" snapshot "$WORK/missing"
+expect_err "source '$WORK/missing': No such file or directory"
+mkdir -p "$WORK/x/data" "$WORK/y/data"
+expect_rc 6 "$STAMP" --store "$S" snapshot "$WORK/x/data" "$WORK/y/data"
+expect_err "same name"
+expect_rc 2 "$STAMP" --store "$S" snapshot
+[ -z "$("$STAMP" --store "$S" list --short)" ] || fail "a failed snapshot left a record"
+
+# Stamps and paths that do not exist.
+ST=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+expect_rc 3 "$STAMP" --store "$S" show 20200101T000000Z
+expect_err "snapshot '20200101T000000Z' does not exist"
+expect_rc 2 "$STAMP" --store "$S" show ../../etc/passwd
+expect_err "is not a stamp"
+expect_rc 3 "$STAMP" --store "$S" cat "$ST" no/such/file
+expect_err "does not exist in snapshot"
+expect_rc 3 "$STAMP" --store "$S" cat "$ST" file/below
+expect_rc 2 "$STAMP" --store "$S" cat "$ST" /
+expect_err "not a regular file"
+
+# Two snapshots in the same second still get distinct stamps.
+A=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+B=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+[ "$A" != "$B" ] || fail "same stamp twice"
+
+# An unreadable file inside the source: reported, recorded, exit 1.
+if command -v setpriv >/dev/null; then
+        chmod 755 "$WORK"
+        U="$WORK/user"
+        mkdir -p "$U/src/sub"
+        echo secret >"$U/src/sub/secret"
+        echo open >"$U/src/open"
+        chown -R nobody "$U"
+        chmod 000 "$U/src/sub/secret"
+        setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" init "$U/store" >/dev/null
+        rc=0
+        setpriv --reuid=nobody --regid=nogroup --clear-groups \
+                "$STAMP" --store "$U/store" --json snapshot "$U/src" >"$WORK/rec.json" 2>"$WORK/err" || rc=$?
+        [ "$rc" = 1 ] || fail "unreadable file: exit $rc, expected 1"
+        grep -q "warning: sub/secret: Permission denied" "$WORK/err" || fail "unreadable file not reported"
+        [ "$(json_field "$WORK/rec.json" error_count)" = 1 ] || fail "record error_count"
+        ST=$(json_field "$WORK/rec.json" stamp)
+        [ "$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" --store "$U/store" cat "$ST" open)" = open ] ||
+                fail "the readable file was not stored"
+fi
+
+# The lock: a second writer waits, then says who holds it.
+python3 - "$S/lock" <<'PY' &
+import fcntl, sys, time
+f = open(sys.argv[1], "r+")
+fcntl.flock(f, fcntl.LOCK_EX)
+f.write("pid 4242: test holder\n"); f.flush()
+time.sleep(3)
+PY
+holder=$!
+sleep 0.5
+expect_rc 4 "$STAMP" --store "$S" snapshot --lock-timeout 1 "$WORK/src"
+expect_err "locked by pid 4242: test holder"
+wait "$holder"
+"$STAMP" --store "$S" -q snapshot --lock-timeout 0 "$WORK/src" >/dev/null
+echo "errors ok"

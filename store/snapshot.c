@@ -62,10 +62,13 @@ struct slot {
         int error; /* protected by pool.lock */
 };
 
+struct filejob;
+
 struct task {
         uint8_t *data;
         size_t len;
         struct slot *slot;
+        struct filejob *job;
         struct task *next;
 };
 
@@ -83,7 +86,18 @@ struct filejob {
         size_t nslots;
         uint64_t dispatched, consumed;
         struct listb lb;
+        /*
+         * New chunks in a row that did not compress. Past a few, only every
+         * PROBE_EVERY-th chunk of the file is tried: zstd on random data
+         * (vector segments, media) costs CPU for nothing. Protected by
+         * pool.lock.
+         */
+        unsigned raw_streak;
+        unsigned tried;
 };
+
+#define RAW_STREAK_SKIP 4
+#define PROBE_EVERY 16
 
 /* An entry of the directory being built, with the strings it owns. */
 struct pentry {
@@ -146,7 +160,8 @@ static void *worker_main(void *arg)
         for (;;) {
                 struct task *t;
                 struct stamp_id id;
-                int r;
+                unsigned flags;
+                int compressed = -1, r;
 
                 while (!c->pool.head && !c->pool.stop)
                         pthread_cond_wait(&c->pool.has_task, &c->pool.lock);
@@ -156,11 +171,21 @@ static void *worker_main(void *arg)
                 c->pool.head = t->next;
                 if (!c->pool.head)
                         c->pool.tail = &c->pool.head;
+                flags = 0;
+                if (t->job->raw_streak >= RAW_STREAK_SKIP && t->job->tried++ % PROBE_EVERY != 0)
+                        flags = STAMP_PUT_NO_COMPRESS;
                 pthread_mutex_unlock(&c->pool.lock);
 
-                r = z ? stamp_writer_put(c->w, z, STAMP_OBJ_DATA, t->data, t->len, &id) : -ENOMEM;
+                r = z ? stamp_writer_put_flags(c->w, z, STAMP_OBJ_DATA, t->data, t->len, flags,
+                                               &compressed, &id)
+                      : -ENOMEM;
 
                 pthread_mutex_lock(&c->pool.lock);
+                if (compressed == 1)
+                        t->job->raw_streak = 0;
+                else if (compressed == 0 && !(flags & STAMP_PUT_NO_COMPRESS))
+                        t->job->raw_streak++;
+
                 t->slot->done = true;
                 t->slot->error = r;
                 if (r == 0) {
@@ -211,7 +236,8 @@ static void pool_stop(struct ctx *c)
 }
 
 /* Queues a copy of @data for slot @slot, waiting while too much is in flight. */
-static int dispatch(struct ctx *c, const uint8_t *data, size_t len, struct slot *slot)
+static int dispatch(struct ctx *c, struct filejob *job, const uint8_t *data, size_t len,
+                    struct slot *slot)
 {
         struct task *t = malloc(sizeof(*t));
 
@@ -225,6 +251,7 @@ static int dispatch(struct ctx *c, const uint8_t *data, size_t len, struct slot 
         memcpy(t->data, data, len);
         t->len = len;
         t->slot = slot;
+        t->job = job;
         t->next = NULL;
         pthread_mutex_lock(&c->pool.lock);
         while (c->pool.in_flight > 0 && c->pool.in_flight + len > IN_FLIGHT_MAX)
@@ -633,7 +660,7 @@ static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
                                         return r;
                         }
                         sl = &job->slots[job->dispatched % job->nslots];
-                        r = dispatch(c, c->rbuf + pos, cut, sl);
+                        r = dispatch(c, job, c->rbuf + pos, cut, sl);
                         if (r < 0)
                                 return r;
                         job->dispatched++;
@@ -720,6 +747,8 @@ static int read_regular(struct ctx *c, int dirfd, const char *name, struct pentr
 
 unreadable:
         r = source_error(c, strerror(errno));
+        if (pe->job)
+                (void)job_reset(c, pe->job); /* no task may point at it once freed */
         job_free(pe->job);
         pe->job = NULL;
         pe->e.flags |= STAMP_EF_UNREADABLE;

@@ -290,19 +290,24 @@ static int append(struct stamp_writer *w, const struct stamp_id *id, uint8_t typ
 
 static int compress_and_append(struct stamp_writer *w, struct stamp_zctx *z,
                                const struct stamp_id *id, uint8_t type, const void *data,
-                               size_t len)
+                               size_t len, unsigned flags, int *ret_compressed)
 {
         size_t cap = stamp_compress_bound(len), stored = len;
-        _cleanup_free_ uint8_t *cbuf = malloc(cap);
+        _cleanup_free_ uint8_t *cbuf = NULL;
         const void *payload = data;
         uint8_t comp = STAMP_COMP_NONE;
-        int r;
+        int r = 0;
 
-        if (!cbuf)
-                return -ENOMEM;
-        r = stamp_compress(z, data, len, cbuf, cap, &stored);
-        if (r < 0)
-                return r;
+        if (!(flags & STAMP_PUT_NO_COMPRESS)) {
+                cbuf = malloc(cap);
+                if (!cbuf)
+                        return -ENOMEM;
+                r = stamp_compress(z, data, len, cbuf, cap, &stored);
+                if (r < 0)
+                        return r;
+        }
+        if (ret_compressed)
+                *ret_compressed = r == 1;
         if (r == 1) {
                 payload = cbuf;
                 comp = STAMP_COMP_ZSTD;
@@ -317,9 +322,18 @@ static int compress_and_append(struct stamp_writer *w, struct stamp_zctx *z,
 int stamp_writer_put(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
                      const void *data, size_t len, struct stamp_id *ret_id)
 {
+        return stamp_writer_put_flags(w, z, type, data, len, 0, NULL, ret_id);
+}
+
+int stamp_writer_put_flags(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
+                           const void *data, size_t len, unsigned flags, int *ret_compressed,
+                           struct stamp_id *ret_id)
+{
         struct stamp_id id;
         int r;
 
+        if (ret_compressed)
+                *ret_compressed = -1;
         if (len > STAMP_OBJECT_MAX)
                 return -EFBIG;
         stamp_hasher_id(stamp_store_hasher(w->s), data, len, &id);
@@ -328,7 +342,8 @@ int stamp_writer_put(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
         r = w->error ? w->error : dedup_or_claim(w, type, &id, data, len);
         pthread_mutex_unlock(&w->lock);
         if (r == 0)
-                r = compress_and_append(w, z, &id, type, data, len); /* claimed: ours to add */
+                r = compress_and_append(w, z, &id, type, data, len, flags,
+                                        ret_compressed); /* claimed: ours to add */
         else if (r == 2)
                 r = compare_stored(w, &id, type, data, len);
         else if (r == 1)

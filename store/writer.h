@@ -47,6 +47,17 @@ void stamp_writer_free(struct stamp_writer *w);
 int stamp_writer_put(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
                      const void *data, size_t len, struct stamp_id *ret_id);
 
+/* Flags of stamp_writer_put_flags(). */
+#define STAMP_PUT_NO_COMPRESS (1u << 0) /* store raw: the caller knows it will not compress */
+
+/*
+ * Like stamp_writer_put(); sets *ret_compressed (if not NULL) to whether a
+ * new object was stored compressed, or -1 if nothing new was stored.
+ */
+int stamp_writer_put_flags(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
+                           const void *data, size_t len, unsigned flags, int *ret_compressed,
+                           struct stamp_id *ret_id);
+
 /* Makes every object put so far durable and indexed. */
 int stamp_writer_flush(struct stamp_writer *w);
 

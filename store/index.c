@@ -29,10 +29,10 @@ static const char *const queries[_Q_MAX] = {
         [Q_HAS_PACK] = "SELECT 1 FROM packs WHERE name = ?",
         [Q_FIND] = "SELECT o.offset, o.raw_len, o.stored_len, o.type, o.comp, p.name "
                    "FROM objects o JOIN packs p ON p.id = o.pack WHERE o.id = ?",
-        [Q_FILES_GET] = "SELECT content FROM files WHERE dev = ? AND ino = ? AND size = ? "
+        [Q_FILES_GET] = "SELECT content, xattrs FROM files WHERE dev = ? AND ino = ? AND size = ? "
                         "AND mtime = ? AND ctime = ?",
-        [Q_FILES_PUT] = "INSERT OR REPLACE INTO files(dev, ino, size, mtime, ctime, content) "
-                        "VALUES(?, ?, ?, ?, ?, ?)",
+        [Q_FILES_PUT] = "INSERT OR REPLACE INTO files(dev, ino, size, mtime, ctime, content, xattrs) "
+                        "VALUES(?, ?, ?, ?, ?, ?, ?)",
         [Q_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots(stamp, root) VALUES(?, ?)",
         [Q_SNAP_HAS] = "SELECT 1 FROM snapshots WHERE stamp = ?",
 };
@@ -50,7 +50,7 @@ static const char schema[] =
         " stamp TEXT PRIMARY KEY, root BLOB NOT NULL) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS files("
         " dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,"
-        " mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, content BLOB NOT NULL,"
+        " mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, content BLOB NOT NULL, xattrs BLOB,"
         " PRIMARY KEY(dev, ino)) WITHOUT ROWID;";
 
 struct stamp_index {
@@ -277,8 +277,25 @@ int stamp_index_find(struct stamp_index *ix, const struct stamp_id *id, struct s
         return r;
 }
 
+static uint8_t *column_copy(sqlite3_stmt *st, int col, size_t *ret_len)
+{
+        const void *p = sqlite3_column_blob(st, col);
+        int n = sqlite3_column_bytes(st, col);
+        uint8_t *copy;
+
+        *ret_len = 0;
+        if (!p || n <= 0)
+                return NULL;
+        copy = malloc((size_t)n);
+        if (copy) {
+                memcpy(copy, p, (size_t)n);
+                *ret_len = (size_t)n;
+        }
+        return copy;
+}
+
 int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
-                          int64_t mtime_ns, int64_t ctime_ns, uint8_t **ret, size_t *ret_len)
+                          int64_t mtime_ns, int64_t ctime_ns, struct stamp_files_row *ret)
 {
         sqlite3_stmt *st = ix->q[Q_FILES_GET];
         int rc, r = 0;
@@ -290,15 +307,15 @@ int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
         sqlite3_bind_int64(st, 5, ctime_ns);
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
-                const void *p = sqlite3_column_blob(st, 0);
-                int n = sqlite3_column_bytes(st, 0);
-                uint8_t *copy = n > 0 ? malloc((size_t)n) : NULL;
-                if (!copy)
-                        r = n > 0 ? -ENOMEM : 0;
-                else {
-                        memcpy(copy, p, (size_t)n);
-                        *ret = copy;
-                        *ret_len = (size_t)n;
+                struct stamp_files_row row;
+                row.content = column_copy(st, 0, &row.content_len);
+                row.xattrs = column_copy(st, 1, &row.xattrs_len);
+                if (!row.content || (sqlite3_column_bytes(st, 1) > 0 && !row.xattrs)) {
+                        free(row.content);
+                        free(row.xattrs);
+                        r = row.content ? -ENOMEM : 0; /* an empty content is a miss */
+                } else {
+                        *ret = row;
                         r = 1;
                 }
         } else if (rc != SQLITE_DONE)
@@ -309,7 +326,7 @@ int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
 
 int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
                           int64_t mtime_ns, int64_t ctime_ns, const uint8_t *content,
-                          size_t len)
+                          size_t len, const uint8_t *xattrs, size_t xattrs_len)
 {
         sqlite3_stmt *st = ix->q[Q_FILES_PUT];
 
@@ -319,6 +336,10 @@ int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
         sqlite3_bind_int64(st, 4, mtime_ns);
         sqlite3_bind_int64(st, 5, ctime_ns);
         sqlite3_bind_blob(st, 6, content, (int)len, SQLITE_STATIC);
+        if (xattrs_len)
+                sqlite3_bind_blob(st, 7, xattrs, (int)xattrs_len, SQLITE_STATIC);
+        else
+                sqlite3_bind_null(st, 7);
         return step_done(st);
 }
 

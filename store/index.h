@@ -55,12 +55,22 @@ int stamp_index_has_pack(struct stamp_index *ix, const char *name);
 /* 1 and *ret if @id is indexed, 0 if not. */
 int stamp_index_find(struct stamp_index *ix, const struct stamp_id *id, struct stamp_loc *ret);
 
-/* The files cache: 1 and the encoded content reference (caller frees) on a hit. */
+/*
+ * The files cache. A row holds a file's encoded content reference and its
+ * encoded xattrs (a change to either bumps ctime, part of the key).
+ */
+struct stamp_files_row {
+        uint8_t *content; /* caller frees */
+        size_t content_len;
+        uint8_t *xattrs;  /* caller frees; NULL if none */
+        size_t xattrs_len;
+};
+/* 1 and *ret on a hit, 0 on a miss. */
 int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
-                          int64_t mtime_ns, int64_t ctime_ns, uint8_t **ret, size_t *ret_len);
+                          int64_t mtime_ns, int64_t ctime_ns, struct stamp_files_row *ret);
 int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
                           int64_t mtime_ns, int64_t ctime_ns, const uint8_t *content,
-                          size_t len);
+                          size_t len, const uint8_t *xattrs, size_t xattrs_len);
 
 int stamp_index_snapshot_put(struct stamp_index *ix, const char *stamp,
                              const struct stamp_id *root);

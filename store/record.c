@@ -90,8 +90,20 @@ void stamp_iso8601(int64_t sec, long nsec, char ret[40])
 
 /* Parsing helpers. Every getter fails with -EBADMSG on a wrong type. */
 
+/*
+ * Rejects duplicate keys. Our objects have a few dozen keys; more than
+ * OBJECT_KEYS_MAX is malformed, which also keeps this check linear in the
+ * input instead of quadratic.
+ */
+#define OBJECT_KEYS_MAX 256
+
 static int no_duplicates(const cJSON *obj)
 {
+        unsigned n = 0;
+
+        for (const cJSON *a = obj->child; a; a = a->next)
+                if (++n > OBJECT_KEYS_MAX)
+                        return -EBADMSG;
         for (const cJSON *a = obj->child; a; a = a->next)
                 for (const cJSON *b = a->next; b; b = b->next)
                         if (a->string && b->string && strcmp(a->string, b->string) == 0)

@@ -116,6 +116,8 @@ struct cache_row {
         int64_t mtime, ctime;
         uint8_t *content;
         size_t len;
+        uint8_t *xattrs;
+        size_t xattrs_len;
 };
 
 struct ctx {
@@ -786,10 +788,17 @@ static int finish_file(struct ctx *c, struct pentry *pe)
                 }
                 row = &c->rows[c->n_rows];
                 row->content = malloc(pe->e.content_len);
-                if (!row->content)
+                row->xattrs = pe->e.xattrs_len ? malloc(pe->e.xattrs_len) : NULL;
+                if (!row->content || (pe->e.xattrs_len && !row->xattrs)) {
+                        free(row->content);
+                        free(row->xattrs);
                         return -ENOMEM;
+                }
                 memcpy(row->content, pe->content, pe->e.content_len);
                 row->len = pe->e.content_len;
+                if (pe->e.xattrs_len)
+                        memcpy(row->xattrs, pe->e.xattrs, pe->e.xattrs_len);
+                row->xattrs_len = pe->e.xattrs_len;
                 row->dev = pe->dev;
                 row->ino = pe->ino;
                 row->size = pe->e.size;
@@ -802,25 +811,45 @@ static int finish_file(struct ctx *c, struct pentry *pe)
         return 0;
 }
 
-/* Tries the files cache. 1 on a hit (content set), 0 on a miss. */
+/* Counts encoded xattrs; -EBADMSG if malformed. */
+static int xattr_count(const uint8_t *p, size_t len)
+{
+        const uint8_t *end = p + len;
+        const char *n;
+        const uint8_t *v;
+        size_t nl, vl;
+        int count = 0, r;
+
+        while ((r = stamp_xattr_next(&p, end, &n, &nl, &v, &vl)) == 1)
+                if (++count > UINT16_MAX)
+                        return -EBADMSG;
+        return r < 0 ? r : count;
+}
+
+/* Tries the files cache. 1 on a hit (content and xattrs set), 0 on a miss. */
 static int cache_lookup(struct ctx *c, struct pentry *pe, const struct stat *st)
 {
         struct stamp_content parsed;
-        uint8_t *content;
-        size_t len;
-        int r;
+        struct stamp_files_row row;
+        int r, n = 0;
 
         r = stamp_index_files_get(c->ix, st->st_dev, st->st_ino, (uint64_t)st->st_size,
-                                  ts_ns(st->st_mtim), ts_ns(st->st_ctim), &content, &len);
+                                  ts_ns(st->st_mtim), ts_ns(st->st_ctim), &row);
         if (r <= 0)
                 return r;
-        if (stamp_content_parse(content, len, &parsed) < 0) {
-                free(content); /* a bad row is a miss */
+        if (stamp_content_parse(row.content, row.content_len, &parsed) < 0 ||
+            (row.xattrs && (n = xattr_count(row.xattrs, row.xattrs_len)) < 0)) {
+                free(row.content); /* a bad row is a miss */
+                free(row.xattrs);
                 return 0;
         }
-        pe->content = content;
-        pe->e.content = content;
-        pe->e.content_len = len;
+        pe->content = row.content;
+        pe->e.content = row.content;
+        pe->e.content_len = row.content_len;
+        pe->xattrs = row.xattrs;
+        pe->e.xattrs = row.xattrs;
+        pe->e.xattrs_len = row.xattrs_len;
+        pe->e.xattr_count = (uint16_t)n;
         pe->e.size = (uint64_t)st->st_size;
         return 1;
 }
@@ -875,6 +904,18 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
         fill_stat(c, pe, &st);
         if (pe->e.type == 0)
                 return 1;
+        if (pe->e.type == STAMP_T_REG) {
+                r = cache_lookup(c, pe, &st);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        c->prog.files++;
+                        c->rec->files++;
+                        c->rec->logical_bytes += (uint64_t)st.st_size;
+                        c->prog.bytes += (uint64_t)st.st_size;
+                        return 0;
+                }
+        }
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
         r = read_xattrs(proc, pe);
         if (r == -ENOMEM)
@@ -892,9 +933,6 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
                 c->rec->files++;
                 c->rec->logical_bytes += (uint64_t)st.st_size;
                 c->prog.bytes += (uint64_t)st.st_size;
-                r = cache_lookup(c, pe, &st);
-                if (r != 0)
-                        return r < 0 ? r : 0;
                 return read_regular(c, dirfd, name, pe, &st);
         case STAMP_T_DIR: {
                 _cleanup_close_ int sub = -1;
@@ -1174,7 +1212,8 @@ static int write_cache_rows(struct ctx *c)
         for (size_t i = 0; i < c->n_rows && r == 0; i++) {
                 struct cache_row *row = &c->rows[i];
                 r = stamp_index_files_put(c->ix, row->dev, row->ino, row->size, row->mtime,
-                                          row->ctime, row->content, row->len);
+                                          row->ctime, row->content, row->len, row->xattrs,
+                                          row->xattrs_len);
         }
         if (r < 0) {
                 stamp_index_rollback(c->ix);
@@ -1248,8 +1287,10 @@ static void ctx_release(struct ctx *c)
         pool_stop(c);
         stamp_writer_free(c->w);
         stamp_zctx_free(c->z);
-        for (size_t i = 0; i < c->n_rows; i++)
+        for (size_t i = 0; i < c->n_rows; i++) {
                 free(c->rows[i].content);
+                free(c->rows[i].xattrs);
+        }
         free(c->rows);
         free(c->rbuf);
         free(c->path);

@@ -9,8 +9,7 @@ int main(void)
         struct stamp_pack_entry e[3];
         struct stamp_loc loc;
         struct stamp_id missing = { { 9 } };
-        uint8_t *content;
-        size_t len;
+        struct stamp_files_row row;
         uint64_t packs, objects, bytes;
 
         snprintf(path, sizeof(path), "%s/index.db", dir);
@@ -40,12 +39,18 @@ int main(void)
         CHECK(packs == 2 && objects == 3 && bytes == 5100);
 
         /* Files cache: a hit needs every key field to match. */
-        CHECK_OK(stamp_index_files_put(ix, 1, 2, 3, 4, 5, (const uint8_t *)"abc", 3));
-        CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 5, &content, &len) == 1);
-        CHECK(len == 3 && memcmp(content, "abc", 3) == 0);
-        free(content);
-        CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 6, &content, &len) == 0);
-        CHECK(stamp_index_files_get(ix, 1, 2, 4, 4, 5, &content, &len) == 0);
+        CHECK_OK(stamp_index_files_put(ix, 1, 2, 3, 4, 5, (const uint8_t *)"abc", 3, NULL, 0));
+        CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 5, &row) == 1);
+        CHECK(row.content_len == 3 && memcmp(row.content, "abc", 3) == 0 && !row.xattrs);
+        free(row.content);
+        CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 6, &row) == 0);
+        CHECK(stamp_index_files_get(ix, 1, 2, 4, 4, 5, &row) == 0);
+        CHECK_OK(stamp_index_files_put(ix, 1, 2, 3, 4, 5, (const uint8_t *)"abc", 3,
+                                       (const uint8_t *)"xy", 2));
+        CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 5, &row) == 1);
+        CHECK(row.xattrs_len == 2 && memcmp(row.xattrs, "xy", 2) == 0);
+        free(row.content);
+        free(row.xattrs);
 
         /* A second connection sees committed rows (one connection per thread). */
         CHECK_OK(stamp_index_open(path, 0, &ix2));

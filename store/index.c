@@ -45,7 +45,6 @@ static const char schema[] =
         " id BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,"
         " raw_len INTEGER NOT NULL, stored_len INTEGER NOT NULL,"
         " type INTEGER NOT NULL, comp INTEGER NOT NULL) WITHOUT ROWID;"
-        "CREATE INDEX IF NOT EXISTS objects_by_pack ON objects(pack);"
         "CREATE TABLE IF NOT EXISTS snapshots("
         " stamp TEXT PRIMARY KEY, root BLOB NOT NULL) WITHOUT ROWID;"
         "CREATE TABLE IF NOT EXISTS files("

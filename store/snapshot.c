@@ -94,7 +94,29 @@ struct filejob {
          */
         unsigned raw_streak;
         unsigned tried;
+
+        /*
+         * A small file (at most SMALL_CHUNKS minimum-size chunks, so its chunk
+         * list is always inline) is opened, read, chunked and stored whole by
+         * a worker: many small reads are then in flight at once, which is what
+         * a cold page cache needs. The walker keeps the directory fd open and
+         * the name alive until the job is finished. Results are written by the
+         * worker and read by the walker after `done` (pool.lock).
+         */
+        bool small;
+        bool done;
+        int dirfd;
+        const char *name;
+        struct stat st;       /* fstat after the read that was kept */
+        uint64_t size;        /* bytes stored */
+        int source_errno;     /* open/read failed: the entry is unreadable */
+        bool changed;         /* kept changing while read */
+        int store_error;
+        uint32_t nrefs;
+        uint8_t refs[STAMP_INLINE_CHUNKS_MAX * STAMP_CHUNKREF_SIZE];
 };
+
+#define SMALL_CHUNKS STAMP_INLINE_CHUNKS_MAX
 
 #define RAW_STREAK_SKIP 4
 #define PROBE_EVERY 16
@@ -130,6 +152,7 @@ struct ctx {
         struct stamp_record *rec;
         uint64_t store_dev, store_ino;
         uint64_t root_dev;
+        bool async_small; /* directory fds outlive their files' jobs */
         int64_t racy_after; /* seconds: files changed after this are not cached */
         uint8_t *rbuf;
         size_t rbuf_size;
@@ -153,10 +176,86 @@ struct ctx {
 
 /* ---- worker pool ---- */
 
+static bool same_file(const struct stat *a, const struct stat *b);
+
+/* Reads a whole small file of @job into @buf (@cap bytes); the count or -errno. */
+static ssize_t read_all(int fd, uint8_t *buf, size_t cap)
+{
+        size_t have = 0;
+
+        while (have < cap) {
+                ssize_t n = read(fd, buf + have, cap - have);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negerrno();
+                }
+                if (n == 0)
+                        break;
+                have += (size_t)n;
+        }
+        return (ssize_t)have;
+}
+
+/*
+ * A worker's part of a small file: open, read (retrying if it changes),
+ * store. @buf is the worker's own, SMALL_CHUNKS * min + 1 bytes.
+ */
+static void small_file(struct ctx *c, struct stamp_zctx *z, uint8_t *buf, struct filejob *job)
+{
+        size_t cap = (size_t)SMALL_CHUNKS * c->chunker.p.min;
+        _cleanup_close_ int fd = -1;
+        ssize_t n = 0;
+
+        fd = openat(job->dirfd, job->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+        if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
+                fd = openat(job->dirfd, job->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) {
+                job->source_errno = errno;
+                return;
+        }
+        for (int attempt = 1;; attempt++) {
+                struct stat before;
+                if (fstat(fd, &before) < 0 || (n = read_all(fd, buf, cap + 1)) < 0 ||
+                    fstat(fd, &job->st) < 0) {
+                        job->source_errno = n < 0 ? (int)-n : errno;
+                        return;
+                }
+                if ((size_t)n > cap) /* grew past what a small file may hold */
+                        n = (ssize_t)cap;
+                else if (same_file(&before, &job->st) && n == job->st.st_size)
+                        break;
+                if (attempt == READ_ATTEMPTS) {
+                        job->changed = true;
+                        break;
+                }
+                if (lseek(fd, 0, SEEK_SET) < 0) {
+                        job->source_errno = errno;
+                        return;
+                }
+        }
+        job->size = (uint64_t)n;
+        for (size_t pos = 0; pos < (size_t)n;) {
+                size_t cut = stamp_chunker_cut(&c->chunker, buf + pos, (size_t)n - pos);
+                struct stamp_id id;
+                uint8_t *ref = job->refs + (size_t)job->nrefs * STAMP_CHUNKREF_SIZE;
+                int r = stamp_writer_put(c->w, z, STAMP_OBJ_DATA, buf + pos, cut, &id);
+                if (r < 0) {
+                        job->store_error = r;
+                        return;
+                }
+                memcpy(ref, id.b, STAMP_ID_SIZE);
+                le32_write(ref + STAMP_ID_SIZE, (uint32_t)cut);
+                job->nrefs++;
+                pos += cut;
+        }
+}
+
 static void *worker_main(void *arg)
 {
         struct ctx *c = arg;
         struct stamp_zctx *z = stamp_zctx_new(stamp_store_config(c->s)->zstd_level);
+        uint8_t *small_buf = malloc((size_t)SMALL_CHUNKS * c->chunker.p.min + 1);
 
         pthread_mutex_lock(&c->pool.lock);
         for (;;) {
@@ -173,12 +272,25 @@ static void *worker_main(void *arg)
                 c->pool.head = t->next;
                 if (!c->pool.head)
                         c->pool.tail = &c->pool.head;
+                if (t->job->small) {
+                        pthread_mutex_unlock(&c->pool.lock);
+                        if (z && small_buf)
+                                small_file(c, z, small_buf, t->job);
+                        else
+                                t->job->store_error = -ENOMEM;
+                        pthread_mutex_lock(&c->pool.lock);
+                        t->job->done = true;
+                        c->pool.in_flight -= t->len;
+                        pthread_cond_broadcast(&c->pool.progress);
+                        free(t);
+                        continue;
+                }
                 flags = 0;
                 if (t->job->raw_streak >= RAW_STREAK_SKIP && t->job->tried++ % PROBE_EVERY != 0)
                         flags = STAMP_PUT_NO_COMPRESS;
                 pthread_mutex_unlock(&c->pool.lock);
 
-                r = z ? stamp_writer_put_flags(c->w, z, STAMP_OBJ_DATA, t->data, t->len, flags,
+                r = z && small_buf ? stamp_writer_put_flags(c->w, z, STAMP_OBJ_DATA, t->data, t->len, flags,
                                                &compressed, &id)
                       : -ENOMEM;
 
@@ -201,6 +313,7 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&c->pool.lock);
         stamp_zctx_free(z);
+        free(small_buf);
         return NULL;
 }
 
@@ -266,6 +379,34 @@ static int dispatch(struct ctx *c, struct filejob *job, const uint8_t *data, siz
         pthread_cond_signal(&c->pool.has_task);
         pthread_mutex_unlock(&c->pool.lock);
         return 0;
+}
+
+/* Queues a small file for a worker to read and store whole. */
+static int dispatch_small(struct ctx *c, struct filejob *job, size_t size)
+{
+        struct task *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return -ENOMEM;
+        t->job = job;
+        t->len = size;
+        pthread_mutex_lock(&c->pool.lock);
+        while (c->pool.in_flight > 0 && c->pool.in_flight + size > IN_FLIGHT_MAX)
+                pthread_cond_wait(&c->pool.progress, &c->pool.lock);
+        c->pool.in_flight += size;
+        *c->pool.tail = t;
+        c->pool.tail = &t->next;
+        pthread_cond_signal(&c->pool.has_task);
+        pthread_mutex_unlock(&c->pool.lock);
+        return 0;
+}
+
+static void small_wait(struct ctx *c, struct filejob *job)
+{
+        pthread_mutex_lock(&c->pool.lock);
+        while (!job->done)
+                pthread_cond_wait(&c->pool.progress, &c->pool.lock);
+        pthread_mutex_unlock(&c->pool.lock);
 }
 
 static int slot_wait(struct ctx *c, struct slot *slot)
@@ -617,6 +758,10 @@ static void job_free(struct filejob *job)
 /* Drops what a failed read attempt dispatched, so the file can be read again. */
 static int job_reset(struct ctx *c, struct filejob *job)
 {
+        if (job->small) {
+                small_wait(c, job);
+                return 0;
+        }
         while (job->consumed < job->dispatched) {
                 (void)slot_wait(c, &job->slots[job->consumed % job->nslots]);
                 job->consumed++;
@@ -694,6 +839,19 @@ static int read_regular(struct ctx *c, int dirfd, const char *name, struct pentr
         size_t est;
         int r;
 
+        if (c->async_small && (uint64_t)st->st_size <= (uint64_t)SMALL_CHUNKS * c->chunker.p.min) {
+                job = calloc(1, sizeof(*job));
+                if (!job)
+                        return -ENOMEM;
+                job->small = true;
+                job->dirfd = dirfd;
+                job->name = pe->name;
+                pe->job = job;
+                r = dispatch_small(c, job, (size_t)st->st_size);
+                if (r < 0)
+                        job->done = true; /* never queued: nothing to wait for */
+                return r;
+        }
         fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
         if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
                 fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
@@ -708,6 +866,7 @@ static int read_regular(struct ctx *c, int dirfd, const char *name, struct pentr
         job->slots = calloc(job->nslots, sizeof(struct slot));
         if (!job->slots)
                 return -ENOMEM;
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
         for (int attempt = 1;; attempt++) {
                 struct stat before, after;
@@ -763,19 +922,61 @@ unreadable:
         return r;
 }
 
+/* Collects what a worker made of a small file. Source problems are recorded here. */
+static int finish_small(struct ctx *c, struct pentry *pe)
+{
+        struct filejob *job = pe->job;
+        size_t old;
+        int r;
+
+        small_wait(c, job);
+        if (job->store_error)
+                return job->store_error;
+        r = path_push(c, pe->name, &old);
+        if (r < 0)
+                return r;
+        if (job->source_errno) {
+                pe->e.flags |= STAMP_EF_UNREADABLE;
+                pe->e.size = 0;
+                job->nrefs = 0;
+                r = source_error(c, strerror(job->source_errno));
+        } else {
+                fill_stat(c, pe, &job->st);
+                pe->e.size = job->size;
+                pe->cacheable = !job->changed && job->st.st_mtim.tv_sec < c->racy_after &&
+                                job->st.st_ctim.tv_sec < c->racy_after;
+                if (job->changed) {
+                        pe->e.flags |= STAMP_EF_CHANGED;
+                        r = source_changed(c);
+                }
+        }
+        path_pop(c, old);
+        if (r < 0)
+                return r;
+        r = stamp_content_encode_inline(job->refs, job->nrefs, &pe->content, &pe->e.content_len);
+        pe->e.content = pe->content;
+        return r;
+}
+
 /* Finishes a file whose chunks were dispatched: waits for them, builds its content. */
 static int finish_file(struct ctx *c, struct pentry *pe)
 {
         struct filejob *job = pe->job;
         int r;
 
-        r = job_consume(c, job, job->dispatched);
-        if (r < 0)
-                return r;
-        r = listb_finish(c, &job->lb, &pe->content, &pe->e.content_len);
-        if (r < 0)
-                return r;
-        pe->e.content = pe->content;
+        if (job->small) {
+                r = finish_small(c, pe);
+                if (r < 0)
+                        return r;
+        } else {
+                r = job_consume(c, job, job->dispatched);
+                if (r < 0)
+                        return r;
+                r = listb_finish(c, &job->lb, &pe->content, &pe->e.content_len);
+                if (r < 0)
+                        return r;
+                pe->e.content = pe->content;
+        }
         if (pe->cacheable) {
                 struct cache_row *row;
                 if (c->n_rows == c->rows_cap) {
@@ -867,6 +1068,17 @@ struct dirlist {
         struct pentry *v;
         size_t n, cap;
 };
+
+/*
+ * Waits until no worker uses the jobs of @d any more, so that they can be
+ * freed (needed when a directory is abandoned on an error).
+ */
+static void dirlist_drain(struct ctx *c, struct dirlist *d, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (d->v[i].job)
+                        (void)job_reset(c, d->v[i].job);
+}
 
 static void dirlist_release(struct dirlist *d)
 {
@@ -1068,6 +1280,8 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
                 if (r == 0)
                         d.n++;
                 else {
+                        if (d.v[d.n].job) /* skipped or failed: no worker may keep it */
+                                (void)job_reset(c, d.v[d.n].job);
                         pentry_release(&d.v[d.n]);
                         memset(&d.v[d.n], 0, sizeof(d.v[d.n]));
                 }
@@ -1082,6 +1296,8 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
                         r = finish_file(c, &d.v[i]);
         if (r >= 0)
                 r = put_tree(c, &d, ret);
+        else
+                dirlist_drain(c, &d, d.n);
         dirlist_release(&d);
         return r < 0 ? r : 0;
 }
@@ -1143,7 +1359,8 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                 return walk_dir(c, fd, 0, ret_root);
         }
 
-        /* Several sources (or a file): a synthesized root with one entry each. */
+        /* Several sources (or a file): a synthesized root with one entry each.
+         * Their parents' fds are closed as we go, so top-level files are read here. */
         c->rec->root_mode = S_IFDIR | 0755;
         c->rec->root_mtime_ns = (int64_t)time(NULL) * 1000000000;
         d.v = calloc(o->n_sources, sizeof(struct pentry));
@@ -1182,10 +1399,14 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                 r = path_push(c, name, &old);
                 if (r < 0)
                         break;
+                c->async_small = false;
                 r = read_entry(c, parent, name, &d.v[d.n], 0);
+                c->async_small = true;
                 if (r == 0)
                         d.n++;
                 else {
+                        if (d.v[d.n].job) /* skipped or failed: no worker may keep it */
+                                (void)job_reset(c, d.v[d.n].job);
                         pentry_release(&d.v[d.n]);
                         memset(&d.v[d.n], 0, sizeof(d.v[d.n]));
                 }
@@ -1196,6 +1417,8 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                         r = finish_file(c, &d.v[i]);
         if (r >= 0)
                 r = put_tree(c, &d, ret_root);
+        else
+                dirlist_drain(c, &d, d.n);
         dirlist_release(&d);
         return r < 0 ? r : 0;
 }
@@ -1314,6 +1537,7 @@ int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_opt
         raise_fd_limit();
         stamp_store_dev_ino(s, &c.store_dev, &c.store_ino);
         stamp_chunker_init(&c.chunker, &stamp_store_config(s)->chunker, stamp_store_hasher(s));
+        c.async_small = true;
         c.rbuf_size = 8u << 20;
         if (c.rbuf_size < 2 * (size_t)c.chunker.p.max)
                 c.rbuf_size = 2 * (size_t)c.chunker.p.max;
@@ -1339,7 +1563,9 @@ int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_opt
         r = stamp_writer_new(s, &c.w);
         if (r < 0)
                 goto out;
-        r = pool_start(&c, o->threads ? o->threads : (unsigned)(ncpu > 0 ? ncpu : 2));
+        /* More workers than CPUs: small-file reads wait on the disk when cold. */
+        r = pool_start(&c, o->threads ? o->threads
+                                      : (unsigned)(ncpu > 2 ? (ncpu > 8 ? 16 : 2 * ncpu) : 4));
         if (r < 0)
                 goto out;
 

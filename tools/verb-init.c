@@ -19,7 +19,7 @@ static void help(void)
                "  --chunk-min BYTES          smallest chunk (default 4096)\n"
                "  --chunk-avg BYTES          average chunk, a power of two (default 16384)\n"
                "  --chunk-max BYTES          largest chunk (default 131072)\n"
-               "  --compression-level N      zstd level, -7..19 (default 3)\n"
+               "  --compression-level N      zstd level, -7..19 (default 1)\n"
                "  --pack-size MIB            target pack size in MiB (default 16)\n"
                "  --json                     print the result as JSON\n");
 }

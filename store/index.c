@@ -386,3 +386,8 @@ int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *re
         sqlite3_finalize(st);
         return rc == SQLITE_ROW ? 0 : (sql_errno(rc) ?: -EIO);
 }
+
+int stamp_index_checkpoint(struct stamp_index *ix)
+{
+        return exec(ix, "PRAGMA wal_checkpoint(TRUNCATE)");
+}

@@ -77,6 +77,9 @@ int stamp_index_snapshot_put(struct stamp_index *ix, const char *stamp,
 /* 1 if @stamp is indexed, 0 if not. */
 int stamp_index_snapshot_has(struct stamp_index *ix, const char *stamp);
 
+/* Folds the WAL back into index.db and truncates it (end of a write session). */
+int stamp_index_checkpoint(struct stamp_index *ix);
+
 /* Statistics for `stamp show`/tests: counts of packs and objects, and pack bytes. */
 int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *ret_objects,
                        uint64_t *ret_pack_bytes);

@@ -1588,6 +1588,7 @@ int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_opt
                 goto out;
         /* Only now may the files cache point at the new chunks. */
         (void)write_cache_rows(&c);
+        (void)stamp_index_checkpoint(c.ix); /* keep index.db-wal from growing */
         *ret = rec;
         memset(&rec, 0, sizeof(rec));
 out:

@@ -535,7 +535,8 @@ int stamp_tree_builder_encode(struct stamp_tree_builder *b, uint8_t **ret, size_
         size_t len = TREE_HEADER + 4 * b->n + b->len, off;
         uint8_t *out;
 
-        qsort_r(b->slots, b->n, sizeof(struct slot), slot_cmp_r, b->buf);
+        if (b->n > 1)
+                qsort_r(b->slots, b->n, sizeof(struct slot), slot_cmp_r, b->buf);
         for (size_t i = 1; i < b->n; i++)
                 if (slot_cmp_r(&b->slots[i - 1], &b->slots[i], b->buf) == 0)
                         return -EEXIST;

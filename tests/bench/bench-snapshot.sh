@@ -69,11 +69,9 @@ need sqlite3 sqlite3
 if [ "$only_dataset" = 0 ]; then
     if has_tool restic; then need restic restic; fi
     if has_tool borg; then need borg borgbackup; fi
-    if has_tool stamp; then
-        need meson meson
-        need ninja ninja-build
-        need cc gcc
-        need pkg-config pkg-config
+    if has_tool stamp && [ -z "${STAMP_BIN:-}" ]; then
+        # The build's own libraries and tools, the same list the README uses.
+        "$repo_root/contrib/install-deps.sh"
     fi
 fi
 if [ ${#missing[@]} -gt 0 ]; then

@@ -5,14 +5,29 @@
  * a binary search finds each name at its own index, and re-encoding the
  * entries with the tree builder gives back the input byte for byte (the
  * encoding is canonical). For a chunk list that parses: every item is in
- * its limits and re-encoding gives back the input except the three bytes
- * the layout marks as zero (which the parser does not check).
+ * its limits and re-encoding gives back the input.
  */
 #include <string.h>
 
 #include "chunker.h"
 #include "fuzz.h"
 #include "tree.h"
+
+/*
+ * Known findings (reported against store/tree.c, see findings/README.md):
+ * while one is 1 the check it names is left out, so that the fuzzer keeps
+ * looking for other problems. Set it to 0 once tree.c is fixed.
+ *
+ * KNOWN_XATTR_ORDER: stamp_tree_parse() accepts xattrs that are not sorted
+ * by name or repeat a name (FORMAT.md: "sorted by name"; "a tree that
+ * breaks any rule is rejected whole"). Reproducers: findings/tree/xattrs-*.
+ *
+ * KNOWN_CHUNKLIST_PAD: stamp_chunklist_parse() does not check that bytes
+ * 5..7 ("3 zero bytes") are zero, so a chunk list does not re-encode to
+ * itself when they are not.
+ */
+#define KNOWN_XATTR_ORDER 1
+#define KNOWN_CHUNKLIST_PAD 1
 
 static void check_content(const struct stamp_entry *e)
 {
@@ -39,9 +54,18 @@ static void check_content(const struct stamp_entry *e)
         }
 }
 
+static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+        int c = memcmp(a, b, al < bl ? al : bl);
+
+        return c != 0 ? c : al < bl ? -1 : al > bl;
+}
+
 static void check_xattrs(const struct stamp_entry *e)
 {
         const uint8_t *p = e->xattrs, *end = e->xattrs + e->xattrs_len;
+        const char *prev = NULL;
+        size_t prev_len = 0;
         unsigned n = 0;
         int r;
 
@@ -56,6 +80,11 @@ static void check_xattrs(const struct stamp_entry *e)
                 FUZZ_CHECK(nl >= 1 && nl <= 255 && !memchr(name, 0, nl));
                 FUZZ_CHECK(vl <= STAMP_XATTR_VALUE_MAX);
                 FUZZ_CHECK((const uint8_t *)name > e->xattrs && value + vl <= end);
+                /* Strictly increasing names (FORMAT.md: sorted by name). */
+                if (!KNOWN_XATTR_ORDER && prev)
+                        FUZZ_CHECK(bytes_cmp(prev, prev_len, name, nl) < 0);
+                prev = name;
+                prev_len = nl;
                 n++;
         }
         /* A parsed tree's xattrs are exactly xattr_count well-formed ones. */
@@ -135,9 +164,12 @@ static void fuzz_chunklist(const uint8_t *data, size_t size)
 
         FUZZ_CHECK(stamp_chunklist_encode(l.level, l.items, l.count, &enc, &enc_len) == 0);
         FUZZ_CHECK(enc_len == size);
-        /* Bytes 5..7 are "zero" in the layout but not checked by the parser. */
-        FUZZ_CHECK(memcmp(enc, data, 5) == 0);
-        FUZZ_CHECK(memcmp(enc + 8, data + 8, size - 8) == 0);
+        if (KNOWN_CHUNKLIST_PAD) {
+                /* Bytes 5..7 are zero in the layout but not checked by the parser. */
+                FUZZ_CHECK(memcmp(enc, data, 5) == 0);
+                FUZZ_CHECK(memcmp(enc + 8, data + 8, size - 8) == 0);
+        } else
+                FUZZ_CHECK(memcmp(enc, data, size) == 0);
         free(enc);
 }
 

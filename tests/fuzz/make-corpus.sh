@@ -45,6 +45,11 @@ ln -s hello.txt "$src/link"
 ln -s ../../does/not/exist "$src/sub/dangling"
 ln "$src/hello.txt" "$src/sub/hardlink"
 mkfifo "$src/fifo"
+# Device nodes need root, a socket needs python3: skipped when not possible.
+mknod "$src/sub/chr" c 1 3 2>/dev/null || true
+mknod "$src/sub/blk" b 7 200 2>/dev/null || true
+python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' \
+        "$src/sub/sock" 2>/dev/null || true
 if command -v setfattr >/dev/null &&
         setfattr -n user.fuzz -v 'seed value' "$src/hello.txt" 2>/dev/null; then
         setfattr -n user.empty "$src/sub/text.txt" 2>/dev/null || true
@@ -55,6 +60,11 @@ fi
 
 "$stamp" -q init --chunk-min 64 --chunk-avg 128 --chunk-max 256 --pack-size 1 "$store" >/dev/null
 "$stamp" -q --store "$store" snapshot -t fuzz -e '*.tmp' "$src" >/dev/null
+# A second snapshot (a second record and a small second pack): several
+# sources, --one-file-system, a changed file.
+sleep 1.1 # stamps have a one-second resolution
+printf 'changed\n' >>"$src/sub/deeper/nested.txt"
+"$stamp" -q --store "$store" snapshot -x -t a -t b "$src/sub" "$src/hello.txt" >/dev/null
 
 for d in pack tree record chunker; do
         mkdir -p "$corpus/$d"
@@ -97,8 +107,12 @@ if [ -n "$l" ]; then
 fi
 
 # record: the snapshot record and the config, valid and broken.
+n=0
+for r in "$store"/snapshots/*.json; do
+        n=$((n + 1))
+        cp "$r" "$corpus/record/real-record-$n.json"
+done
 rec=$(ls "$store"/snapshots/*.json | head -1)
-cp "$rec" "$corpus/record/real-record.json"
 cp "$store/config" "$corpus/record/real-config.json"
 sed -e 's/"error_count":\t0/"error_count":\t2/' \
     -e 's/"errors":\t\[\]/"errors":\t["\/a: Permission denied", "\/b\\u00e9\\n: I\/O error"]/' \

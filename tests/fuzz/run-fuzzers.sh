@@ -5,7 +5,7 @@
 #
 # Builds the libFuzzer targets (clang, -Dfuzzing=true, ASan + UBSan) in
 # BUILDDIR (default /tmp/stampfs-fuzz; set up if it has no build.ninja) and
-# runs each TARGET (default: pack tree record chunker) for SECONDS (default
+# runs each TARGET (default: pack tree treebuild record chunker) for SECONDS (default
 # 60) on a copy of tests/fuzz/corpus/TARGET, so the committed corpus is
 # never changed. Exits 1 if any target crashed, leaked, timed out or failed
 # a check; the inputs that did are left in BUILDDIR/fuzz-work/TARGET/ as
@@ -22,7 +22,7 @@ seconds=${1:-60}
 build=${2:-/tmp/stampfs-fuzz}
 shift 2 2>/dev/null || shift $#
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pack tree record chunker)
+[ ${#targets[@]} -gt 0 ] || targets=(pack tree treebuild record chunker)
 
 case "$seconds" in
 ''|*[!0-9]*) echo "run-fuzzers: SECONDS must be a number, not '$seconds'" >&2; exit 2 ;;
@@ -63,7 +63,8 @@ for t in "${targets[@]}"; do
         rc=$?
         grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb):' \
                 "$dir.log" | sed 's/^/   /'
-        grep -E '^#[0-9]+ *DONE' "$dir.log" | tail -1 | sed 's/^/   /'
+        grep -E '^#[0-9]+[[:space:]]+DONE' "$dir.log" | tail -1 | sed 's/^/   /'
+        grep -E '^Done [0-9]+ runs' "$dir.log" | tail -1 | sed 's/^/   /'
         if [ $rc -ne 0 ] || ls "$dir"/crash-* "$dir"/leak-* "$dir"/timeout-* "$dir"/oom-* \
                 >/dev/null 2>&1; then
                 echo "   FAILED (exit $rc):"

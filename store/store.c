@@ -275,9 +275,28 @@ int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
 
         if (snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path) >= (int)sizeof(path))
                 return -ENAMETOOLONG;
+        /* A missing index is damage to repair (recovery rebuilds it), not an absent object. */
         if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) < 0)
-                return errno == ENOENT ? -ENOENT : negerrno();
+                return errno == ENOENT ? -EUCLEAN : negerrno();
         return stamp_index_open(path, 0, ret);
+}
+
+/* Creates an empty index.db if there is none; recovery then fills it. */
+static int index_ensure(struct stamp_store *s)
+{
+        struct stamp_index *ix;
+        char path[PATH_MAX];
+        int r;
+
+        if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) == 0)
+                return 0;
+        snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path);
+        r = stamp_index_open(path, STAMP_INDEX_CREATE, &ix);
+        if (r < 0)
+                return r;
+        stamp_index_free(ix);
+        (void)fchmodat(s->dirfd, INDEX_NAME, 0600, 0);
+        return 0;
 }
 
 int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
@@ -430,6 +449,9 @@ int stamp_store_recover(struct stamp_store *s)
         if (s->lock_fd < 0)
                 return -EINVAL;
         r = stamp_backend_cleanup(s->backend);
+        if (r < 0)
+                return r;
+        r = index_ensure(s);
         if (r < 0)
                 return r;
         r = stamp_store_index(s, &c.ix);

@@ -15,6 +15,7 @@
  * Errors (negative errno): -ENOENT absent; -EMEDIUMTYPE not a stampfs
  * store; -EBADMSG corrupt (hash mismatch, bad magic, truncation);
  * -EOPNOTSUPP unknown format version; -EBUSY locked by another process;
+ * -EUCLEAN index.db is missing (stamp_store_recover() rebuilds it);
  * -EINVAL bad argument; -ENOMEM; -EIO; -ENOSPC.
  */
 #pragma once
@@ -81,6 +82,7 @@ void stamp_store_unlock(struct stamp_store *s);
 /*
  * Brings the index up to date after a crash: removes temporary objects,
  * indexes durable packs the index does not know, indexes snapshot records.
+ * A missing index.db is created and so rebuilt from packs and records.
  * Requires the write lock.
  */
 int stamp_store_recover(struct stamp_store *s);

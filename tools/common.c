@@ -40,6 +40,7 @@ int exit_code(int r)
                 return EXIT_BUSY;
         case EBADMSG:
         case EOPNOTSUPP:
+        case EUCLEAN:
                 return EXIT_CORRUPT;
         case EINVAL:
                 return EXIT_USAGE;
@@ -88,6 +89,8 @@ const char *describe(int r)
                 return "locked by another process";
         case ENOSPC:
                 return "no space left on the store's device";
+        case EUCLEAN:
+                return "the store's index.db is missing; the next 'stamp snapshot' rebuilds it";
         default:
                 return strerror(-r);
         }

@@ -107,7 +107,10 @@ static int take(struct stamp_store *s, struct stamp_snapshot_options *o, int loc
                         log_error("source '%s': %s", bad, describe(r));
                 else
                         log_error("snapshot failed, nothing was committed: %s", describe(r));
-                return r == -ENOENT && bad ? EXIT_NOTFOUND : exit_code(r) == EXIT_NOTFOUND ? EXIT_FAILED : exit_code(r);
+                if (bad) /* a problem with the command line's sources */
+                        return r == -ENOENT ? EXIT_NOTFOUND : EXIT_USAGE;
+                /* Anything else is a store failure, even a missing file in it. */
+                return exit_code(r) == EXIT_NOTFOUND ? EXIT_FAILED : exit_code(r);
         }
         for (size_t i = 0; i < rec.errors.n; i++)
                 log_warning("%s", rec.errors.v[i]);

@@ -52,7 +52,7 @@ expect_err "unsupported format version"
 expect_rc 3 "$STAMP" --store "$S" snapshot "$WORK/missing"
 expect_err "source '$WORK/missing': No such file or directory"
 mkdir -p "$WORK/x/data" "$WORK/y/data"
-expect_rc 6 "$STAMP" --store "$S" snapshot "$WORK/x/data" "$WORK/y/data"
+expect_rc 2 "$STAMP" --store "$S" snapshot "$WORK/x/data" "$WORK/y/data"
 expect_err "same name"
 expect_rc 2 "$STAMP" --store "$S" snapshot
 [ -z "$("$STAMP" --store "$S" list --short)" ] || fail "a failed snapshot left a record"
@@ -109,4 +109,10 @@ expect_rc 4 "$STAMP" --store "$S" snapshot --lock-timeout 1 "$WORK/src"
 expect_err "locked by pid 4242: test holder"
 wait "$holder"
 "$STAMP" --store "$S" -q snapshot --lock-timeout 0 "$WORK/src" >/dev/null
+# A missing index.db: readers say so; the next snapshot rebuilds it from packs and records.
+rm "$S/index.db"
+expect_rc 5 "$STAMP" --store "$S" cat "$A" file
+expect_err "index.db is missing"
+"$STAMP" --store "$S" -q snapshot "$WORK/src" >/dev/null
+[ "$("$STAMP" --store "$S" cat "$A" file)" = data ] || fail "index not rebuilt"
 echo "errors ok"

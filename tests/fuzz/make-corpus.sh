@@ -52,6 +52,7 @@ python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' 
         "$src/sub/sock" 2>/dev/null || true
 if command -v setfattr >/dev/null &&
         setfattr -n user.fuzz -v 'seed value' "$src/hello.txt" 2>/dev/null; then
+        setfattr -n user.another -v 2 "$src/hello.txt" 2>/dev/null || true
         setfattr -n user.empty "$src/sub/text.txt" 2>/dev/null || true
         setfattr -n user.dir -v d "$src/sub" 2>/dev/null || true
 else

@@ -40,7 +40,7 @@ ninja -C "$build" "${exes[@]}" || exit 1
 
 
 # Defaults (halt_on_error, the suppressions) are built in: sanitizer-options.c.
-if [ -s "$here/ubsan.supp" ] && grep -qv "^#" "$here/ubsan.supp"; then
+if [ -f "$here/ubsan.supp" ] && grep -v "^#" "$here/ubsan.supp" | grep -q .; then
         echo "run-fuzzers: known findings suppressed (ubsan.supp):"
         grep -v "^#" "$here/ubsan.supp" | grep . | sed "s/^/   /"
 fi

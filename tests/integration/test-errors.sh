@@ -96,15 +96,17 @@ if command -v setpriv >/dev/null; then
 fi
 
 # The lock: a second writer waits, then says who holds it.
-python3 - "$S/lock" <<'PY' &
+python3 - "$S/lock" "$WORK/locked" <<'PY' &
 import fcntl, sys, time
 f = open(sys.argv[1], "r+")
 fcntl.flock(f, fcntl.LOCK_EX)
 f.write("pid 4242: test holder\n"); f.flush()
-time.sleep(3)
+open(sys.argv[2], "w").close()
+time.sleep(4)
 PY
 holder=$!
-sleep 0.5
+for _ in $(seq 100); do [ -e "$WORK/locked" ] && break; sleep 0.1; done
+[ -e "$WORK/locked" ] || fail "lock holder did not start"
 expect_rc 4 "$STAMP" --store "$S" snapshot --lock-timeout 1 "$WORK/src"
 expect_err "locked by pid 4242: test holder"
 wait "$holder"

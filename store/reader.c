@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include "cache.h"
 #include "macro.h"
 #include "pack.h"
 
@@ -96,6 +97,8 @@ struct level {
 
 struct stamp_file {
         struct stamp_store *s;
+        struct stamp_cache *cache; /* shared; may be NULL */
+        struct stamp_cache_ref *ref; /* the cached chunk held, with cache */
         uint64_t size;
         struct stamp_content c;
         uint8_t *content; /* owned copy of the content reference */
@@ -107,7 +110,8 @@ struct stamp_file {
         size_t chunk_len;
 };
 
-int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct stamp_file **ret)
+int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct stamp_cache *cache,
+                    struct stamp_file **ret)
 {
         struct stamp_file *f;
         uint64_t sum = 0;
@@ -119,6 +123,7 @@ int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct s
         if (!f)
                 return -ENOMEM;
         f->s = s;
+        f->cache = cache;
         f->size = e->size;
         f->content = malloc(e->content_len);
         if (!f->content) {
@@ -156,7 +161,10 @@ void stamp_file_free(struct stamp_file *f)
                 free(f->levels[i].buf);
                 free(f->levels[i].ends);
         }
-        free(f->chunk);
+        if (f->cache)
+                stamp_cache_put(f->cache, f->ref);
+        else
+                free(f->chunk);
         free(f->content);
         free(f);
 }
@@ -257,6 +265,32 @@ static int locate(struct stamp_file *f, uint64_t off, struct stamp_id *ret_id,
         return 0;
 }
 
+/* Makes @id the file's current chunk. */
+static int chunk_load(struct stamp_file *f, const struct stamp_id *id)
+{
+        int r;
+
+        if (f->cache) {
+                const uint8_t *data;
+                stamp_cache_put(f->cache, f->ref);
+                f->ref = NULL;
+                f->chunk = NULL;
+                r = stamp_cache_get(f->cache, f->s, id, STAMP_OBJ_DATA, &f->ref, &data,
+                                    &f->chunk_len);
+                if (r < 0)
+                        return r;
+                f->chunk = (uint8_t *)data; /* read only: owned by the cache */
+        } else {
+                free(f->chunk);
+                f->chunk = NULL;
+                r = stamp_store_get(f->s, id, STAMP_OBJ_DATA, &f->chunk, &f->chunk_len);
+                if (r < 0)
+                        return r;
+        }
+        f->chunk_id = *id;
+        return 0;
+}
+
 ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t off)
 {
         uint8_t *out = buf;
@@ -273,12 +307,9 @@ ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t o
                 if (r < 0)
                         return r;
                 if (!f->chunk || stamp_id_cmp(&id, &f->chunk_id) != 0) {
-                        free(f->chunk);
-                        f->chunk = NULL;
-                        r = stamp_store_get(f->s, &id, STAMP_OBJ_DATA, &f->chunk, &f->chunk_len);
+                        r = chunk_load(f, &id);
                         if (r < 0)
                                 return r;
-                        f->chunk_id = id;
                 }
                 if (f->chunk_len != clen || off < start || off - start >= clen)
                         return -EBADMSG;

@@ -35,8 +35,14 @@ int stamp_path_resolve(struct stamp_store *s, const struct stamp_id *root, const
 
 struct stamp_file;
 
-/* Opens a regular file's content. Caller frees with stamp_file_free(). */
-int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct stamp_file **ret);
+struct stamp_cache;
+
+/*
+ * Opens a regular file's content. With @cache (may be NULL), chunks are
+ * taken from and kept in that shared cache. Caller frees with stamp_file_free().
+ */
+int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct stamp_cache *cache,
+                    struct stamp_file **ret);
 void stamp_file_free(struct stamp_file *f);
 uint64_t stamp_file_size(const struct stamp_file *f);
 /*

@@ -424,6 +424,7 @@ void stamp_record_release(struct stamp_record *r)
 {
         free(r->host);
         free(r->tool_version);
+        free(r->root_xattrs);
         stamp_strv_release(&r->sources);
         stamp_strv_release(&r->tags);
         stamp_strv_release(&r->excludes);
@@ -462,6 +463,17 @@ int stamp_record_encode(const struct stamp_record *r, char **ret)
                     put_u64(m, "gid", r->root_gid) < 0 ||
                     put_i64_str(m, "mtime_ns", r->root_mtime_ns) < 0)
                         return -ENOMEM;
+                if (r->root_xattrs_len) {
+                        char *hex = malloc(2 * r->root_xattrs_len + 1);
+                        int e;
+                        if (!hex)
+                                return -ENOMEM;
+                        hex_encode(r->root_xattrs, r->root_xattrs_len, hex);
+                        e = put_str(m, "xattrs", hex);
+                        free(hex);
+                        if (e < 0)
+                                return e;
+                }
         }
         opt = cJSON_AddObjectToObject(j, "options");
         if (!opt || put_strv(opt, "excludes", &r->excludes) < 0 ||
@@ -512,6 +524,18 @@ static int record_parse(const cJSON *j, struct stamp_record *r)
                     get_u32(m, "gid", &r->root_gid) < 0 ||
                     get_i64_str(m, "mtime_ns", &r->root_mtime_ns) < 0)
                         return -EBADMSG;
+                if (cJSON_GetObjectItemCaseSensitive(m, "xattrs")) {
+                        const char *hex = get_str(m, "xattrs");
+                        size_t n = hex ? strlen(hex) / 2 : 0;
+                        if (!hex || n == 0 || strlen(hex) % 2)
+                                return -EBADMSG;
+                        r->root_xattrs = malloc(n);
+                        if (!r->root_xattrs)
+                                return -ENOMEM;
+                        if (hex_decode(hex, r->root_xattrs, n) < 0)
+                                return -EBADMSG;
+                        r->root_xattrs_len = n;
+                }
         }
         opt = cJSON_GetObjectItemCaseSensitive(j, "options");
         if (!cJSON_IsObject(opt) || no_duplicates(opt) < 0 ||

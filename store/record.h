@@ -55,6 +55,8 @@ struct stamp_record {
         /* Attributes of the stamp's root directory (a single source's own). */
         uint32_t root_mode, root_uid, root_gid;
         int64_t root_mtime_ns;
+        uint8_t *root_xattrs; /* encoded as in a tree entry; may be NULL */
+        size_t root_xattrs_len;
         uint64_t files, dirs, symlinks, specials;
         uint64_t logical_bytes;   /* file sizes summed */
         uint64_t new_bytes;       /* raw bytes of new objects */

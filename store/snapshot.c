@@ -1356,6 +1356,17 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                 c->rec->root_gid = st.st_gid;
                 c->rec->root_mtime_ns = ts_ns(st.st_mtim);
                 c->rec->dirs++;
+                {
+                        struct pentry root = { 0 };
+                        char proc[64];
+                        /* "/." : the directory itself, not the fd's magic link */
+                        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/.", fd);
+                        if (read_xattrs(proc, &root) == 0 && root.xattrs) {
+                                c->rec->root_xattrs = TAKE_PTR(root.xattrs);
+                                c->rec->root_xattrs_len = root.e.xattrs_len;
+                        }
+                        pentry_release(&root);
+                }
                 return walk_dir(c, fd, 0, ret_root);
         }
 

@@ -288,6 +288,13 @@ int stamp_tree_parse(const uint8_t *buf, size_t len, struct stamp_tree *ret)
         return 0;
 }
 
+void stamp_tree_view(const uint8_t *buf, size_t len, struct stamp_tree *ret)
+{
+        ret->buf = buf;
+        ret->len = len;
+        ret->count = le32_read(buf + 8);
+}
+
 int stamp_tree_entry(const struct stamp_tree *t, uint32_t i, struct stamp_entry *ret)
 {
         uint32_t off, next;

@@ -94,6 +94,8 @@ struct stamp_tree {
 
 /* Validates a whole tree object. -EBADMSG on anything malformed. */
 int stamp_tree_parse(const uint8_t *buf, size_t len, struct stamp_tree *ret);
+/* A view of a tree that already passed stamp_tree_parse() (e.g. from the cache). */
+void stamp_tree_view(const uint8_t *buf, size_t len, struct stamp_tree *ret);
 /* Decodes entry @i of a parsed tree. */
 int stamp_tree_entry(const struct stamp_tree *t, uint32_t i, struct stamp_entry *ret);
 /* Binary search by name: 1 and *ret_index if found, 0 if not. */

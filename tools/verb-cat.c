@@ -62,7 +62,7 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
                 stamp_tree_obj_release(&parent);
                 return EXIT_USAGE;
         }
-        r = stamp_file_open(s, &e, &f);
+        r = stamp_file_open(s, &e, NULL, &f);
         stamp_tree_obj_release(&parent);
         buf = malloc(1 << 20);
         if (r == 0 && !buf)

@@ -132,7 +132,7 @@ static void check_file(struct stamp_store *s, const struct stamp_id *root, const
 
         CHECK_OK(stamp_path_resolve(s, root, path, &parent, &e));
         CHECK(e.size == len);
-        CHECK_OK(stamp_file_open(s, &e, &f));
+        CHECK_OK(stamp_file_open(s, &e, NULL, &f));
         CHECK(stamp_file_pread(f, buf, len + 10, 0) == (ssize_t)len);
         CHECK(memcmp(buf, data, len) == 0);
         for (size_t i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {

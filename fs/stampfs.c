@@ -1,0 +1,1007 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stampfs STORE MOUNTPOINT: every snapshot of a store as a read-only
+ * directory, with libfuse's low-level API and its multi-threaded loop.
+ *
+ * Inodes. The root is FUSE_ROOT_ID; below it, one directory per stamp and
+ * the symlink `latest`. Every other node is created by lookup or
+ * readdirplus and lives until the kernel forgets it (lookup counts). The
+ * nodeid is the node's address; st_ino is derived from stable ids, so it
+ * is the same at every lookup: a stamp's root hashes its stamp, an entry
+ * hashes (parent st_ino, name), and a hardlinked file hashes (stamp,
+ * hardlink id) so that all its names share one st_ino.
+ *
+ * Caching. Snapshots never change: entries inside a stamp get day-long
+ * entry and attr timeouts, files keep_cache, directories cache_readdir.
+ * The root's entries time out after a second, so stamps taken or pruned
+ * while mounted appear and vanish. Trees and chunks come from one shared
+ * cache bounded by -o cache_size (MiB).
+ *
+ * Errors. Damaged or missing data is EIO, never wrong bytes: every chunk
+ * and tree is verified against its id on its way into the cache.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "config.h"
+#include "macro.h"
+#include "pack.h"
+#include "reader.h"
+#include "store.h"
+#include "tree.h"
+
+#define ROOT_TIMEOUT 1.0       /* stamps come and go */
+#define STAMP_TIMEOUT 86400.0  /* snapshot content never changes */
+
+enum kind {
+        K_ROOT,
+        K_STAMP,  /* a stamp's root directory */
+        K_LATEST, /* the `latest` symlink */
+        K_ENTRY,  /* anything inside a stamp */
+};
+
+struct node {
+        atomic_uint_fast64_t nlookup;
+        enum kind kind;
+        uint64_t ino; /* st_ino */
+        char stamp[STAMP_STAMP_LEN + 1];
+        struct stamp_id tree; /* directories */
+        uint8_t type;
+        uint32_t mode, uid, gid, nlink;
+        int64_t mtime_ns, ctime_ns;
+        uint64_t size, rdev;
+        uint8_t *content; /* regular files: the encoded content reference */
+        size_t content_len;
+        uint8_t *xattrs;
+        size_t xattrs_len;
+        char *target; /* symlinks */
+        size_t target_len;
+};
+
+struct fs {
+        struct stamp_store *s;
+        struct stamp_cache *cache;
+        struct node root;
+        struct stat store_st;
+        bool debug;
+};
+
+struct fhandle {
+        pthread_mutex_t lock; /* a stamp_file is not thread-safe */
+        struct stamp_file *f;
+};
+
+struct dir_handle {
+        struct stamp_strv stamps;     /* root */
+        struct stamp_cache_ref *ref;  /* a stamp or directory: its tree */
+        struct stamp_tree t;
+};
+
+static struct fs *fs_of(fuse_req_t req)
+{
+        return fuse_req_userdata(req);
+}
+
+static struct node *node_of(fuse_req_t req, fuse_ino_t ino)
+{
+        if (ino == FUSE_ROOT_ID)
+                return &fs_of(req)->root;
+        return (struct node *)(uintptr_t)ino;
+}
+
+static void node_free(struct node *n)
+{
+        free(n->content);
+        free(n->xattrs);
+        free(n->target);
+        free(n);
+}
+
+static uint64_t hash_ino(const void *a, size_t alen, const void *b, size_t blen)
+{
+        uint8_t buf[8 + 512];
+        struct stamp_id h;
+        uint64_t v;
+
+        memcpy(buf, a, alen);
+        memcpy(buf + alen, b, blen);
+        stamp_checksum128(buf, alen + blen, &h);
+        memcpy(&v, h.b, sizeof(v));
+        return v < 2 ? v + 2 : v; /* 0 and 1 mean "none" and the root */
+}
+
+static struct timespec ns_to_ts(int64_t ns)
+{
+        struct timespec t;
+
+        t.tv_sec = ns / 1000000000;
+        t.tv_nsec = ns % 1000000000;
+        if (t.tv_nsec < 0) {
+                t.tv_sec--;
+                t.tv_nsec += 1000000000;
+        }
+        return t;
+}
+
+static void node_stat(const struct fs *fs, const struct node *n, struct stat *st)
+{
+        memset(st, 0, sizeof(*st));
+        st->st_ino = n == &fs->root ? FUSE_ROOT_ID : n->ino;
+        st->st_mode = n->mode;
+        st->st_nlink = n->type == STAMP_T_DIR ? 1 : (n->nlink ? n->nlink : 1);
+        st->st_uid = n->uid;
+        st->st_gid = n->gid;
+        st->st_rdev = n->rdev;
+        st->st_size = (off_t)(n->type == STAMP_T_DIR ? 4096 : n->size);
+        st->st_blksize = 65536;
+        st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+        st->st_mtim = ns_to_ts(n->mtime_ns);
+        st->st_ctim = ns_to_ts(n->ctime_ns);
+        st->st_atim = st->st_mtim;
+}
+
+static double timeout_of(const struct node *n)
+{
+        return n->kind == K_STAMP || n->kind == K_LATEST ? ROOT_TIMEOUT : STAMP_TIMEOUT;
+}
+
+static int reply_entry(fuse_req_t req, struct node *n)
+{
+        struct fuse_entry_param e = { 0 };
+
+        e.ino = (fuse_ino_t)(uintptr_t)n;
+        e.attr_timeout = e.entry_timeout = timeout_of(n);
+        node_stat(fs_of(req), n, &e.attr);
+        atomic_fetch_add(&n->nlookup, 1);
+        if (fuse_reply_entry(req, &e) != 0) {
+                atomic_fetch_sub(&n->nlookup, 1); /* the kernel never saw it */
+                return -EIO;
+        }
+        return 0;
+}
+
+static int dup_bytes(const void *p, size_t len, uint8_t **ret)
+{
+        *ret = NULL;
+        if (len == 0)
+                return 0;
+        *ret = malloc(len);
+        if (!*ret)
+                return -ENOMEM;
+        memcpy(*ret, p, len);
+        return 0;
+}
+
+/* A node for entry @e of a directory of node @parent. */
+static int node_from_entry(const struct node *parent, const struct stamp_entry *e,
+                           struct node **ret)
+{
+        struct node *n = calloc(1, sizeof(*n));
+
+        if (!n)
+                return -ENOMEM;
+        n->kind = K_ENTRY;
+        memcpy(n->stamp, parent->stamp, sizeof(n->stamp));
+        n->type = e->type;
+        n->mode = e->mode;
+        n->uid = e->uid;
+        n->gid = e->gid;
+        n->nlink = e->nlink;
+        n->mtime_ns = e->mtime_ns;
+        n->ctime_ns = e->ctime_ns;
+        n->size = e->size;
+        n->rdev = e->rdev;
+        n->tree = e->subtree;
+        if (e->link_id)
+                n->ino = hash_ino(n->stamp, STAMP_STAMP_LEN, &e->link_id, sizeof(e->link_id));
+        else
+                n->ino = hash_ino(&parent->ino, sizeof(parent->ino), e->name, e->name_len);
+        if (dup_bytes(e->content, e->content_len, &n->content) < 0 ||
+            dup_bytes(e->xattrs, e->xattrs_len, &n->xattrs) < 0 ||
+            dup_bytes(e->target, e->target_len, (uint8_t **)&n->target) < 0) {
+                node_free(n);
+                return -ENOMEM;
+        }
+        n->content_len = e->content_len;
+        n->xattrs_len = e->xattrs_len;
+        n->target_len = e->target_len;
+        *ret = n;
+        return 0;
+}
+
+static int node_stamp(struct fs *fs, const char *stamp, struct node **ret)
+{
+        struct stamp_record rec;
+        struct node *n;
+        int r;
+
+        if (!stamp_stamp_valid(stamp))
+                return -ENOENT;
+        r = stamp_store_record_load(fs->s, stamp, &rec);
+        if (r < 0)
+                return r == -ENOENT ? -ENOENT : -EIO;
+        n = calloc(1, sizeof(*n));
+        if (!n) {
+                stamp_record_release(&rec);
+                return -ENOMEM;
+        }
+        n->kind = K_STAMP;
+        strcpy(n->stamp, stamp);
+        n->type = STAMP_T_DIR;
+        n->mode = S_ISDIR(rec.root_mode) ? rec.root_mode : (S_IFDIR | 0755);
+        n->uid = rec.root_uid;
+        n->gid = rec.root_gid;
+        n->mtime_ns = n->ctime_ns = rec.root_mtime_ns;
+        n->tree = rec.root;
+        n->ino = hash_ino("stamp", 5, stamp, STAMP_STAMP_LEN);
+        n->xattrs = TAKE_PTR(rec.root_xattrs);
+        n->xattrs_len = rec.root_xattrs_len;
+        stamp_record_release(&rec);
+        *ret = n;
+        return 0;
+}
+
+static int node_latest(struct fs *fs, struct node **ret)
+{
+        char stamp[STAMP_STAMP_LEN + 1];
+        struct node *n;
+        int r;
+
+        r = stamp_store_resolve(fs->s, "latest", stamp);
+        if (r < 0)
+                return r == -ENOENT ? -ENOENT : -EIO;
+        n = calloc(1, sizeof(*n));
+        if (!n)
+                return -ENOMEM;
+        n->target = strdup(stamp);
+        if (!n->target) {
+                free(n);
+                return -ENOMEM;
+        }
+        n->kind = K_LATEST;
+        n->type = STAMP_T_LNK;
+        n->mode = S_IFLNK | 0777;
+        n->target_len = n->size = STAMP_STAMP_LEN;
+        n->ino = hash_ino("latest", 6, stamp, STAMP_STAMP_LEN);
+        /* mtime follows the target, so a cached link is refreshed when it moves */
+        n->mtime_ns = n->ctime_ns = fs->store_st.st_mtim.tv_sec * 1000000000LL;
+        *ret = n;
+        return 0;
+}
+
+/* The tree of directory node @n, from the shared cache. */
+static int tree_get(struct fs *fs, const struct node *n, struct stamp_cache_ref **ret_ref,
+                    struct stamp_tree *ret)
+{
+        const uint8_t *data;
+        size_t len;
+        int r;
+
+        r = stamp_cache_get(fs->cache, fs->s, &n->tree, STAMP_OBJ_TREE, ret_ref, &data, &len);
+        if (r < 0)
+                return -EIO; /* a tree the snapshot needs is gone or damaged */
+        stamp_tree_view(data, len, ret);
+        return 0;
+}
+
+static int do_lookup(fuse_req_t req, struct node *parent, const char *name, struct node **ret)
+{
+        struct fs *fs = fs_of(req);
+        struct stamp_cache_ref *ref;
+        struct stamp_tree t;
+        struct stamp_entry e;
+        uint32_t i;
+        int r;
+
+        if (parent->kind == K_ROOT)
+                return strcmp(name, "latest") == 0 ? node_latest(fs, ret) : node_stamp(fs, name, ret);
+        if (parent->type != STAMP_T_DIR)
+                return -ENOTDIR;
+        r = tree_get(fs, parent, &ref, &t);
+        if (r < 0)
+                return r;
+        r = stamp_tree_find(&t, name, strlen(name), &i);
+        if (r == 1)
+                r = stamp_tree_entry(&t, i, &e) < 0 ? -EIO : node_from_entry(parent, &e, ret);
+        else if (r == 0)
+                r = -ENOENT;
+        stamp_cache_put(fs->cache, ref);
+        return r;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        struct node *n;
+        int r = do_lookup(req, node_of(req, parent), name, &n);
+
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        if (reply_entry(req, n) < 0 && atomic_load(&n->nlookup) == 0)
+                node_free(n);
+}
+
+static void forget_one(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+        struct node *n = node_of(req, ino);
+
+        if (n == &fs_of(req)->root)
+                return;
+        if (atomic_fetch_sub(&n->nlookup, nlookup) == nlookup)
+                node_free(n);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+        forget_one(req, ino, nlookup);
+        fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+        for (size_t i = 0; i < count; i++)
+                forget_one(req, forgets[i].ino, forgets[i].nlookup);
+        fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        struct node *n = node_of(req, ino);
+        struct stat st;
+
+        node_stat(fs_of(req), n, &st);
+        fuse_reply_attr(req, &st, n->kind == K_ROOT ? ROOT_TIMEOUT : timeout_of(n));
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+        struct node *n = node_of(req, ino);
+        char buf[STAMP_TARGET_MAX + 1];
+
+        if (n->type != STAMP_T_LNK) {
+                fuse_reply_err(req, EINVAL);
+                return;
+        }
+        memcpy(buf, n->target, n->target_len);
+        buf[n->target_len] = 0;
+        fuse_reply_readlink(req, buf);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        struct fs *fs = fs_of(req);
+        struct node *n = node_of(req, ino);
+        struct stamp_entry e = { 0 };
+        struct fhandle *h;
+        int r;
+
+        if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+                fuse_reply_err(req, EROFS);
+                return;
+        }
+        if (n->type != STAMP_T_REG) {
+                fuse_reply_err(req, n->type == STAMP_T_DIR ? EISDIR : EACCES);
+                return;
+        }
+        h = calloc(1, sizeof(*h));
+        if (!h) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        e.type = STAMP_T_REG;
+        e.size = n->size;
+        e.content = n->content;
+        e.content_len = n->content_len;
+        r = stamp_file_open(fs->s, &e, fs->cache, &h->f);
+        if (r < 0) {
+                free(h);
+                fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
+                return;
+        }
+        pthread_mutex_init(&h->lock, NULL);
+        fi->fh = (uint64_t)(uintptr_t)h;
+        fi->keep_cache = 1;
+        if (fuse_reply_open(req, fi) != 0) {
+                stamp_file_free(h->f);
+                free(h);
+        }
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+        struct fhandle *h = (struct fhandle *)(uintptr_t)fi->fh;
+        char *buf = malloc(size ? size : 1);
+        ssize_t n;
+
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        pthread_mutex_lock(&h->lock);
+        n = off < 0 ? -EINVAL : stamp_file_pread(h->f, buf, size, (uint64_t)off);
+        pthread_mutex_unlock(&h->lock);
+        if (n < 0)
+                fuse_reply_err(req, n == -ENOMEM ? ENOMEM : n == -EINVAL ? EINVAL : EIO);
+        else
+                fuse_reply_buf(req, buf, (size_t)n);
+        free(buf);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        struct fhandle *h = (struct fhandle *)(uintptr_t)fi->fh;
+
+        stamp_file_free(h->f);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        fuse_reply_err(req, 0);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        struct fs *fs = fs_of(req);
+        struct node *n = node_of(req, ino);
+        struct dir_handle *d = calloc(1, sizeof(*d));
+        int r;
+
+        if (!d) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        if (n->kind == K_ROOT) {
+                r = stamp_store_list(fs->s, &d->stamps);
+                r = r < 0 ? -EIO : 0;
+        } else if (n->type == STAMP_T_DIR) {
+                r = tree_get(fs, n, &d->ref, &d->t);
+                fi->cache_readdir = 1;
+                fi->keep_cache = 1;
+        } else
+                r = -ENOTDIR;
+        if (r < 0) {
+                free(d);
+                fuse_reply_err(req, -r);
+                return;
+        }
+        fi->fh = (uint64_t)(uintptr_t)d;
+        if (fuse_reply_open(req, fi) != 0) {
+                stamp_strv_release(&d->stamps);
+                stamp_cache_put(fs->cache, d->ref);
+                free(d);
+        }
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+
+        stamp_strv_release(&d->stamps);
+        stamp_cache_put(fs_of(req)->cache, d->ref);
+        free(d);
+        fuse_reply_err(req, 0);
+}
+
+/* Entry @i of a directory listing (after "." and ".."): its name and node. */
+static int dir_item(fuse_req_t req, struct node *dir, struct dir_handle *d, size_t i,
+                    char *name, size_t name_size, struct node **ret)
+{
+        struct stamp_entry e;
+        int r;
+
+        if (dir->kind == K_ROOT) {
+                if (i < d->stamps.n) {
+                        snprintf(name, name_size, "%s", d->stamps.v[i]);
+                        return node_stamp(fs_of(req), name, ret);
+                }
+                snprintf(name, name_size, "latest");
+                return node_latest(fs_of(req), ret);
+        }
+        r = stamp_tree_entry(&d->t, (uint32_t)i, &e);
+        if (r < 0)
+                return -EIO;
+        memcpy(name, e.name, e.name_len);
+        name[e.name_len] = 0;
+        return node_from_entry(dir, &e, ret);
+}
+
+static size_t dir_count(struct node *dir, struct dir_handle *d)
+{
+        if (dir->kind == K_ROOT)
+                return d->stamps.n + (d->stamps.n > 0); /* `latest` once there is one */
+        return d->t.count;
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi, bool plus)
+{
+        struct fs *fs = fs_of(req);
+        struct node *dir = node_of(req, ino);
+        struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
+        char *buf = calloc(1, size), name[STAMP_NAME_MAX + 1];
+        size_t used = 0, count = dir_count(dir, d);
+        int err = 0;
+
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        for (size_t pos = (size_t)(off < 0 ? 0 : off); pos < count + 2; pos++) {
+                struct fuse_entry_param e = { 0 };
+                struct node *n = NULL;
+                size_t need;
+
+                if (pos < 2) {
+                        /* "." and "..": no lookup counts for them */
+                        snprintf(name, sizeof(name), pos == 0 ? "." : "..");
+                        e.attr.st_ino = pos == 0 && dir != &fs->root ? dir->ino : FUSE_ROOT_ID;
+                        e.attr.st_mode = S_IFDIR;
+                } else {
+                        int r = dir_item(req, dir, d, pos - 2, name, sizeof(name), &n);
+                        if (r == -ENOENT)
+                                continue; /* a stamp pruned since opendir */
+                        if (r < 0) {
+                                err = -r;
+                                break;
+                        }
+                        node_stat(fs, n, &e.attr);
+                        e.ino = (fuse_ino_t)(uintptr_t)n;
+                        e.attr_timeout = e.entry_timeout = timeout_of(n);
+                }
+                if (plus)
+                        need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
+                                                      (off_t)(pos + 1));
+                else
+                        need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
+                                                 (off_t)(pos + 1));
+                if (need > size - used) {
+                        if (n)
+                                node_free(n);
+                        break;
+                }
+                used += need;
+                if (n) {
+                        if (plus)
+                                atomic_fetch_add(&n->nlookup, 1);
+                        else
+                                node_free(n);
+                }
+        }
+        if (err && used == 0)
+                fuse_reply_err(req, err);
+        else
+                fuse_reply_buf(req, buf, used);
+        free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+        do_readdir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+        do_readdir(req, ino, size, off, fi, true);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+        struct node *n = node_of(req, ino);
+        const uint8_t *p = n->xattrs, *end = n->xattrs + n->xattrs_len;
+        const char *xn;
+        const uint8_t *v;
+        size_t nl, vl;
+
+        while (p && stamp_xattr_next(&p, end, &xn, &nl, &v, &vl) == 1) {
+                if (nl != strlen(name) || memcmp(xn, name, nl) != 0)
+                        continue;
+                if (size == 0)
+                        fuse_reply_xattr(req, vl);
+                else if (size < vl)
+                        fuse_reply_err(req, ERANGE);
+                else
+                        fuse_reply_buf(req, (const char *)v, vl);
+                return;
+        }
+        fuse_reply_err(req, ENODATA);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+        struct node *n = node_of(req, ino);
+        const uint8_t *p = n->xattrs, *end = n->xattrs + n->xattrs_len;
+        char *buf = malloc(n->xattrs_len + 1);
+        size_t used = 0;
+        const char *xn;
+        const uint8_t *v;
+        size_t nl, vl;
+
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        while (p && stamp_xattr_next(&p, end, &xn, &nl, &v, &vl) == 1) {
+                memcpy(buf + used, xn, nl);
+                used += nl;
+                buf[used++] = 0;
+        }
+        if (size == 0)
+                fuse_reply_xattr(req, used);
+        else if (size < used)
+                fuse_reply_err(req, ERANGE);
+        else
+                fuse_reply_buf(req, buf, used);
+        free(buf);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+        struct statvfs st;
+
+        if (statvfs(stamp_store_path(fs_of(req)->s), &st) < 0) {
+                fuse_reply_err(req, errno);
+                return;
+        }
+        st.f_bfree = st.f_bavail = 0; /* read-only: nothing can be written */
+        st.f_ffree = st.f_favail = 0;
+        st.f_namemax = STAMP_NAME_MAX;
+        fuse_reply_statfs(req, &st);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+        if (conn->capable & FUSE_CAP_READDIRPLUS)
+                conn->want |= FUSE_CAP_READDIRPLUS;
+        if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+                conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+        conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* plus always: one call fills the dcache */
+        conn->max_readahead = 1u << 20;
+        conn->max_read = 1u << 20; /* must equal the max_read mount option */
+        conn->max_write = 1u << 20; /* negotiates 1 MiB requests (max_pages) */
+}
+
+static void op_erofs(fuse_req_t req)
+{
+        fuse_reply_err(req, EROFS);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+        op_erofs(req);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+        op_erofs(req);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+        op_erofs(req);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        op_erofs(req);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+        op_erofs(req);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+        op_erofs(req);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+        op_erofs(req);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+        op_erofs(req);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+        op_erofs(req);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+        op_erofs(req);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+        .init = op_init,
+        .lookup = op_lookup,
+        .forget = op_forget,
+        .forget_multi = op_forget_multi,
+        .getattr = op_getattr,
+        .readlink = op_readlink,
+        .open = op_open,
+        .read = op_read,
+        .release = op_release,
+        .opendir = op_opendir,
+        .readdir = op_readdir,
+        .readdirplus = op_readdirplus,
+        .releasedir = op_releasedir,
+        .getxattr = op_getxattr,
+        .listxattr = op_listxattr,
+        .statfs = op_statfs,
+        .setattr = op_setattr,
+        .mknod = op_mknod,
+        .mkdir = op_mkdir,
+        .unlink = op_unlink,
+        .rmdir = op_unlink,
+        .symlink = op_symlink,
+        .rename = op_rename,
+        .link = op_link,
+        .setxattr = op_setxattr,
+        .removexattr = op_removexattr,
+        .create = op_create,
+};
+
+/* ---- command line ---- */
+
+struct options {
+        unsigned cache_mib;
+        int help, version;
+};
+
+#define OPT(t, p) { t, offsetof(struct options, p), 1 }
+static const struct fuse_opt opt_spec[] = {
+        { "cache_size=%u", offsetof(struct options, cache_mib), 0 },
+        OPT("-h", help),
+        OPT("--help", help),
+        OPT("-V", version),
+        OPT("--version", version),
+        FUSE_OPT_END
+};
+
+static void usage(const char *prog)
+{
+        printf("Usage: %s STORE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+               "\n"
+               "Mount every snapshot of a stampfs store at MOUNTPOINT, read-only: one\n"
+               "directory per stamp, and `latest`, a symlink to the newest. Snapshots\n"
+               "taken or pruned while mounted appear and vanish within a second.\n"
+               "Unmount with `fusermount3 -u MOUNTPOINT` (or umount as root).\n"
+               "\n"
+               "Options:\n"
+               "  -f                  stay in the foreground\n"
+               "  -d                  debug output (implies -f)\n"
+               "  -o cache_size=MIB   shared cache of decompressed chunks and trees (default 128)\n"
+               "  -o allow_other      let other users in (permissions are still checked)\n"
+               "  -o <fuse option>    any other FUSE mount option (see fuse(8))\n"
+               "\n"
+               "Always mounted ro,default_permissions,nosuid,nodev.\n",
+               prog);
+}
+
+static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+        fputs("stampfs: ", stderr);
+        vfprintf(stderr, fmt, ap);
+}
+
+/*
+ * Lets the kernel read ahead 1 MiB on this mount (it defaults to 128 KiB
+ * for FUSE). The device number comes from mountinfo: a stat() of the
+ * mountpoint would wait for this very process to answer it.
+ */
+static void raise_readahead(const char *mountpoint)
+{
+        char line[4096], path[128];
+        unsigned maj = 0, min = 0;
+        bool found = false;
+        FILE *f = fopen("/proc/self/mountinfo", "re");
+
+        if (!f)
+                return;
+        while (!found && fgets(line, sizeof(line), f)) {
+                char mnt[PATH_MAX];
+                if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &maj, &min, mnt) == 3 &&
+                    strcmp(mnt, mountpoint) == 0 && strstr(line, " fuse.stampfs "))
+                        found = true;
+        }
+        fclose(f);
+        if (!found)
+                return;
+        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
+        f = fopen(path, "we");
+        if (!f)
+                return;
+        fputs("1024", f);
+        fclose(f);
+}
+
+/* Checks the mountpoint before libfuse does, to give a clear message. */
+static int check_mountpoint(const char *mnt)
+{
+        char parent[PATH_MAX];
+        struct stat st, pst;
+
+        if (stat(mnt, &st) < 0) {
+                fprintf(stderr, "stampfs: mountpoint '%s': %s\n", mnt, strerror(errno));
+                return -1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+                fprintf(stderr, "stampfs: mountpoint '%s': not a directory\n", mnt);
+                return -1;
+        }
+        snprintf(parent, sizeof(parent), "%s/..", mnt);
+        if (stat(parent, &pst) == 0 && (pst.st_dev != st.st_dev || pst.st_ino == st.st_ino) &&
+            strcmp(mnt, "/") != 0) {
+                fprintf(stderr, "stampfs: mountpoint '%s': already in use (something is mounted there)\n",
+                        mnt);
+                return -1;
+        }
+        if (access("/dev/fuse", R_OK | W_OK) < 0) {
+                fprintf(stderr, "stampfs: /dev/fuse: %s (is the fuse module loaded, and are you "
+                                "allowed to use it?)\n",
+                        strerror(errno));
+                return -1;
+        }
+        return 0;
+}
+
+static int open_store(const char *dir, struct stamp_store **ret)
+{
+        int r = stamp_store_open(dir, ret);
+
+        if (r == -ENOENT)
+                fprintf(stderr, "stampfs: store '%s': no such directory\n", dir);
+        else if (r == -EMEDIUMTYPE)
+                fprintf(stderr, "stampfs: store '%s': not a stampfs store (no config file)\n", dir);
+        else if (r == -EOPNOTSUPP)
+                fprintf(stderr, "stampfs: store '%s': unsupported format version\n", dir);
+        else if (r < 0)
+                fprintf(stderr, "stampfs: store '%s': %s\n", dir,
+                        r == -EBADMSG ? "corrupt config" : strerror(-r));
+        return r;
+}
+
+/* Positional arguments: STORE then MOUNTPOINT; everything else goes to libfuse. */
+struct positional {
+        char *store, *mountpoint;
+        int extra;
+};
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+        struct positional *p = data;
+
+        if (key != FUSE_OPT_KEY_NONOPT)
+                return 1;
+        if (!p->store)
+                p->store = strdup(arg);
+        else if (!p->mountpoint)
+                p->mountpoint = strdup(arg);
+        else
+                p->extra++;
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+        struct options o = { .cache_mib = 128 };
+        struct positional pos = { 0 };
+        struct fuse_cmdline_opts cl = { 0 };
+        struct fuse_loop_config *lc = NULL;
+        struct fuse_session *se = NULL;
+        struct fs fs = { 0 };
+        char fsname[PATH_MAX + 16], *mnt_abs = NULL;
+        int ret = 1;
+
+        fuse_set_log_func(log_func);
+        if (fuse_opt_parse(&args, &o, opt_spec, NULL) < 0)
+                return 2;
+        if (o.help) {
+                usage(argv[0]);
+                return 0;
+        }
+        if (o.version) {
+                printf("stampfs %s (libfuse %s)\n", STAMP_VERSION, fuse_pkgversion());
+                return 0;
+        }
+        if (fuse_opt_parse(&args, &pos, NULL, opt_proc) < 0)
+                return 2;
+        if (!pos.store || !pos.mountpoint || pos.extra) {
+                fprintf(stderr, "stampfs: expected STORE and MOUNTPOINT\nTry 'stampfs --help'.\n");
+                return 2;
+        }
+        if (o.cache_mib < 1 || o.cache_mib > 65536) {
+                fprintf(stderr, "stampfs: cache_size must be 1..65536 MiB\n");
+                return 2;
+        }
+        if (open_store(pos.store, &fs.s) < 0)
+                return 3;
+        if (check_mountpoint(pos.mountpoint) < 0) {
+                ret = 3;
+                goto out;
+        }
+        mnt_abs = realpath(pos.mountpoint, NULL);
+        (void)stat(pos.store, &fs.store_st);
+        fs.cache = stamp_cache_new((size_t)o.cache_mib << 20);
+        if (!fs.cache)
+                goto out;
+        fs.root.kind = K_ROOT;
+        fs.root.type = STAMP_T_DIR;
+        fs.root.mode = S_IFDIR | 0755;
+        fs.root.mtime_ns = fs.store_st.st_mtim.tv_sec * 1000000000LL + fs.store_st.st_mtim.tv_nsec;
+        fs.root.ctime_ns = fs.root.mtime_ns;
+        fs.root.ino = FUSE_ROOT_ID;
+
+        snprintf(fsname, sizeof(fsname), "-ofsname=stampfs:%s", pos.store);
+        if (fuse_opt_add_arg(&args, "-oro,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
+            fuse_opt_add_arg(&args, fsname) < 0)
+                goto out;
+        if (fuse_parse_cmdline(&args, &cl) != 0)
+                goto out;
+        fs.debug = cl.debug;
+        se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
+        if (!se)
+                goto out;
+        if (fuse_set_signal_handlers(se) != 0)
+                goto out;
+        if (fuse_session_mount(se, mnt_abs ? mnt_abs : pos.mountpoint) != 0) {
+                fprintf(stderr, "stampfs: cannot mount on '%s'\n", pos.mountpoint);
+                goto out_signals;
+        }
+        raise_readahead(mnt_abs ? mnt_abs : pos.mountpoint);
+        /* Returns in the parent only once the mount is usable. */
+        if (fuse_daemonize(cl.foreground) != 0)
+                goto out_unmount;
+        lc = fuse_loop_cfg_create();
+        if (!lc)
+                goto out_unmount;
+        fuse_loop_cfg_set_clone_fd(lc, 1);
+        fuse_loop_cfg_set_max_threads(lc, 16);
+        /* Threads that never exit keep their SQLite connection for good. */
+        fuse_loop_cfg_set_idle_threads(lc, 16);
+        ret = cl.singlethread ? fuse_session_loop(se) : fuse_session_loop_mt(se, lc);
+        ret = ret != 0;
+        fuse_loop_cfg_destroy(lc);
+out_unmount:
+        fuse_session_unmount(se);
+out_signals:
+        fuse_remove_signal_handlers(se);
+out:
+        if (se)
+                fuse_session_destroy(se);
+        free(cl.mountpoint);
+        fuse_opt_free_args(&args);
+        stamp_cache_free(fs.cache);
+        stamp_store_free(fs.s);
+        free(pos.store);
+        free(pos.mountpoint);
+        free(mnt_abs);
+        return ret;
+}

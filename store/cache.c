@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Entries live in a hash table (chained) and a doubly linked LRU list. An
+ * entry in use (refs > 0) is never freed: eviction skips it and drops it
+ * from the table, and the last stamp_cache_put() frees it. So the cache may
+ * briefly exceed its bound by what readers hold.
+ */
+#include "cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "pack.h"
+#include "tree.h"
+
+#define BUCKETS 4096
+
+struct stamp_cache_ref {
+        struct stamp_id id;
+        uint8_t type;
+        uint8_t *data;
+        size_t len;
+        unsigned refs;   /* protected by lock */
+        bool cached;     /* in the table and the LRU list; protected by lock */
+        struct stamp_cache_ref *hnext, *prev, *next;
+};
+
+struct stamp_cache {
+        pthread_mutex_t lock;
+        size_t max, bytes; /* protected by lock */
+        struct stamp_cache_ref *buckets[BUCKETS];
+        struct stamp_cache_ref *head, *tail; /* most recent first */
+};
+
+static unsigned bucket(const struct stamp_id *id)
+{
+        return (unsigned)le32_read(id->b + 8) % BUCKETS;
+}
+
+struct stamp_cache *stamp_cache_new(size_t max_bytes)
+{
+        struct stamp_cache *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return NULL;
+        pthread_mutex_init(&c->lock, NULL);
+        c->max = max_bytes;
+        return c;
+}
+
+static void entry_free(struct stamp_cache_ref *e)
+{
+        free(e->data);
+        free(e);
+}
+
+void stamp_cache_free(struct stamp_cache *c)
+{
+        if (!c)
+                return;
+        for (struct stamp_cache_ref *e = c->head, *n; e; e = n) {
+                n = e->next;
+                entry_free(e);
+        }
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+}
+
+static void lru_unlink(struct stamp_cache *c, struct stamp_cache_ref *e)
+{
+        if (e->prev)
+                e->prev->next = e->next;
+        else
+                c->head = e->next;
+        if (e->next)
+                e->next->prev = e->prev;
+        else
+                c->tail = e->prev;
+        e->prev = e->next = NULL;
+}
+
+static void lru_push(struct stamp_cache *c, struct stamp_cache_ref *e)
+{
+        e->next = c->head;
+        e->prev = NULL;
+        if (c->head)
+                c->head->prev = e;
+        c->head = e;
+        if (!c->tail)
+                c->tail = e;
+}
+
+static void table_remove(struct stamp_cache *c, struct stamp_cache_ref *e)
+{
+        for (struct stamp_cache_ref **p = &c->buckets[bucket(&e->id)]; *p; p = &(*p)->hnext)
+                if (*p == e) {
+                        *p = e->hnext;
+                        return;
+                }
+}
+
+/* Drops entries from the LRU tail until under the bound. Called with lock held. */
+static void evict(struct stamp_cache *c)
+{
+        struct stamp_cache_ref *e = c->tail;
+
+        while (c->bytes > c->max && e) {
+                struct stamp_cache_ref *prev = e->prev;
+                lru_unlink(c, e);
+                table_remove(c, e);
+                e->cached = false;
+                c->bytes -= e->len;
+                if (e->refs == 0)
+                        entry_free(e);
+                e = prev;
+        }
+}
+
+int stamp_cache_get(struct stamp_cache *c, struct stamp_store *s, const struct stamp_id *id,
+                    uint8_t type, struct stamp_cache_ref **ret, const uint8_t **ret_data,
+                    size_t *ret_len)
+{
+        struct stamp_cache_ref *e;
+        int r;
+
+        pthread_mutex_lock(&c->lock);
+        for (e = c->buckets[bucket(id)]; e; e = e->hnext)
+                if (stamp_id_cmp(&e->id, id) == 0 && e->type == type) {
+                        e->refs++;
+                        lru_unlink(c, e);
+                        lru_push(c, e);
+                        pthread_mutex_unlock(&c->lock);
+                        goto found;
+                }
+        pthread_mutex_unlock(&c->lock);
+
+        /* A miss: read outside the lock (two threads may both read; one copy is kept). */
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        r = stamp_store_get(s, id, type, &e->data, &e->len);
+        if (r == 0 && type == STAMP_OBJ_TREE) {
+                /* Trees are validated once, here: users of the cache then trust them. */
+                struct stamp_tree t;
+                r = stamp_tree_parse(e->data, e->len, &t);
+                if (r < 0)
+                        free(e->data);
+        }
+        if (r < 0) {
+                free(e);
+                return r;
+        }
+        e->id = *id;
+        e->type = type;
+        e->refs = 1;
+        pthread_mutex_lock(&c->lock);
+        if (e->len <= c->max) {
+                e->cached = true;
+                e->hnext = c->buckets[bucket(id)];
+                c->buckets[bucket(id)] = e;
+                lru_push(c, e);
+                c->bytes += e->len;
+                evict(c);
+        }
+        pthread_mutex_unlock(&c->lock);
+found:
+        *ret = e;
+        *ret_data = e->data;
+        *ret_len = e->len;
+        return 0;
+}
+
+void stamp_cache_put(struct stamp_cache *c, struct stamp_cache_ref *e)
+{
+        bool gone;
+
+        if (!e)
+                return;
+        pthread_mutex_lock(&c->lock);
+        gone = --e->refs == 0 && !e->cached;
+        pthread_mutex_unlock(&c->lock);
+        if (gone)
+                entry_free(e);
+}
+
+size_t stamp_cache_bytes(struct stamp_cache *c)
+{
+        size_t n;
+
+        pthread_mutex_lock(&c->lock);
+        n = c->bytes;
+        pthread_mutex_unlock(&c->lock);
+        return n;
+}

@@ -76,6 +76,9 @@ int stamp_pack_header_check(const uint8_t buf[STAMP_PACK_HEADER_SIZE])
                 return -EBADMSG;
         if (le32_read(buf + 8) != STAMP_PACK_VERSION)
                 return -EOPNOTSUPP;
+        for (int i = 12; i < STAMP_PACK_HEADER_SIZE; i++)
+                if (buf[i])
+                        return -EBADMSG;
         return 0;
 }
 
@@ -133,6 +136,8 @@ int stamp_pack_index_parse(const uint8_t *buf, size_t len,
                 struct stamp_pack_entry *e = &v[i];
                 int r;
 
+                if (p[18] || p[19] || le32_read(p + 28))
+                        return -EBADMSG; /* zero fields */
                 memcpy(e->id.b, p, STAMP_ID_SIZE);
                 e->type = p[16];
                 e->comp = p[17];
@@ -161,6 +166,8 @@ int stamp_pack_record_parse(const uint8_t buf[STAMP_PACK_RECORD_HEADER_SIZE], ui
         if (memcmp(buf, rec_magic, 4) != 0)
                 return -EBADMSG;
         if (le32_read(buf + 32) != stamp_checksum32(buf, 32))
+                return -EBADMSG;
+        if (buf[6] || buf[7])
                 return -EBADMSG;
         e.type = buf[4];
         e.comp = buf[5];

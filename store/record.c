@@ -119,7 +119,7 @@ static int get_u64(const cJSON *obj, const char *key, uint64_t *ret)
         if (!cJSON_IsNumber(j))
                 return -EBADMSG;
         d = j->valuedouble;
-        if (!(d >= 0 && d <= 9007199254740992.0) || floor(d) != d)
+        if (!(d >= 0 && d < 9007199254740992.0) || floor(d) != d)
                 return -EBADMSG;
         *ret = (uint64_t)d;
         return 0;
@@ -245,14 +245,36 @@ static int parse_text(const char *text, size_t len, cJSON **ret)
 
 /* Encoding helpers: each returns 0 or -ENOMEM. */
 
+/*
+ * Integers are printed exactly (cJSON's doubles print 15 digits, which
+ * changes values above 2^52); the parser accepts up to 2^53 - 1.
+ */
 static int put_u64(cJSON *obj, const char *key, uint64_t v)
 {
-        return cJSON_AddNumberToObject(obj, key, (double)v) ? 0 : -ENOMEM;
+        char buf[32];
+
+        if (v >= (1ull << 53))
+                v = (1ull << 53) - 1; /* not reached by real counts; keeps the record parseable */
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+        return cJSON_AddRawToObject(obj, key, buf) ? 0 : -ENOMEM;
 }
 
 static int put_str(cJSON *obj, const char *key, const char *s)
 {
         return cJSON_AddStringToObject(obj, key, s ? s : "") ? 0 : -ENOMEM;
+}
+
+/* Milliseconds, printed with a fixed format so that they parse back as they were. */
+static int put_duration(cJSON *obj, double d)
+{
+        char buf[32];
+
+        if (!(d >= 0))
+                d = 0;
+        if (d > 1e8)
+                d = 1e8;
+        snprintf(buf, sizeof(buf), "%.3f", d);
+        return cJSON_AddRawToObject(obj, "duration_s", buf) ? 0 : -ENOMEM;
 }
 
 static int put_i64_str(cJSON *obj, const char *key, int64_t v)
@@ -451,7 +473,7 @@ int stamp_record_encode(const struct stamp_record *r, char **ret)
             put_u64(j, "stored_new_bytes", r->stored_new_bytes) < 0 ||
             put_u64(j, "new_chunks", r->new_chunks) < 0 ||
             put_u64(j, "new_objects", r->new_objects) < 0 ||
-            !cJSON_AddNumberToObject(j, "duration_s", r->duration_s) ||
+            put_duration(j, r->duration_s) < 0 ||
             put_str(j, "tool_version", r->tool_version) < 0 ||
             put_u64(j, "error_count", r->n_errors) < 0 || put_strv(j, "errors", &r->errors) < 0 ||
             put_u64(j, "changed_count", r->n_changed) < 0 ||

@@ -37,6 +37,8 @@
 #define TREE_HEADER 12
 #define ENTRY_FIXED 64
 
+static int name_cmp(const char *a, size_t al, const char *b, size_t bl);
+
 static const char tree_magic[4] = "STRE";
 static const char list_magic[4] = "SCLS";
 
@@ -170,12 +172,21 @@ static int entry_decode(const uint8_t *p, const uint8_t *end, struct stamp_entry
         q += e.target_len;
 
         e.xattrs = q;
-        for (unsigned i = 0; i < e.xattr_count; i++) {
-                const char *n;
-                const uint8_t *v;
-                size_t nl, vl;
-                if (stamp_xattr_next(&q, end, &n, &nl, &v, &vl) != 1)
-                        return -EBADMSG;
+        {
+                const char *prev = NULL;
+                size_t prev_len = 0;
+                for (unsigned i = 0; i < e.xattr_count; i++) {
+                        const char *n;
+                        const uint8_t *v;
+                        size_t nl, vl;
+                        if (stamp_xattr_next(&q, end, &n, &nl, &v, &vl) != 1)
+                                return -EBADMSG;
+                        /* sorted and unique: one encoding per directory */
+                        if (prev && name_cmp(prev, prev_len, n, nl) >= 0)
+                                return -EBADMSG;
+                        prev = n;
+                        prev_len = nl;
+                }
         }
         e.xattrs_len = (size_t)(q - e.xattrs);
 
@@ -270,7 +281,7 @@ int stamp_tree_parse(const uint8_t *buf, size_t len, struct stamp_tree *ret)
                 struct stamp_entry e;
 
                 /* Each entry fills exactly the space up to the next one. */
-                if (off != (i == 0 ? table_end : off) || off >= next || next > len)
+                if ((i == 0 && off != table_end) || off >= next || next > len)
                         return -EBADMSG;
                 if (entry_decode(buf + off, buf + next, &e, &end) < 0 || end != buf + next)
                         return -EBADMSG;
@@ -338,6 +349,8 @@ int stamp_chunklist_parse(const uint8_t *buf, size_t len, struct stamp_chunklist
 
         if (len < 12 || memcmp(buf, list_magic, 4) != 0)
                 return -EBADMSG;
+        if (buf[5] || buf[6] || buf[7])
+                return -EBADMSG; /* zero padding: one encoding per list */
         l.level = buf[4];
         l.count = le32_read(buf + 8);
         if (l.level > STAMP_CHUNKLIST_LEVEL_MAX || l.count == 0 ||
@@ -477,6 +490,11 @@ int stamp_tree_builder_add(struct stamp_tree_builder *b, const struct stamp_entr
         if (!stamp_name_valid(e->name, e->name_len) || e->target_len > STAMP_TARGET_MAX)
                 return -EINVAL;
         if (type_bits(e->type) == 0 || b->len + need > STAMP_OBJ_MAX_TREE)
+                return -EINVAL;
+        /* Refuse what the parser would refuse: the builder never writes a bad tree. */
+        if ((e->mode & S_IFMT) != type_bits(e->type) || (e->flags & ~STAMP_EF_KNOWN) ||
+            (e->type == STAMP_T_LNK) != (e->target_len > 0) ||
+            (e->type == STAMP_T_REG && !e->content))
                 return -EINVAL;
         r = reserve(b, need);
         if (r < 0)

@@ -26,8 +26,8 @@
  * 5..7 ("3 zero bytes") are zero, so a chunk list does not re-encode to
  * itself when they are not.
  */
-#define KNOWN_XATTR_ORDER 1
-#define KNOWN_CHUNKLIST_PAD 1
+#define KNOWN_XATTR_ORDER 0
+#define KNOWN_CHUNKLIST_PAD 0
 
 static void check_content(const struct stamp_entry *e)
 {

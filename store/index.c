@@ -19,6 +19,7 @@ enum {
         Q_FILES_PUT,
         Q_SNAP_PUT,
         Q_SNAP_HAS,
+        Q_SNAP_DEL,
         _Q_MAX,
 };
 
@@ -35,6 +36,7 @@ static const char *const queries[_Q_MAX] = {
                         "VALUES(?, ?, ?, ?, ?, ?, ?)",
         [Q_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots(stamp, root) VALUES(?, ?)",
         [Q_SNAP_HAS] = "SELECT 1 FROM snapshots WHERE stamp = ?",
+        [Q_SNAP_DEL] = "DELETE FROM snapshots WHERE stamp = ?",
 };
 
 static const char schema[] =
@@ -349,6 +351,14 @@ int stamp_index_snapshot_put(struct stamp_index *ix, const char *stamp,
 
         sqlite3_bind_text(st, 1, stamp, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, root->b, STAMP_ID_SIZE, SQLITE_STATIC);
+        return step_done(st);
+}
+
+int stamp_index_snapshot_del(struct stamp_index *ix, const char *stamp)
+{
+        sqlite3_stmt *st = ix->q[Q_SNAP_DEL];
+
+        sqlite3_bind_text(st, 1, stamp, -1, SQLITE_STATIC);
         return step_done(st);
 }
 

@@ -74,6 +74,7 @@ int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
 
 int stamp_index_snapshot_put(struct stamp_index *ix, const char *stamp,
                              const struct stamp_id *root);
+int stamp_index_snapshot_del(struct stamp_index *ix, const char *stamp);
 /* 1 if @stamp is indexed, 0 if not. */
 int stamp_index_snapshot_has(struct stamp_index *ix, const char *stamp);
 

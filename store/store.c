@@ -645,3 +645,23 @@ int stamp_store_resolve(struct stamp_store *s, const char *name,
         strcpy(ret, name);
         return 0;
 }
+
+int stamp_store_record_delete(struct stamp_store *s, const char *stamp)
+{
+        struct stamp_index *ix;
+        char name[64];
+        int r;
+
+        if (s->lock_fd < 0)
+                return -EINVAL;
+        if (!stamp_stamp_valid(stamp))
+                return -EINVAL;
+        record_name(stamp, name);
+        r = stamp_backend_remove(s->backend, name);
+        if (r < 0)
+                return r;
+        r = stamp_store_index(s, &ix);
+        if (r == 0)
+                (void)stamp_index_snapshot_del(ix, stamp); /* the record was the truth */
+        return 0;
+}

@@ -101,6 +101,11 @@ int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret);
 int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct stamp_record *ret);
 /* Writes a record durably (the snapshot's commit point). -EEXIST if the stamp is taken. */
 int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r);
+/*
+ * Deletes a snapshot's record (its data stays until gc). Requires the write
+ * lock. -ENOENT if there is no such snapshot.
+ */
+int stamp_store_record_delete(struct stamp_store *s, const char *stamp);
 /* Resolves "latest" and checks a stamp exists. */
 int stamp_store_resolve(struct stamp_store *s, const char *name,
                         char ret[STAMP_STAMP_LEN + 1]);

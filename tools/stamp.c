@@ -19,6 +19,7 @@ static const struct verb verbs[] = {
         { "list", verb_list, "list the snapshots of a store" },
         { "show", verb_show, "show one snapshot's record" },
         { "cat", verb_cat, "write a file of a snapshot to standard output" },
+        { "forget", verb_forget, "delete snapshots (their data is reclaimed by gc)" },
 };
 
 static void help(void)

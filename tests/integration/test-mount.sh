@@ -1,0 +1,151 @@
+#!/bin/bash
+# The mount: a generated hostile tree read back through stampfs is identical
+# to the source (manifest, cp -a, rsync -aHAX); every write is EROFS;
+# parallel readers get exact bytes; stamps appear and vanish while mounted;
+# damaged data is EIO; other users see only what permissions allow.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+: "${STAMPFS:?STAMPFS must point at the stampfs binary}"
+if [ ! -c /dev/fuse ]; then
+        echo "no /dev/fuse: skipped"
+        exit 77
+fi
+
+S="$WORK/store"
+MNT="$WORK/mnt"
+mkdir "$MNT"
+chmod 755 "$WORK"
+python3 "$LIB/gentree.py" "$WORK/src" --seed 11 --size large >/dev/null 2>&1
+"$STAMP" init "$S" >/dev/null
+ST=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+
+# Errors first, before anything is mounted.
+expect_rc 3 "$STAMPFS" "$WORK/nostore" "$MNT"
+expect_err "store '$WORK/nostore': no such directory"
+expect_rc 3 "$STAMPFS" "$S" "$WORK/nomnt"
+expect_err "mountpoint '$WORK/nomnt': No such file or directory"
+expect_rc 2 "$STAMPFS" "$S"
+"$STAMPFS" --help | grep -q "^Usage: " || fail "stampfs --help"
+
+"$STAMPFS" "$S" "$MNT" # returns once the mount is usable
+grep -q " $MNT ro,nosuid,nodev[^ ]* .*- fuse.stampfs " /proc/self/mountinfo || fail "not mounted ro,nosuid,nodev"
+expect_rc 3 "$STAMPFS" "$S" "$MNT"
+expect_err "already in use"
+
+# The stamp directory is the source, exactly.
+[ "$(readlink "$MNT/latest")" = "$ST" ] || fail "latest does not point at $ST"
+python3 "$LIB/manifest.py" "$WORK/src" >"$WORK/m.src"
+python3 "$LIB/manifest.py" "$MNT/$ST" >"$WORK/m.mnt"
+diff "$WORK/m.src" "$WORK/m.mnt" >&2 || fail "mounted snapshot differs from the source"
+cp -a "$MNT/$ST" "$WORK/copy"
+python3 "$LIB/manifest.py" "$WORK/copy" >"$WORK/m.copy"
+diff "$WORK/m.src" "$WORK/m.copy" >&2 || fail "cp -a from the mount differs from the source"
+if command -v rsync >/dev/null; then
+        out=$(rsync -aHAX --numeric-ids --dry-run --itemize-changes "$MNT/$ST/" "$WORK/src/" |
+                grep -v '^\.d\.\.t\.\.\.\.\.\. \./$' || true)
+        [ -z "$out" ] || { echo "$out" | head >&2; fail "rsync -aHAX sees differences"; }
+fi
+
+# Every kind of write fails with EROFS.
+F="$MNT/$ST/files/size_1"
+python3 - "$MNT/$ST" "$F" <<'PY'
+import errno, os, sys
+d, f = sys.argv[1], sys.argv[2]
+tries = {
+    "create": lambda: os.open(os.path.join(d, "new"), os.O_CREAT | os.O_WRONLY, 0o644),
+    "open O_WRONLY": lambda: os.open(f, os.O_WRONLY),
+    "open O_RDWR": lambda: os.open(f, os.O_RDWR),
+    "unlink": lambda: os.unlink(f),
+    "rename": lambda: os.rename(f, f + ".x"),
+    "mkdir": lambda: os.mkdir(os.path.join(d, "newdir")),
+    "rmdir": lambda: os.rmdir(os.path.join(d, "empty")),
+    "chmod": lambda: os.chmod(f, 0o777),
+    "chown": lambda: os.chown(f, 1, 1),
+    "utime": lambda: os.utime(f, (1, 1)),
+    "truncate": lambda: os.truncate(f, 0),
+    "setxattr": lambda: os.setxattr(f, "user.x", b"1"),
+    "removexattr": lambda: os.removexattr(os.path.join(d, "xattrs"), "user.dir"),
+    "symlink": lambda: os.symlink("x", os.path.join(d, "sl")),
+    "link": lambda: os.link(f, os.path.join(d, "hl")),
+    "mknod": lambda: os.mkfifo(os.path.join(d, "fifo")),
+}
+for what, fn in tries.items():
+    try:
+        fn()
+    except OSError as e:
+        if e.errno != errno.EROFS:
+            sys.exit("%s: %s, expected EROFS" % (what, e))
+    else:
+        sys.exit("%s succeeded on a read-only mount" % what)
+PY
+
+# 16 readers of random ranges of the large file, byte-exact.
+python3 - "$WORK/src/large/big_100m.bin" "$MNT/$ST/large/big_100m.bin" <<'PY'
+import os, random, sys
+from multiprocessing import Pool
+src, mnt = sys.argv[1], sys.argv[2]
+size = os.path.getsize(src)
+def reader(seed):
+    rnd = random.Random(seed)
+    a, b = os.open(src, os.O_RDONLY), os.open(mnt, os.O_RDONLY)
+    for _ in range(300):
+        off = rnd.randrange(size)
+        n = rnd.choice([1, 100, 4096, 65536, 1 << 20])
+        if os.pread(a, n, off) != os.pread(b, n, off):
+            return "mismatch at %d+%d" % (off, n)
+    return None
+with Pool(16) as p:
+    bad = [r for r in p.map(reader, range(16)) if r]
+if bad:
+    sys.exit("parallel readers: " + bad[0])
+PY
+
+# A snapshot taken while mounted shows up; a forgotten one disappears.
+echo new >"$WORK/src/new-file"
+ST2=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+for _ in $(seq 30); do [ -e "$MNT/$ST2/new-file" ] && break; sleep 0.1; done
+[ "$(cat "$MNT/$ST2/new-file")" = new ] || fail "new snapshot not visible"
+ls "$MNT" | grep -qx "$ST2" || fail "new snapshot not listed"
+"$STAMP" --store "$S" -q forget "$ST2"
+for _ in $(seq 30); do [ -e "$MNT/$ST2" ] || break; sleep 0.1; done
+[ ! -e "$MNT/$ST2" ] || fail "forgotten snapshot still visible"
+ls "$MNT" | grep -qx "$ST2" && fail "forgotten snapshot still listed"
+[ "$(readlink "$MNT/latest")" = "$ST" ] || fail "latest not back to $ST"
+
+# Another user through allow_other: permissions hold.
+MNT2="$WORK/mnt2"
+mkdir "$MNT2"
+"$STAMPFS" "$S" "$MNT2" -o allow_other
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+as_nobody cat "$MNT2/$ST/modes/f0644" >/dev/null || fail "nobody cannot read a 0644 file"
+if as_nobody cat "$MNT2/$ST/modes/f0600" >/dev/null 2>&1; then
+        fail "nobody read a 0600 root file"
+fi
+if as_nobody ls "$MNT/$ST" >/dev/null 2>&1; then
+        fail "nobody got into a mount without allow_other"
+fi
+fusermount3 -u "$MNT2"
+
+# Damaged data: the file whose chunks are in a damaged pack is EIO, others read.
+head -c 3000000 /dev/urandom >"$WORK/src/fresh"
+ST3=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+newest=$(ls -t "$S"/packs/*/*.pack | head -1)
+python3 - "$newest" <<'PY'
+import sys
+p = sys.argv[1]
+d = bytearray(open(p, 'rb').read())
+d[len(d) // 3] ^= 0xff
+open(p, 'r+b').write(d)
+PY
+sync
+echo 3 >/proc/sys/vm/drop_caches
+err=$(cat "$MNT/$ST3/fresh" 2>&1 >/dev/null) && fail "damaged file read without error"
+echo "$err" | grep -q "Input/output error" || fail "damaged file: '$err', expected EIO"
+cmp -s "$MNT/$ST3/files/size_1" "$WORK/src/files/size_1" || fail "undamaged file unreadable"
+
+# Clean unmount: the daemon exits.
+pid=$(pgrep -f "stampfs $S $MNT" | head -1)
+fusermount3 -u "$MNT"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "stampfs still running after unmount"
+echo "mount ok"

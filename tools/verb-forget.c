@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/* stamp forget: delete snapshot records. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+static void help(void)
+{
+        printf("Usage: stamp [--store DIR] forget [--json] STAMP...\n"
+               "\n"
+               "Delete the named snapshots. Their records are removed at once, so they\n"
+               "vanish from `stamp list` and from a running mount; the chunks only they\n"
+               "used stay in the store until garbage collection reclaims them.\n"
+               "'latest' names the newest snapshot. Every stamp is checked before any is\n"
+               "deleted.\n");
+}
+
+int verb_forget(int argc, char **argv)
+{
+        static const struct option opts[] = { COMMON_LONG_OPTIONS,
+                                               { "lock-timeout", required_argument, NULL, 'L' },
+                                               {} };
+        struct stamp_store *s = NULL;
+        char stamps[64][STAMP_STAMP_LEN + 1], holder[256] = "";
+        int c, r, n, lock_timeout = 60;
+
+        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
+                if (common_option(c, optarg))
+                        continue;
+                if (c == 'h') {
+                        help();
+                        return EXIT_OK;
+                }
+                if (c == 'L') {
+                        lock_timeout = atoi(optarg);
+                        continue;
+                }
+                return usage_error("forget", "unknown option");
+        }
+        n = argc - optind;
+        if (n < 1)
+                return usage_error("forget", "expected at least one STAMP");
+        if (n > 64)
+                return usage_error("forget", "at most 64 stamps at a time");
+        r = open_store(&s);
+        if (r != EXIT_OK)
+                return r;
+        for (int i = 0; i < n && r == EXIT_OK; i++)
+                r = resolve_stamp(s, argv[optind + i], stamps[i]);
+        if (r != EXIT_OK)
+                goto out;
+        r = stamp_store_lock(s, lock_timeout, "stamp forget", holder, sizeof(holder));
+        if (r == -EBUSY) {
+                log_error("store '%s' is locked by %s", stamp_store_path(s), holder);
+                r = EXIT_BUSY;
+                goto out;
+        }
+        if (r < 0) {
+                log_error("cannot lock store '%s': %s", stamp_store_path(s), describe(r));
+                r = exit_code(r);
+                goto out;
+        }
+        if (arg_json)
+                printf("{\"forgotten\": [");
+        for (int i = 0; i < n; i++) {
+                int e = stamp_store_record_delete(s, stamps[i]);
+                if (e == -ENOENT)
+                        continue; /* named twice */
+                if (e < 0) {
+                        log_error("snapshot '%s': cannot delete: %s", stamps[i], describe(e));
+                        r = exit_code(e);
+                        break;
+                }
+                if (arg_json)
+                        printf("%s\"%s\"", i ? ", " : "", stamps[i]);
+                else if (!arg_quiet)
+                        printf("forgot %s\n", stamps[i]);
+        }
+        if (arg_json)
+                printf("]}\n");
+out:
+        stamp_store_free(s);
+        return r;
+}

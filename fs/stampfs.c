@@ -921,32 +921,33 @@ int main(int argc, char **argv)
         int ret = 1;
 
         fuse_set_log_func(log_func);
+        ret = 2;
         if (fuse_opt_parse(&args, &o, opt_spec, NULL) < 0)
-                return 2;
-        if (o.help) {
-                usage(argv[0]);
-                return 0;
-        }
-        if (o.version) {
-                printf("stampfs %s (libfuse %s)\n", STAMP_VERSION, fuse_pkgversion());
-                return 0;
+                goto out;
+        if (o.help || o.version) {
+                if (o.help)
+                        usage(argv[0]);
+                else
+                        printf("stampfs %s (libfuse %s)\n", STAMP_VERSION, fuse_pkgversion());
+                ret = 0;
+                goto out;
         }
         if (fuse_opt_parse(&args, &pos, NULL, opt_proc) < 0)
-                return 2;
+                goto out;
         if (!pos.store || !pos.mountpoint || pos.extra) {
                 fprintf(stderr, "stampfs: expected STORE and MOUNTPOINT\nTry 'stampfs --help'.\n");
-                return 2;
+                goto out;
         }
         if (o.cache_mib < 1 || o.cache_mib > 65536) {
                 fprintf(stderr, "stampfs: cache_size must be 1..65536 MiB\n");
-                return 2;
-        }
-        if (open_store(pos.store, &fs.s) < 0)
-                return 3;
-        if (check_mountpoint(pos.mountpoint) < 0) {
-                ret = 3;
                 goto out;
         }
+        ret = 3;
+        if (open_store(pos.store, &fs.s) < 0)
+                goto out;
+        if (check_mountpoint(pos.mountpoint) < 0)
+                goto out;
+        ret = 1;
         mnt_abs = realpath(pos.mountpoint, NULL);
         (void)stat(pos.store, &fs.store_st);
         fs.cache = stamp_cache_new((size_t)o.cache_mib << 20);

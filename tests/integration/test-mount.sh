@@ -126,6 +126,15 @@ if as_nobody ls "$MNT/$ST" >/dev/null 2>&1; then
 fi
 fusermount3 -u "$MNT2"
 
+# mount(8) syntax through contrib/mount.stampfs.
+MNT3="$WORK/mnt3"
+mkdir "$MNT3"
+PATH="$(dirname "$STAMPFS"):$PATH" "$LIB/../../../contrib/mount.stampfs" "$S" "$MNT3" \
+        -o defaults,nodev,cache_size=32,x-systemd.automount
+grep -q " $MNT3 .*- fuse.stampfs " /proc/self/mountinfo || fail "mount.stampfs did not mount"
+[ -e "$MNT3/latest/files" ] || fail "mount.stampfs mount unusable"
+fusermount3 -u "$MNT3"
+
 # Damaged data: the file whose chunks are in a damaged pack is EIO, others read.
 head -c 3000000 /dev/urandom >"$WORK/src/fresh"
 ST3=$("$STAMP" --store "$S" -q snapshot "$WORK/src")

@@ -72,6 +72,14 @@ struct node {
         size_t xattrs_len;
         char *target; /* symlinks */
         size_t target_len;
+        /*
+         * Regular files: idle readers, reused by reads. With open disabled
+         * (FUSE_CAP_NO_OPEN_SUPPORT) reads come without a handle; parallel
+         * reads of one file each take their own reader.
+         */
+        pthread_mutex_t lock; /* protects idle, n_idle */
+        struct stamp_file *idle[4];
+        unsigned n_idle;
 };
 
 struct fs {
@@ -80,11 +88,7 @@ struct fs {
         struct node root;
         struct stat store_st;
         bool debug;
-};
-
-struct fhandle {
-        pthread_mutex_t lock; /* a stamp_file is not thread-safe */
-        struct stamp_file *f;
+        bool no_open; /* the kernel can skip open/release (set in init) */
 };
 
 struct dir_handle {
@@ -107,10 +111,22 @@ static struct node *node_of(fuse_req_t req, fuse_ino_t ino)
 
 static void node_free(struct node *n)
 {
+        for (unsigned i = 0; i < n->n_idle; i++)
+                stamp_file_free(n->idle[i]);
+        pthread_mutex_destroy(&n->lock);
         free(n->content);
         free(n->xattrs);
         free(n->target);
         free(n);
+}
+
+static struct node *node_new(void)
+{
+        struct node *n = calloc(1, sizeof(*n));
+
+        if (n)
+                pthread_mutex_init(&n->lock, NULL);
+        return n;
 }
 
 static uint64_t hash_ino(const void *a, size_t alen, const void *b, size_t blen)
@@ -192,7 +208,7 @@ static int dup_bytes(const void *p, size_t len, uint8_t **ret)
 static int node_from_entry(const struct node *parent, const struct stamp_entry *e,
                            struct node **ret)
 {
-        struct node *n = calloc(1, sizeof(*n));
+        struct node *n = node_new();
 
         if (!n)
                 return -ENOMEM;
@@ -236,7 +252,7 @@ static int node_stamp(struct fs *fs, const char *stamp, struct node **ret)
         r = stamp_store_record_load(fs->s, stamp, &rec);
         if (r < 0)
                 return r == -ENOENT ? -ENOENT : -EIO;
-        n = calloc(1, sizeof(*n));
+        n = node_new();
         if (!n) {
                 stamp_record_release(&rec);
                 return -ENOMEM;
@@ -266,12 +282,12 @@ static int node_latest(struct fs *fs, struct node **ret)
         r = stamp_store_resolve(fs->s, "latest", stamp);
         if (r < 0)
                 return r == -ENOENT ? -ENOENT : -EIO;
-        n = calloc(1, sizeof(*n));
+        n = node_new();
         if (!n)
                 return -ENOMEM;
         n->target = strdup(stamp);
         if (!n->target) {
-                free(n);
+                node_free(n);
                 return -ENOMEM;
         }
         n->kind = K_LATEST;
@@ -384,13 +400,41 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
         fuse_reply_readlink(req, buf);
 }
 
+/* A reader for node @n: an idle one, or a new one. */
+static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
+{
+        struct stamp_entry e = { 0 };
+        struct stamp_file *f = NULL;
+
+        pthread_mutex_lock(&n->lock);
+        if (n->n_idle > 0)
+                f = n->idle[--n->n_idle];
+        pthread_mutex_unlock(&n->lock);
+        if (f) {
+                *ret = f;
+                return 0;
+        }
+        e.type = STAMP_T_REG;
+        e.size = n->size;
+        e.content = n->content;
+        e.content_len = n->content_len;
+        return stamp_file_open(fs->s, &e, fs->cache, ret);
+}
+
+static void reader_put(struct node *n, struct stamp_file *f)
+{
+        pthread_mutex_lock(&n->lock);
+        if (n->n_idle < sizeof(n->idle) / sizeof(n->idle[0])) {
+                n->idle[n->n_idle++] = f;
+                f = NULL;
+        }
+        pthread_mutex_unlock(&n->lock);
+        stamp_file_free(f);
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        struct fs *fs = fs_of(req);
         struct node *n = node_of(req, ino);
-        struct stamp_entry e = { 0 };
-        struct fhandle *h;
-        int r;
 
         if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
                 fuse_reply_err(req, EROFS);
@@ -400,58 +444,50 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 fuse_reply_err(req, n->type == STAMP_T_DIR ? EISDIR : EACCES);
                 return;
         }
-        h = calloc(1, sizeof(*h));
-        if (!h) {
-                fuse_reply_err(req, ENOMEM);
+        /*
+         * ENOSYS tells the kernel (FUSE_CAP_NO_OPEN_SUPPORT) to stop sending
+         * open and release and keep file contents cached: reads need no
+         * handle here. Where the kernel lacks it, a plain success does.
+         */
+        if (fs_of(req)->no_open) {
+                fuse_reply_err(req, ENOSYS);
                 return;
         }
-        e.type = STAMP_T_REG;
-        e.size = n->size;
-        e.content = n->content;
-        e.content_len = n->content_len;
-        r = stamp_file_open(fs->s, &e, fs->cache, &h->f);
-        if (r < 0) {
-                free(h);
-                fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
-                return;
-        }
-        pthread_mutex_init(&h->lock, NULL);
-        fi->fh = (uint64_t)(uintptr_t)h;
         fi->keep_cache = 1;
-        if (fuse_reply_open(req, fi) != 0) {
-                stamp_file_free(h->f);
-                free(h);
-        }
+        fuse_reply_open(req, fi);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
-        struct fhandle *h = (struct fhandle *)(uintptr_t)fi->fh;
-        char *buf = malloc(size ? size : 1);
-        ssize_t n;
+        struct fs *fs = fs_of(req);
+        struct node *n = node_of(req, ino);
+        struct stamp_file *f;
+        char *buf;
+        ssize_t got;
+        int r;
 
-        if (!buf) {
-                fuse_reply_err(req, ENOMEM);
+        if (n->type != STAMP_T_REG || off < 0) {
+                fuse_reply_err(req, EINVAL);
                 return;
         }
-        pthread_mutex_lock(&h->lock);
-        n = off < 0 ? -EINVAL : stamp_file_pread(h->f, buf, size, (uint64_t)off);
-        pthread_mutex_unlock(&h->lock);
-        if (n < 0)
-                fuse_reply_err(req, n == -ENOMEM ? ENOMEM : n == -EINVAL ? EINVAL : EIO);
+        r = reader_get(fs, n, &f);
+        if (r < 0) {
+                fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
+                return;
+        }
+        buf = malloc(size ? size : 1);
+        got = buf ? stamp_file_pread(f, buf, size, (uint64_t)off) : -ENOMEM;
+        reader_put(n, f);
+        if (got < 0)
+                fuse_reply_err(req, got == -ENOMEM ? ENOMEM : EIO);
         else
-                fuse_reply_buf(req, buf, (size_t)n);
+                fuse_reply_buf(req, buf, (size_t)got);
         free(buf);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-        struct fhandle *h = (struct fhandle *)(uintptr_t)fi->fh;
-
-        stamp_file_free(h->f);
-        pthread_mutex_destroy(&h->lock);
-        free(h);
         fuse_reply_err(req, 0);
 }
 
@@ -668,6 +704,9 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+        struct fs *fs = userdata;
+
+        fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
         if (conn->capable & FUSE_CAP_READDIRPLUS)
                 conn->want |= FUSE_CAP_READDIRPLUS;
         if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)

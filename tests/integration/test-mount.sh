@@ -152,6 +152,31 @@ err=$(cat "$MNT/$ST3/fresh" 2>&1 >/dev/null) && fail "damaged file read without 
 echo "$err" | grep -q "Input/output error" || fail "damaged file: '$err', expected EIO"
 cmp -s "$MNT/$ST3/files/size_1" "$WORK/src/files/size_1" || fail "undamaged file unreadable"
 
+# A directory of 100k entries: listing and lookups stay fast (binary search in a cached tree).
+mkdir "$WORK/big"
+python3 -c 'import os, sys
+d = sys.argv[1]
+for i in range(100000):
+    open(os.path.join(d, "f%06d" % i), "w").close()' "$WORK/big"
+ST4=$("$STAMP" --store "$S" -q snapshot "$WORK/big")
+start=$(date +%s%N)
+n=$(ls -f "$MNT/$ST4" | wc -l)
+[ "$n" = 100002 ] || fail "100k directory lists $n entries"
+for i in 000000 031337 099999; do stat "$MNT/$ST4/f$i" >/dev/null || fail "lookup f$i"; done
+ms=$((($(date +%s%N) - start) / 1000000))
+echo "100k-entry directory: listed and looked up in $ms ms"
+[ "$ms" -lt 20000 ] || fail "100k-entry directory took $ms ms"
+
+# SIGTERM to the daemon unmounts cleanly.
+MNT4="$WORK/mnt4"
+mkdir "$MNT4"
+"$STAMPFS" "$S" "$MNT4"
+pid=$(pgrep -f "stampfs $S $MNT4" | head -1)
+kill -TERM "$pid"
+for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$pid" 2>/dev/null && fail "stampfs ignored SIGTERM"
+grep -q " $MNT4 " /proc/self/mountinfo && fail "SIGTERM left the mount behind"
+
 # Clean unmount: the daemon exits.
 pid=$(pgrep -f "stampfs $S $MNT" | head -1)
 fusermount3 -u "$MNT"

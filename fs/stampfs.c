@@ -26,9 +26,9 @@
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +48,7 @@
 
 #define ROOT_TIMEOUT 1.0       /* stamps come and go */
 #define STAMP_TIMEOUT 86400.0  /* snapshot content never changes */
+#define NODE_BUCKETS 65536
 
 enum kind {
         K_ROOT,
@@ -57,7 +58,8 @@ enum kind {
 };
 
 struct node {
-        atomic_uint_fast64_t nlookup;
+        uint64_t nlookup;   /* protected by fs.nodes_lock */
+        struct node *hnext; /* fs.nodes chain; protected by fs.nodes_lock */
         enum kind kind;
         uint64_t ino; /* st_ino */
         char stamp[STAMP_STAMP_LEN + 1];
@@ -89,6 +91,13 @@ struct fs {
         struct stat store_st;
         bool debug;
         bool no_open; /* the kernel can skip open/release (set in init) */
+        /*
+         * Nodes the kernel knows, by st_ino: a path (or a hardlinked file)
+         * always gets the same nodeid, so the kernel keeps its inode and its
+         * cached pages instead of replacing them at every lookup.
+         */
+        pthread_mutex_t nodes_lock;
+        struct node *nodes[NODE_BUCKETS];
 };
 
 struct dir_handle {
@@ -177,19 +186,62 @@ static double timeout_of(const struct node *n)
         return n->kind == K_STAMP || n->kind == K_LATEST ? ROOT_TIMEOUT : STAMP_TIMEOUT;
 }
 
-static int reply_entry(fuse_req_t req, struct node *n)
+/*
+ * Gives the kernel a lookup reference to the node with @n's st_ino: an
+ * existing one (then @n is freed) or @n itself. Takes ownership of @n.
+ */
+static struct node *node_publish(struct fs *fs, struct node *n)
 {
+        struct node **head = &fs->nodes[n->ino % NODE_BUCKETS], *e;
+
+        pthread_mutex_lock(&fs->nodes_lock);
+        for (e = *head; e; e = e->hnext)
+                if (e->ino == n->ino && e->kind == n->kind)
+                        break;
+        if (!e) {
+                n->hnext = *head;
+                *head = n;
+                e = n;
+                n = NULL;
+        }
+        e->nlookup++;
+        pthread_mutex_unlock(&fs->nodes_lock);
+        if (n)
+                node_free(n);
+        return e;
+}
+
+/* Drops @count lookup references; the last one frees the node. */
+static void node_unref(struct fs *fs, struct node *n, uint64_t count)
+{
+        bool gone = false;
+
+        pthread_mutex_lock(&fs->nodes_lock);
+        n->nlookup = n->nlookup > count ? n->nlookup - count : 0;
+        if (n->nlookup == 0) {
+                for (struct node **p = &fs->nodes[n->ino % NODE_BUCKETS]; *p; p = &(*p)->hnext)
+                        if (*p == n) {
+                                *p = n->hnext;
+                                break;
+                        }
+                gone = true;
+        }
+        pthread_mutex_unlock(&fs->nodes_lock);
+        if (gone)
+                node_free(n);
+}
+
+static void reply_entry(fuse_req_t req, struct node *n)
+{
+        struct fs *fs = fs_of(req);
         struct fuse_entry_param e = { 0 };
 
+        n = node_publish(fs, n);
         e.ino = (fuse_ino_t)(uintptr_t)n;
         e.attr_timeout = e.entry_timeout = timeout_of(n);
-        node_stat(fs_of(req), n, &e.attr);
-        atomic_fetch_add(&n->nlookup, 1);
-        if (fuse_reply_entry(req, &e) != 0) {
-                atomic_fetch_sub(&n->nlookup, 1); /* the kernel never saw it */
-                return -EIO;
-        }
-        return 0;
+        node_stat(fs, n, &e.attr);
+        if (fuse_reply_entry(req, &e) != 0)
+                node_unref(fs, n, 1); /* the kernel never saw it */
 }
 
 static int dup_bytes(const void *p, size_t len, uint8_t **ret)
@@ -350,8 +402,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
                 fuse_reply_err(req, -r);
                 return;
         }
-        if (reply_entry(req, n) < 0 && atomic_load(&n->nlookup) == 0)
-                node_free(n);
+        reply_entry(req, n);
 }
 
 static void forget_one(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -360,8 +411,7 @@ static void forget_one(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 
         if (n == &fs_of(req)->root)
                 return;
-        if (atomic_fetch_sub(&n->nlookup, nlookup) == nlookup)
-                node_free(n);
+        node_unref(fs_of(req), n, nlookup);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -423,6 +473,7 @@ static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
 
 static void reader_put(struct node *n, struct stamp_file *f)
 {
+        stamp_file_drop_chunk(f); /* the shared cache keeps it, within its bound */
         pthread_mutex_lock(&n->lock);
         if (n->n_idle < sizeof(n->idle) / sizeof(n->idle[0])) {
                 n->idle[n->n_idle++] = f;
@@ -449,7 +500,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
          * open and release and keep file contents cached: reads need no
          * handle here. Where the kernel lacks it, a plain success does.
          */
-        if (fs_of(req)->no_open) {
+        if (fs_of(req)->no_open && !getenv("STAMPFS_OPEN")) {
                 fuse_reply_err(req, ENOSYS);
                 return;
         }
@@ -596,6 +647,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                 err = -r;
                                 break;
                         }
+                        if (plus)
+                                n = node_publish(fs, n); /* counted as a lookup */
                         node_stat(fs, n, &e.attr);
                         e.ino = (fuse_ino_t)(uintptr_t)n;
                         e.attr_timeout = e.entry_timeout = timeout_of(n);
@@ -607,17 +660,15 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
                                                  (off_t)(pos + 1));
                 if (need > size - used) {
-                        if (n)
+                        if (n && plus)
+                                node_unref(fs, n, 1); /* not sent: no lookup */
+                        else if (n)
                                 node_free(n);
                         break;
                 }
                 used += need;
-                if (n) {
-                        if (plus)
-                                atomic_fetch_add(&n->nlookup, 1);
-                        else
-                                node_free(n);
-                }
+                if (n && !plus)
+                        node_free(n);
         }
         if (err && used == 0)
                 fuse_reply_err(req, err);
@@ -960,6 +1011,8 @@ int main(int argc, char **argv)
         int ret = 1;
 
         fuse_set_log_func(log_func);
+        /* 16 loop threads would otherwise get 16 malloc arenas of their own. */
+        (void)mallopt(M_ARENA_MAX, 2);
         ret = 2;
         if (fuse_opt_parse(&args, &o, opt_spec, NULL) < 0)
                 goto out;
@@ -998,6 +1051,7 @@ int main(int argc, char **argv)
         fs.root.mtime_ns = fs.store_st.st_mtim.tv_sec * 1000000000LL + fs.store_st.st_mtim.tv_nsec;
         fs.root.ctime_ns = fs.root.mtime_ns;
         fs.root.ino = FUSE_ROOT_ID;
+        pthread_mutex_init(&fs.nodes_lock, NULL);
 
         snprintf(fsname, sizeof(fsname), "-ofsname=stampfs:%s", pos.store);
         if (fuse_opt_add_arg(&args, "-oro,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||

@@ -401,3 +401,8 @@ int stamp_index_checkpoint(struct stamp_index *ix)
 {
         return exec(ix, "PRAGMA wal_checkpoint(TRUNCATE)");
 }
+
+int stamp_index_tune_reader(struct stamp_index *ix)
+{
+        return exec(ix, "PRAGMA cache_size=-512; PRAGMA mmap_size=8388608");
+}

@@ -78,6 +78,12 @@ int stamp_index_snapshot_del(struct stamp_index *ix, const char *stamp);
 /* 1 if @stamp is indexed, 0 if not. */
 int stamp_index_snapshot_has(struct stamp_index *ix, const char *stamp);
 
+/*
+ * Shrinks the connection's memory for a thread that only does point
+ * lookups (the mount has one per thread): a 512 KiB page cache, 8 MiB mmap.
+ */
+int stamp_index_tune_reader(struct stamp_index *ix);
+
 /* Folds the WAL back into index.db and truncates it (end of a write session). */
 int stamp_index_checkpoint(struct stamp_index *ix);
 

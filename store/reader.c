@@ -265,6 +265,16 @@ static int locate(struct stamp_file *f, uint64_t off, struct stamp_id *ret_id,
         return 0;
 }
 
+void stamp_file_drop_chunk(struct stamp_file *f)
+{
+        if (f->cache) {
+                stamp_cache_put(f->cache, f->ref);
+                f->ref = NULL;
+        } else
+                free(f->chunk);
+        f->chunk = NULL;
+}
+
 /* Makes @id the file's current chunk. */
 static int chunk_load(struct stamp_file *f, const struct stamp_id *id)
 {

@@ -45,6 +45,8 @@ int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct s
                     struct stamp_file **ret);
 void stamp_file_free(struct stamp_file *f);
 uint64_t stamp_file_size(const struct stamp_file *f);
+/* Drops the chunk the reader holds (a reader kept idle must not pin memory). */
+void stamp_file_drop_chunk(struct stamp_file *f);
 /*
  * Reads up to @len bytes at @off; returns the count (0 at or past the end)
  * or a negative errno (-EBADMSG for damaged or inconsistent content).

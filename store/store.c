@@ -316,6 +316,7 @@ int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
                 free(c);
                 return r;
         }
+        (void)stamp_index_tune_reader(c->ix); /* one per thread: keep each small */
         c->thread = pthread_self();
         pthread_mutex_lock(&s->conns_lock);
         c->next = s->conns;

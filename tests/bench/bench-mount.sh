@@ -1,0 +1,708 @@
+#!/usr/bin/env bash
+# Mount benchmark: stampfs against `restic mount` and `borg mount`, reading
+# the newest (day 1) snapshot of the bench dataset (see README.md here).
+#
+#   bench-mount.sh [--keep] [--workdir DIR] [--tools stamp,restic,borg]
+#                  [--no-verify] [--scale F]
+#
+# Stores: DIR/store-TOOL, reused when bench-snapshot.sh --keep (or this
+# script with --keep) left a complete one for the current DIR/data, else
+# built the way bench-snapshot.sh builds them.  Results: a table on stdout
+# and DIR/results-mount.md; raw figures in DIR/results/mount-*.txt, logs in
+# DIR/logs/mount-*.
+set -euo pipefail
+export LC_ALL=C   # decimal points in $EPOCHREALTIME, sort order of manifests
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_root=$(cd "$here/../.." && pwd)
+workdir=/tmp/stampfs-bench
+tools=stamp,restic,borg
+keep=0
+verify=1
+scale=1
+
+usage() {
+    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --keep) keep=1 ;;
+        --workdir) workdir=${2:?--workdir needs a directory}; shift ;;
+        --workdir=*) workdir=${1#*=} ;;
+        --tools) tools=${2:?--tools needs a list}; shift ;;
+        --tools=*) tools=${1#*=} ;;
+        --no-verify) verify=0 ;;
+        # Smaller datasets are for checking the script, not for figures.
+        --scale) scale=${2:?--scale needs a number}; shift ;;
+        --scale=*) scale=${1#*=} ;;
+        -h|--help) usage 0 ;;
+        *) echo "bench-mount: unknown argument: $1" >&2; usage 2 >&2 ;;
+    esac
+    shift
+done
+
+IFS=, read -ra tool_list <<<"$tools"
+for t in "${tool_list[@]}"; do
+    case "$t" in
+        stamp|restic|borg) ;;
+        *) echo "bench-mount: unknown tool '$t' (stamp, restic, borg)" >&2
+           exit 2 ;;
+    esac
+done
+has_tool() { [[ ",$tools," == *",$1,"* ]]; }
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'bench-mount: warning: %s\n' "$*" >&2; }
+die() { printf 'bench-mount: %s\n' "$*" >&2; exit 1; }
+
+mkdir -p "$workdir"
+workdir=$(cd "$workdir" && pwd)
+
+# --- dependencies ------------------------------------------------------------
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+need python3 python3
+need fusermount3 fuse3
+need timeout coreutils
+if has_tool restic; then need restic restic; fi
+if has_tool borg; then need borg borgbackup; fi
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+if has_tool borg; then
+    # borg mount needs pyfuse3 or llfuse in borg's own interpreter (the
+    # python3 on PATH may be another one, e.g. pyenv's).
+    borg_py=$(head -n 1 "$(command -v borg)" | sed -n 's/^#! *//p' | cut -d' ' -f1)
+    [ -n "$borg_py" ] || borg_py=/usr/bin/python3
+    if ! "$borg_py" -c 'import pyfuse3' 2>/dev/null &&
+       ! "$borg_py" -c 'import llfuse' 2>/dev/null; then
+        log "installing python3-pyfuse3 (for borg mount)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pyfuse3
+    fi
+    borg mount --help >/dev/null || die "borg mount does not work"
+fi
+if has_tool stamp && { [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; }; then
+    "$repo_root/contrib/install-deps.sh"
+fi
+
+# --- dataset (built once, cached, by bench-snapshot.sh) ----------------------
+"$here/bench-snapshot.sh" --only-dataset --workdir "$workdir" --scale "$scale"
+if [ "$scale" = 1 ]; then ds_name=dataset-day0; else ds_name=dataset-day0-scale$scale; fi
+day0="$workdir/$ds_name"
+
+# --- stamp build -------------------------------------------------------------
+# STAMP_BIN / STAMPFS_BIN pick ready binaries; with both set, no build.
+stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
+stampfs_bin="${STAMPFS_BIN:-$repo_root/build/fs/stampfs}"
+if has_tool stamp; then
+    if [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; then
+        log "building stamp and stampfs"
+        (cd "$repo_root" && { [ -f build/build.ninja ] || meson setup build; } &&
+            ninja -C build) >&2
+    fi
+    [ -x "$stamp_bin" ] || die "$stamp_bin not built"
+    [ -x "$stampfs_bin" ] || die "$stampfs_bin not built"
+fi
+read -ra stamp_init_opts <<<"${STAMP_INIT_OPTS:-}"
+read -ra stamp_snap_opts <<<"${STAMP_SNAPSHOT_OPTS:-}"
+read -ra stampfs_opts <<<"${STAMPFS_OPTS:-}"
+# The RSS target is 64 MiB plus the chunk cache; 128 MiB is stampfs's default.
+cache_mib=$(grep -o 'cache_size=[0-9]*' <<<"${STAMPFS_OPTS:-}" | tail -n 1 | cut -d= -f2 || true)
+cache_mib=${cache_mib:-128}
+
+# --- common ------------------------------------------------------------------
+data="$workdir/data"        # the path every store was snapshotted from
+mkdir -p "$workdir/logs" "$workdir/results"
+
+export RESTIC_PASSWORD=bench
+export BORG_PASSPHRASE=bench
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+
+store_of() { echo "$workdir/store-$1"; }
+cache_of() { echo "$workdir/cache-$1"; }
+mnt_of() { echo "$workdir/mnt-$1"; }
+# Written next to a store this script built or used, when --keep; see
+# store_reusable.
+marker_of() { echo "$workdir/store-$1.mount-ok"; }
+
+tool_env() {
+    case "$1" in
+        restic) export RESTIC_CACHE_DIR; RESTIC_CACHE_DIR=$(cache_of restic) ;;
+        borg) export BORG_BASE_DIR; BORG_BASE_DIR=$(cache_of borg) ;;
+    esac
+}
+
+ok_rc() {
+    case "$1:$2" in
+        *:0|stamp:1|restic:3|borg:1) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+cold=yes
+drop_caches() {
+    sync
+    if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
+        [ "$cold" = no ] ||
+            warn "cannot drop the page cache (not root?): cold reads are NOT cold"
+        cold=no
+    fi
+}
+
+# Seconds between two $EPOCHREALTIME values.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+dataset_day() {
+    python3 -c 'import json,sys
+try:
+    print(json.load(open(sys.argv[1]))["meta"]["dataset_day"])
+except Exception:
+    print("none")' "$data/config/project-registry.json"
+}
+
+# --- stores ------------------------------------------------------------------
+# A store is reused when a record of a complete run sits next to it: this
+# script's marker or bench-snapshot.sh's results/TOOL.txt (its day1_bytes
+# line is written only after the day-1 snapshot).  The record must be
+# newer than every file in the store (bench-snapshot.sh starts each tool
+# with a fresh store), its day1_bytes must equal `du -sb DIR/data` (the
+# data is what was snapshotted), and for stamp its init_opts must equal
+# STAMP_INIT_OPTS.
+store_reusable() {  # tool -> prints the record used
+    local tool=$1 store rec want got opts
+    store=$(store_of "$tool")
+    [ -d "$store" ] && [ -d "$data" ] || return 1
+    for rec in "$(marker_of "$tool")" "$workdir/results/$tool.txt"; do
+        [ -f "$rec" ] || continue
+        want=$(sed -n 's/^day1_bytes=//p' "$rec" | tail -n 1)
+        [ -n "$want" ] || continue
+        [ -z "$(find "$store" -type f -newer "$rec" -print -quit)" ] || continue
+        got=$(du -sb "$data" | cut -f1)
+        [ "$got" = "$want" ] || continue
+        if [ "$tool" = stamp ]; then
+            opts=$(sed -n 's/^init_opts=//p' "$rec" | tail -n 1)
+            [ "$opts" = "${STAMP_INIT_OPTS:-}" ] || continue
+        fi
+        echo "$rec"
+        return 0
+    done
+    return 1
+}
+
+snapshot() {  # tool label
+    local tool=$1 label=$2 store rc=0 out err
+    store=$(store_of "$tool")
+    out="$workdir/logs/mount-build-$tool-$label.out"
+    err="$workdir/logs/mount-build-$tool-$label.err"
+    case "$tool" in
+        stamp) "$stamp_bin" --store "$store" -q snapshot \
+                   ${stamp_snap_opts[@]+"${stamp_snap_opts[@]}"} "$data" ;;
+        restic) restic -r "$store" backup --quiet "$data" ;;
+        borg) borg create --compression "zstd,3" "$store::$label" "$data" ;;
+    esac >"$out" 2>"$err" || rc=$?
+    if ! ok_rc "$tool" "$rc"; then
+        echo "bench-mount: $tool snapshot '$label' failed (exit $rc); last lines of $err:" >&2
+        tail -n 20 "$err" >&2
+        exit 1
+    fi
+    [ "$rc" = 0 ] || warn "$tool $label exited $rc (committed with warnings)"
+}
+
+# The same three snapshots as bench-snapshot.sh, untimed.
+build_store() {  # tool
+    local tool=$1 store
+    store=$(store_of "$tool")
+    log "[$tool] building the store: day 0, day 0 again, day 1"
+    rm -rf "$data" "$store" "$(cache_of "$tool")" "$(marker_of "$tool")"
+    cp -a "$day0" "$data"
+    case "$tool" in
+        stamp) "$stamp_bin" --store "$store" init ${stamp_init_opts[@]+"${stamp_init_opts[@]}"} ;;
+        restic) restic -r "$store" init ;;
+        borg) borg init -e none "$store" ;;
+    esac >"$workdir/logs/mount-build-$tool-init.log" 2>&1 ||
+        { cat "$workdir/logs/mount-build-$tool-init.log" >&2; exit 1; }
+    snapshot "$tool" day0
+    snapshot "$tool" day0-again
+    python3 "$here/make-dataset.py" --scale "$scale" --next-day "$data" \
+        >"$workdir/logs/mount-build-$tool-next-day.log"
+    snapshot "$tool" day1
+}
+
+# --- mounts ------------------------------------------------------------------
+declare -A mount_pid=()     # tool -> pid of the process serving the mount
+mounted=()                  # mountpoints to release at exit
+built=()                    # stores this run built (removed at exit unless --keep)
+
+is_mounted() {  # mnt; from mountinfo, so a hung daemon cannot block it
+    awk -v m="$1" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
+
+# The pid of the process serving MNT: its command line names MNT, and its
+# program is stampfs, restic or borg.
+find_mount_pid() {  # tool mnt
+    local tool=$1 mnt=$2 p argv
+    for p in $(pgrep -f -- "$mnt" || true); do
+        [ "$p" != $$ ] || continue
+        argv=$(tr '\0' '\n' <"/proc/$p/cmdline" 2>/dev/null) || continue
+        grep -qxF -- "$mnt" <<<"$argv" || continue
+        case "$tool" in
+            stamp) [ "$(basename "$(head -n 1 <<<"$argv")")" = stampfs ] ;;
+            restic) [ "$(basename "$(head -n 1 <<<"$argv")")" = restic ] ;;
+            borg) grep -qx mount <<<"$argv" && grep -q 'borg$' <<<"$argv" ;;
+        esac || continue
+        echo "$p"
+        return 0
+    done
+    return 1
+}
+
+# Path whose successful stat means "mounted and usable", and the directory
+# that holds the dataset (DIR/data) inside the newest snapshot.  restic and
+# borg keep the full source path (borg without its leading slash); stamp's
+# snapshot root is the source directory itself.
+ready_path() {  # tool
+    local mnt; mnt=$(mnt_of "$1")
+    case "$1" in
+        stamp) echo "$mnt/latest/db" ;;
+        restic) echo "$mnt/snapshots/latest${data}/db" ;;
+        borg) echo "$mnt/day1${data}/db" ;;
+    esac
+}
+dataset_root() {  # tool
+    local mnt; mnt=$(mnt_of "$1")
+    case "$1" in
+        stamp) echo "$mnt/$(readlink "$mnt/latest")" ;;
+        restic) echo "$mnt/snapshots/$(readlink "$mnt/snapshots/latest")${data}" ;;
+        borg) echo "$mnt/day1${data}" ;;
+    esac
+}
+
+# Starts the mount and polls (every 10 ms) until ready_path can be
+# stat'ed; sets ready_s to the seconds from starting the command.  Not to
+# be called in $(...): it records the mount and its pid for the exit trap.
+mount_tool() {  # tool
+    local tool=$1 mnt store path t0 t1 rc=0 pid="" deadline mlog
+    mnt=$(mnt_of "$tool"); store=$(store_of "$tool")
+    mlog="$workdir/logs/mount-$tool.log"
+    path=$(ready_path "$tool")
+    ! is_mounted "$mnt" || die "$mnt is already mounted"
+    mkdir -p "$mnt"
+    mounted+=("$mnt")
+    echo "--- $(date '+%F %T') mount" >>"$mlog"
+    t0=$EPOCHREALTIME
+    case "$tool" in
+        stamp) "$stampfs_bin" "$store" "$mnt" ${stampfs_opts[@]+"${stampfs_opts[@]}"} \
+                   >>"$mlog" 2>&1 || rc=$? ;;
+        # restic mount serves in the foreground.
+        restic) restic -r "$store" mount "$mnt" >>"$mlog" 2>&1 &
+                pid=$! ;;
+        borg) borg mount "$store" "$mnt" >>"$mlog" 2>&1 || rc=$? ;;
+    esac
+    if [ "$rc" != 0 ]; then
+        tail -n 20 "$mlog" >&2
+        die "$tool: mount command exited $rc (log: $mlog)"
+    fi
+    deadline=$(( ${t0%.*} + 600 ))
+    until timeout 30 stat -- "$path" >/dev/null 2>&1; do
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$mlog" >&2
+            die "$tool: the mount process exited before $path appeared (log: $mlog)"
+        fi
+        if [ "${EPOCHREALTIME%.*}" -ge "$deadline" ]; then
+            tail -n 20 "$mlog" >&2
+            ls -la "$mnt" >&2 || true
+            die "$tool: $path did not appear within 600 s (log: $mlog)"
+        fi
+        sleep 0.01
+    done
+    t1=$EPOCHREALTIME
+    [ -n "$pid" ] || pid=$(find_mount_pid "$tool" "$mnt") ||
+        die "$tool: cannot find the process serving $mnt"
+    mount_pid[$tool]=$pid
+    ready_s=$(elapsed "$t0" "$t1")
+}
+
+unmount_tool() {  # tool
+    local tool=$1 mnt pid i
+    mnt=$(mnt_of "$tool")
+    pid=${mount_pid[$tool]:-}
+    if is_mounted "$mnt"; then
+        fusermount3 -u "$mnt" 2>/dev/null ||
+            { sleep 1; fusermount3 -u "$mnt" 2>/dev/null; } ||
+            fusermount3 -uz "$mnt" 2>/dev/null || umount -l "$mnt" ||
+            warn "cannot unmount $mnt"
+    fi
+    # Wait for the server to exit: borg holds the repository lock until then.
+    if [ -n "$pid" ]; then
+        for ((i = 0; i < 600; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            warn "$tool (pid $pid) still running 60 s after unmount; sending SIGTERM"
+            kill -TERM "$pid" 2>/dev/null || true
+            sleep 2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        [ "$tool" != restic ] || wait "$pid" 2>/dev/null || true
+    fi
+    mount_pid[$tool]=""
+}
+
+cleanup() {
+    local rc=$? t mnt
+    trap - EXIT INT TERM
+    for t in stamp restic borg; do
+        mnt=$(mnt_of "$t")
+        if is_mounted "$mnt" || [ -n "${mount_pid[$t]:-}" ]; then
+            unmount_tool "$t" || true
+        fi
+    done
+    for mnt in ${mounted[@]+"${mounted[@]}"}; do
+        if is_mounted "$mnt"; then
+            warn "$mnt is still mounted"
+        else
+            rmdir "$mnt" 2>/dev/null || true
+        fi
+    done
+    if [ "$keep" = 0 ]; then
+        for t in ${built[@]+"${built[@]}"}; do
+            rm -rf "$(store_of "$t")" "$(cache_of "$t")"
+        done
+        # DIR/data is this run's own only when no store was reused.
+        if [ "${#built[@]}" = "${#tool_list[@]}" ]; then
+            rm -rf "$data"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo ""; }
+
+# Times `find . | wc -l` in DIR; sets find_s, find_n.
+time_find() {  # dir
+    local t0 t1
+    t0=$EPOCHREALTIME
+    find_n=$(cd "$1" && find . | wc -l)
+    t1=$EPOCHREALTIME
+    find_s=$(elapsed "$t0" "$t1")
+}
+
+# Times `tar -cf - . | wc -c` in DIR; sets tar_s, tar_bytes, tar_rc.
+time_tar() {  # dir errlog
+    local t0 t1
+    tar_rc=0
+    t0=$EPOCHREALTIME
+    tar_bytes=$( (cd "$1" && tar -cf - .) 2>>"$2" | wc -c) || tar_rc=$?
+    t1=$EPOCHREALTIME
+    tar_s=$(elapsed "$t0" "$t1")
+    [ "$tar_rc" = 0 ] || warn "tar in $1 exited $tar_rc (see $2)"
+}
+
+# sha256 of every regular file, sorted by name: the content check.
+manifest() {  # dir out
+    (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum) >"$2"
+}
+
+# --- the source directory, and the stores ------------------------------------
+tool_version() {
+    case "$1" in
+        stamp) echo "git:$(cd "$repo_root" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$repo_root" && git diff --quiet HEAD -- store fs tools 2>/dev/null || echo +dirty)" ;;
+        restic) restic version | cut -d' ' -f2 ;;
+        borg) borg --version | cut -d' ' -f2 ;;
+    esac
+}
+
+declare -A store_origin=()
+for tool in "${tool_list[@]}"; do
+    tool_env "$tool"
+    if rec=$(store_reusable "$tool"); then
+        log "[$tool] reusing $(store_of "$tool") (complete per $rec)"
+        store_origin[$tool]="reused ($rec)"
+        if [ "$tool" = stamp ]; then
+            store_init_opts=$(sed -n 's/^init_opts=//p' "$rec" | tail -n 1)
+        fi
+    else
+        built+=("$tool")
+        build_store "$tool"
+        store_origin[$tool]="built by this run"
+        [ "$tool" != stamp ] || store_init_opts=${STAMP_INIT_OPTS:-}
+    fi
+done
+# Every build ends with DIR/data at day 1; a reused store needs it too.
+if [ ! -d "$data" ] || [ "$(dataset_day)" != 1 ]; then
+    log "rebuilding $data at day 1"
+    rm -rf "$data"
+    cp -a "$day0" "$data"
+    python3 "$here/make-dataset.py" --scale "$scale" --next-day "$data" \
+        >"$workdir/logs/mount-next-day.log"
+fi
+day1_bytes=$(du -sb "$data" | cut -f1)
+day1_files=$(find "$data" -type f | wc -l)
+log "day-1 data: $day1_files files, $day1_bytes bytes"
+
+res="$workdir/results/mount-source.txt"
+log "[source] $data"
+drop_caches
+time_find "$data"
+drop_caches
+time_tar "$data" "$workdir/logs/mount-source-tar.err"; cold_s=$tar_s; cold_bytes=$tar_bytes
+time_tar "$data" "$workdir/logs/mount-source-tar.err"
+{
+    echo "find_time=$find_s"
+    echo "find_entries=$find_n"
+    echo "cold_time=$cold_s"
+    echo "cold_tar_bytes=$cold_bytes"
+    echo "warm_time=$tar_s"
+    echo "warm_tar_bytes=$tar_bytes"
+    echo "day1_files=$day1_files"
+    echo "day1_bytes=$day1_bytes"
+} >"$res"
+log "source: find ${find_s} s ($find_n entries), tar cold $cold_s s, warm $tar_s s, $tar_bytes bytes"
+if [ "$verify" = 1 ]; then
+    manifest "$data" "$workdir/logs/mount-source.sha256"
+fi
+
+# --- the runs ----------------------------------------------------------------
+for tool in "${tool_list[@]}"; do
+    tool_env "$tool"
+    res="$workdir/results/mount-$tool.txt"
+    errlog="$workdir/logs/mount-$tool-tar.err"
+    : >"$errlog"
+    {
+        echo "version=$(tool_version "$tool")"
+        echo "store=${store_origin[$tool]}"
+        if [ "$tool" = stamp ]; then
+            echo "init_opts=${store_init_opts:-}"
+            echo "stampfs_opts=${STAMPFS_OPTS:-}"
+            echo "cache_mib=$cache_mib"
+        fi
+    } >"$res"
+
+    log "[$tool] mount (page cache dropped first)"
+    drop_caches
+    mount_tool "$tool"; ready=$ready_s
+    root=$(dataset_root "$tool")
+    [ -f "$root/db/app.db" ] && [ -d "$root/chroma" ] ||
+        { ls -la "$(mnt_of "$tool")" >&2 || true
+          die "$tool: $root does not look like the dataset root"; }
+    time_find "$root"
+    echo "mount_ready_time=$ready" >>"$res"
+    echo "find_time=$find_s" >>"$res"
+    echo "find_entries=$find_n" >>"$res"
+    echo "root=$root" >>"$res"
+    if [ "$tool" = stamp ]; then
+        newest=$("$stamp_bin" --store "$(store_of stamp)" list --short | tail -n 1)
+        [ "$(basename "$root")" = "$newest" ] ||
+            warn "stamp: latest -> $(basename "$root"), but the newest stamp listed is $newest"
+    fi
+    log "$tool: ready in $ready s; find $find_s s ($find_n entries)"
+    unmount_tool "$tool"
+
+    # A fresh mount, so the tool's own caches are empty too.
+    drop_caches
+    mount_tool "$tool"; ready2=$ready_s
+    root=$(dataset_root "$tool")
+    drop_caches
+    time_tar "$root" "$errlog"; cold_s=$tar_s; cold_bytes=$tar_bytes; cold_rc=$tar_rc
+    time_tar "$root" "$errlog"
+    rss=$(rss_kib "${mount_pid[$tool]}")
+    {
+        echo "remount_ready_time=$ready2"
+        echo "cold_time=$cold_s"
+        echo "cold_tar_bytes=$cold_bytes"
+        echo "cold_tar_rc=$cold_rc"
+        echo "warm_time=$tar_s"
+        echo "warm_tar_bytes=$tar_bytes"
+        echo "warm_tar_rc=$tar_rc"
+        echo "rss_kib=$rss"
+        echo "pid=${mount_pid[$tool]}"
+    } >>"$res"
+    log "$tool: tar cold $cold_s s, warm $tar_s s, $tar_bytes bytes; RSS $rss KiB"
+
+    if [ "$verify" = 1 ]; then
+        log "$tool: checking every file's sha256 against the source"
+        manifest "$root" "$workdir/logs/mount-$tool.sha256"
+        ndiff=$(diff "$workdir/logs/mount-source.sha256" "$workdir/logs/mount-$tool.sha256" |
+                    tee "$workdir/logs/mount-$tool.sha256.diff" | grep -c '^[<>]' || true)
+        echo "verify_diff_lines=$ndiff" >>"$res"
+        [ "$ndiff" = 0 ] ||
+            warn "$tool: $ndiff manifest lines differ from the source (see $workdir/logs/mount-$tool.sha256.diff)"
+    fi
+    unmount_tool "$tool"
+    if [ "$keep" = 1 ]; then
+        printf 'day1_bytes=%s\ninit_opts=%s\n' "$day1_bytes" \
+            "$( [ "$tool" = stamp ] && echo "${store_init_opts:-}" )" >"$(marker_of "$tool")"
+    fi
+done
+echo "cold=$cold" >>"$workdir/results/mount-source.txt"
+
+# --- report ------------------------------------------------------------------
+python3 - "$workdir" "$tools" "$scale" "$verify" <<'EOF'
+import os, platform, sys, time
+
+workdir, tools, scale, verify = sys.argv[1:]
+tools = tools.split(",")
+R = {}
+for t in tools + ["source"]:
+    d = {}
+    with open(os.path.join(workdir, "results", "mount-%s.txt" % t)) as f:
+        for line in f:
+            k, _, v = line.rstrip("\n").partition("=")
+            d[k] = v
+    R[t] = d
+
+
+def num(t, k):
+    try:
+        return float(R[t][k])
+    except (KeyError, ValueError):
+        return None
+
+
+def secs(v):
+    return "%.2f" % v if v < 10 else "%.1f" % v
+
+
+cols = [t for t in ("stamp", "restic", "borg") if t in tools] + ["source"]
+names = {"source": "source dir"}
+ratio_cols = [t for t in ("borg", "restic") if t in tools and "stamp" in tools]
+
+rows = []  # (label, key, formatter, ratio?)
+rows.append(("mount-to-ready (s)", lambda t: num(t, "mount_ready_time"), secs, True))
+rows.append(("find (s) (entries)", lambda t: num(t, "find_time"),
+             lambda v, t: "%s (%s)" % (secs(v), R[t].get("find_entries", "?")), True))
+rows.append(("cold read (s)", lambda t: num(t, "cold_time"), secs, True))
+rows.append(("warm read (s)", lambda t: num(t, "warm_time"), secs, True))
+rows.append(("RSS after reads (MiB)",
+             lambda t: num(t, "rss_kib") and num(t, "rss_kib") / 1024, lambda v: "%.0f" % v, True))
+rows.append(("tar bytes (warm read)", lambda t: num(t, "warm_tar_bytes"), lambda v: "%d" % v, False))
+
+
+def cell(fmt, v, t):
+    if v is None:
+        return "-"
+    try:
+        return fmt(v, t)
+    except TypeError:
+        return fmt(v)
+
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+
+S = lambda k: num("stamp", k) if "stamp" in R else None
+targets = {}
+if "stamp" in R:
+    r = ratio(num("borg", "cold_time"), S("cold_time")) if "borg" in R else None
+    targets["cold read (s)"] = ("borg/stamp >= 10", r, r is not None and r >= 10)
+    r = ratio(S("warm_time"), num("source", "warm_time"))
+    targets["warm read (s)"] = ("stamp/source <= 2", r, r is not None and r <= 2)
+    r = ratio(num("restic", "find_time"), S("find_time")) if "restic" in R else None
+    targets["find (s) (entries)"] = ("restic/stamp >= 5", r, r is not None and r >= 5)
+    cache = float(R["stamp"].get("cache_mib", 128))
+    rss = S("rss_kib")
+    r = rss / 1024 if rss else None
+    targets["RSS after reads (MiB)"] = ("stamp <= 64+%d MiB" % cache, r,
+                                        r is not None and r <= 64 + cache)
+
+header = [""] + [names.get(t, t) for t in cols] + ["%s/stamp" % t for t in ratio_cols]
+if targets:
+    header.append("target")
+table = []
+for label, get, fmt, with_ratio in rows:
+    vals = {t: get(t) for t in cols}
+    cells = [label] + [cell(fmt, vals[t], t) for t in cols]
+    for t in ratio_cols:
+        r = ratio(vals[t], vals["stamp"]) if with_ratio else None
+        cells.append("" if r is None else "%.1f" % r)
+    if targets:
+        tg = targets.get(label)
+        if tg is None:
+            cells.append("")
+        elif tg[1] is None:
+            cells.append("%s: n/a" % tg[0])
+        else:
+            cells.append("%s: %.2f %s" % (tg[0], tg[1], "met" if tg[2] else "MISSED"))
+    table.append(cells)
+
+# Content row: tar byte counts against the source's, and the sha256 check.
+checks = ["content vs source"]
+src_bytes = R["source"].get("warm_tar_bytes")
+for t in cols:
+    if t == "source":
+        checks.append("reference")
+        continue
+    parts = []
+    parts.append("tar bytes %s" % ("equal" if R[t].get("warm_tar_bytes") == src_bytes
+                                   and R[t].get("cold_tar_bytes") == src_bytes else "DIFFER"))
+    if R[t].get("cold_tar_rc", "0") != "0" or R[t].get("warm_tar_rc", "0") != "0":
+        parts.append("tar exit %s/%s" % (R[t].get("cold_tar_rc"), R[t].get("warm_tar_rc")))
+    if "verify_diff_lines" in R[t]:
+        n = R[t]["verify_diff_lines"]
+        parts.append("sha256 ok" if n == "0" else "sha256: %s lines DIFFER" % n)
+    checks.append(", ".join(parts))
+checks += [""] * (len(header) - len(checks))
+table.append(checks)
+
+widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
+left = {0} | ({len(header) - 1} if targets else set())
+def md_line(cells):
+    return "| " + " | ".join(c.ljust(w) if i in left else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+md_table = [md_line(header),
+            "|" + "|".join(("-" * (w + 1) + ":") if i not in left else "-" * (w + 2)
+                           for i, w in enumerate(widths)) + "|"]
+md_table += [md_line(r) for r in table]
+print()
+print("\n".join(md_table))
+
+notes = []
+if ratio_cols:
+    notes.append("TOOL/stamp columns: the tool's figure divided by stamp's; above 1, "
+                 "stamp is faster or leaner.")
+notes.append("mount-to-ready: page cache dropped, then from starting the mount command "
+             "until stat of the newest snapshot's db/ succeeds (polled every 10 ms). "
+             "find: right after that, in the same mount (source dir: page cache dropped). "
+             "cold read: a fresh mount, page cache dropped after it was ready. "
+             "warm read: again at once. RSS: VmRSS of the mount process after both reads.")
+if R["source"].get("cold") != "yes":
+    notes.append("page cache could NOT be dropped: cold figures are not cold.")
+if verify != "1":
+    notes.append("content check skipped (--no-verify).")
+for n in notes:
+    print(n)
+
+md = ["# stampfs mount benchmark", "",
+      "- date: %s" % time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+      "- machine: %s, %d CPUs, %.1f GiB RAM" % (
+          platform.platform(), os.cpu_count(),
+          os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+      "- dataset (scale %s), newest snapshot = day 1: %s files, %s bytes"
+      % (scale, R["source"].get("day1_files", "?"), R["source"].get("day1_bytes", "?")),
+      ]
+for t in cols:
+    if t == "source":
+        continue
+    extra = ""
+    if t == "stamp":
+        extra = " (STAMP_INIT_OPTS=%r, STAMPFS_OPTS=%r, cache_size %s MiB)" % (
+            R[t].get("init_opts", ""), R[t].get("stampfs_opts", ""), R[t].get("cache_mib"))
+    md.append("- %s %s%s; store %s" % (t, R[t].get("version", "?"), extra,
+                                       R[t].get("store", "?")))
+md += [""] + md_table
+md += [""] + notes
+with open(os.path.join(workdir, "results-mount.md"), "w") as f:
+    f.write("\n".join(md) + "\n")
+print("\nwritten to %s" % os.path.join(workdir, "results-mount.md"))
+EOF

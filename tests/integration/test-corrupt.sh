@@ -14,13 +14,7 @@ ST2=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
 
 # b's data is in the second pack only: damage that one.
 newest=$(ls -t "$S"/packs/*/*.pack | head -1)
-python3 - "$newest" <<'PY'
-import sys
-p = sys.argv[1]
-d = bytearray(open(p, 'rb').read())
-d[len(d) // 2] ^= 0xff
-open(p, 'r+b').write(d)
-PY
+flip_byte "$newest" 0.5
 expect_rc 5 "$STAMP" --store "$S" cat "$ST2" b
 expect_err "'b' in snapshot $ST2: data is corrupt"
 [ ! -s "$WORK/out" ] || [ "$(cmp "$WORK/out" "$WORK/src/b" 2>&1 | grep -c differ)" = 0 ] ||

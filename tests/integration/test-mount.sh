@@ -139,13 +139,7 @@ fusermount3 -u "$MNT3"
 head -c 3000000 /dev/urandom >"$WORK/src/fresh"
 ST3=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
 newest=$(ls -t "$S"/packs/*/*.pack | head -1)
-python3 - "$newest" <<'PY'
-import sys
-p = sys.argv[1]
-d = bytearray(open(p, 'rb').read())
-d[len(d) // 3] ^= 0xff
-open(p, 'r+b').write(d)
-PY
+flip_byte "$newest" 0.33
 sync
 echo 3 >/proc/sys/vm/drop_caches
 err=$(cat "$MNT/$ST3/fresh" 2>&1 >/dev/null) && fail "damaged file read without error"

@@ -69,3 +69,17 @@ for root, dirs, files in os.walk(src):
 print("%d files compared" % n)
 PY
 }
+
+# flip_byte FILE FRACTION: inverts the byte at FRACTION (0..1) of FILE's
+# length, in place (the same inode, as bit rot would).
+flip_byte() {
+        python3 - "$1" "$2" <<'PY'
+import sys
+p, frac = sys.argv[1], float(sys.argv[2])
+with open(p, "r+b") as f:
+    d = f.read()
+    i = min(int(len(d) * frac), len(d) - 1)
+    f.seek(i)
+    f.write(bytes([d[i] ^ 0xff]))
+PY
+}

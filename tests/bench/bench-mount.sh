@@ -301,7 +301,8 @@ mount_tool() {  # tool
                    >>"$mlog" 2>&1 || rc=$? ;;
         # restic mount serves in the foreground.
         restic) restic -r "$store" mount "$mnt" >>"$mlog" 2>&1 &
-                pid=$! ;;
+                pid=$!
+                mount_pid[$tool]=$pid ;;
         borg) borg mount "$store" "$mnt" >>"$mlog" 2>&1 || rc=$? ;;
     esac
     if [ "$rc" != 0 ]; then
@@ -328,27 +329,37 @@ mount_tool() {  # tool
     ready_s=$(elapsed "$t0" "$t1")
 }
 
+release_mnt() {  # mnt
+    is_mounted "$1" || return 0
+    fusermount3 -u "$1" 2>/dev/null ||
+        { sleep 1; fusermount3 -u "$1" 2>/dev/null; } ||
+        fusermount3 -uz "$1" 2>/dev/null || umount -l "$1" ||
+        warn "cannot unmount $1"
+}
+
+wait_exit() {  # pid tenths-of-a-second
+    local i
+    for ((i = 0; i < $2; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    ! kill -0 "$1" 2>/dev/null
+}
+
 unmount_tool() {  # tool
-    local tool=$1 mnt pid i
+    local tool=$1 mnt pid
     mnt=$(mnt_of "$tool")
     pid=${mount_pid[$tool]:-}
-    if is_mounted "$mnt"; then
-        fusermount3 -u "$mnt" 2>/dev/null ||
-            { sleep 1; fusermount3 -u "$mnt" 2>/dev/null; } ||
-            fusermount3 -uz "$mnt" 2>/dev/null || umount -l "$mnt" ||
-            warn "cannot unmount $mnt"
-    fi
-    # Wait for the server to exit: borg holds the repository lock until then.
+    release_mnt "$mnt"
+    # Wait for the server to exit: borg holds the repository lock until
+    # then.  A restic still starting up is not mounted yet: SIGTERM makes
+    # it give up (and unmount, if it got that far).
     if [ -n "$pid" ]; then
-        for ((i = 0; i < 600; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            warn "$tool (pid $pid) still running 60 s after unmount; sending SIGTERM"
+        if ! wait_exit "$pid" 100; then
+            warn "$tool (pid $pid) still running 10 s after unmount; sending SIGTERM"
             kill -TERM "$pid" 2>/dev/null || true
-            sleep 2
-            kill -KILL "$pid" 2>/dev/null || true
+            wait_exit "$pid" 50 || kill -KILL "$pid" 2>/dev/null || true
+            release_mnt "$mnt"
         fi
         [ "$tool" != restic ] || wait "$pid" 2>/dev/null || true
     fi
@@ -416,7 +427,8 @@ manifest() {  # dir out
 # --- the source directory, and the stores ------------------------------------
 tool_version() {
     case "$1" in
-        stamp) echo "git:$(cd "$repo_root" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$repo_root" && git diff --quiet HEAD -- store fs tools 2>/dev/null || echo +dirty)" ;;
+        # With STAMPFS_BIN the binary may not come from the checkout's HEAD.
+        stamp) echo "git:$(cd "$repo_root" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$repo_root" && git diff --quiet HEAD -- store fs tools 2>/dev/null || echo +dirty)${STAMPFS_BIN:+ (STAMPFS_BIN=$STAMPFS_BIN)}" ;;
         restic) restic version | cut -d' ' -f2 ;;
         borg) borg --version | cut -d' ' -f2 ;;
     esac
@@ -492,14 +504,17 @@ for tool in "${tool_list[@]}"; do
     drop_caches
     mount_tool "$tool"; ready=$ready_s
     root=$(dataset_root "$tool")
-    [ -f "$root/db/app.db" ] && [ -d "$root/chroma" ] ||
-        { ls -la "$(mnt_of "$tool")" >&2 || true
-          die "$tool: $root does not look like the dataset root"; }
+    if [ ! -f "$root/db/app.db" ] || [ ! -d "$root/chroma" ]; then
+        ls -la "$(mnt_of "$tool")" >&2 || true
+        die "$tool: $root does not look like the dataset root"
+    fi
     time_find "$root"
-    echo "mount_ready_time=$ready" >>"$res"
-    echo "find_time=$find_s" >>"$res"
-    echo "find_entries=$find_n" >>"$res"
-    echo "root=$root" >>"$res"
+    {
+        echo "mount_ready_time=$ready"
+        echo "find_time=$find_s"
+        echo "find_entries=$find_n"
+        echo "root=$root"
+    } >>"$res"
     if [ "$tool" = stamp ]; then
         newest=$("$stamp_bin" --store "$(store_of stamp)" list --short | tail -n 1)
         [ "$(basename "$root")" = "$newest" ] ||

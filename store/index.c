@@ -397,6 +397,37 @@ int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *re
         return rc == SQLITE_ROW ? 0 : (sql_errno(rc) ?: -EIO);
 }
 
+int stamp_index_foreach_pack(struct stamp_index *ix, stamp_index_pack_fn fn, void *userdata)
+{
+        sqlite3_stmt *st;
+        int rc, r = 0;
+
+        rc = sqlite3_prepare_v2(ix->db,
+                                "SELECT p.name, p.size, p.objects, coalesce(c.n, 0) FROM packs p"
+                                " LEFT JOIN (SELECT pack, count(*) AS n FROM objects GROUP BY pack) c"
+                                " ON c.pack = p.id ORDER BY p.name",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return sql_errno(rc) ?: -EIO;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *name = (const char *)sqlite3_column_text(st, 0);
+                sqlite3_int64 size = sqlite3_column_int64(st, 1);
+                sqlite3_int64 objects = sqlite3_column_int64(st, 2);
+                sqlite3_int64 located = sqlite3_column_int64(st, 3);
+                if (!name || size < 0 || objects < 0 || located < 0) {
+                        r = -EBADMSG;
+                        break;
+                }
+                r = fn(name, (uint64_t)size, (uint64_t)objects, (uint64_t)located, userdata);
+                if (r != 0)
+                        break;
+        }
+        if (r == 0 && rc != SQLITE_DONE)
+                r = sql_errno(rc) ?: -EIO;
+        sqlite3_finalize(st);
+        return r;
+}
+
 int stamp_index_checkpoint(struct stamp_index *ix)
 {
         return exec(ix, "PRAGMA wal_checkpoint(TRUNCATE)");

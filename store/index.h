@@ -84,6 +84,14 @@ int stamp_index_snapshot_has(struct stamp_index *ix, const char *stamp);
  */
 int stamp_index_tune_reader(struct stamp_index *ix);
 
+/*
+ * Calls @fn for every indexed pack: its name, size, the object count its
+ * row records, and how many objects the index locates in it. A non-zero
+ * return of @fn stops the walk and is returned.
+ */
+typedef int (*stamp_index_pack_fn)(const char *name, uint64_t size, uint64_t objects,
+                                   uint64_t located, void *userdata);
+int stamp_index_foreach_pack(struct stamp_index *ix, stamp_index_pack_fn fn, void *userdata);
 /* Folds the WAL back into index.db and truncates it (end of a write session). */
 int stamp_index_checkpoint(struct stamp_index *ix);
 

@@ -265,7 +265,7 @@ static int put_str(cJSON *obj, const char *key, const char *s)
 }
 
 /* Milliseconds, printed with a fixed format so that they parse back as they were. */
-static int put_duration(cJSON *obj, double d)
+static int put_duration_key(cJSON *obj, const char *key, double d)
 {
         char buf[32];
 
@@ -274,7 +274,12 @@ static int put_duration(cJSON *obj, double d)
         if (d > 1e8)
                 d = 1e8;
         snprintf(buf, sizeof(buf), "%.3f", d);
-        return cJSON_AddRawToObject(obj, "duration_s", buf) ? 0 : -ENOMEM;
+        return cJSON_AddRawToObject(obj, key, buf) ? 0 : -ENOMEM;
+}
+
+static int put_duration(cJSON *obj, double d)
+{
+        return put_duration_key(obj, "duration_s", d);
 }
 
 static int put_i64_str(cJSON *obj, const char *key, int64_t v)
@@ -497,6 +502,14 @@ int stamp_record_encode(const struct stamp_record *r, char **ret)
                                 return e;
                 }
         }
+        if (r->validation[0]) {
+                cJSON *v = cJSON_AddObjectToObject(j, "validation");
+                if (!v || put_str(v, "status", r->validation) < 0 ||
+                    put_u64(v, "objects", r->validated_objects) < 0 ||
+                    put_u64(v, "bytes", r->validated_bytes) < 0 ||
+                    put_duration_key(v, "duration_s", r->validation_s) < 0)
+                        return -ENOMEM;
+        }
         opt = cJSON_AddObjectToObject(j, "options");
         if (!opt || put_strv(opt, "excludes", &r->excludes) < 0 ||
             !cJSON_AddBoolToObject(opt, "one_file_system", r->one_file_system) ||
@@ -558,6 +571,18 @@ static int record_parse(const cJSON *j, struct stamp_record *r)
                                 return -EBADMSG;
                         r->root_xattrs_len = n;
                 }
+        }
+        if (cJSON_GetObjectItemCaseSensitive(j, "validation")) {
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "validation");
+                const cJSON *d = cJSON_GetObjectItemCaseSensitive(v, "duration_s");
+                if (!cJSON_IsObject(v) || no_duplicates(v) < 0 ||
+                    get_strcpy(v, "status", r->validation, sizeof(r->validation)) < 0 ||
+                    (strcmp(r->validation, "ok") != 0 && strcmp(r->validation, "skipped") != 0) ||
+                    get_u64(v, "objects", &r->validated_objects) < 0 ||
+                    get_u64(v, "bytes", &r->validated_bytes) < 0 || !cJSON_IsNumber(d) ||
+                    !(d->valuedouble >= 0 && d->valuedouble < 1e9))
+                        return -EBADMSG;
+                r->validation_s = d->valuedouble;
         }
         opt = cJSON_GetObjectItemCaseSensitive(j, "options");
         if (!cJSON_IsObject(opt) || no_duplicates(opt) < 0 ||

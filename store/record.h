@@ -71,6 +71,15 @@ struct stamp_record {
         struct stamp_strv errors; /* "path: reason", at most STAMP_RECORD_LIST_MAX */
         uint64_t n_changed;       /* files that changed while being read */
         struct stamp_strv changed;
+        /*
+         * The check of what the snapshot wrote, before its record was
+         * committed (optional in the JSON): "ok", "skipped", or "" for
+         * records written before validation existed.
+         */
+        char validation[16];
+        uint64_t validated_objects; /* new objects re-read and re-hashed */
+        uint64_t validated_bytes;
+        double validation_s;
 };
 
 int stamp_config_encode(const struct stamp_config *c, char **ret);

@@ -16,6 +16,7 @@
 
 #include "record.h"
 #include "store.h"
+#include "verify.h"
 
 struct stamp_progress {
         uint64_t files;
@@ -40,6 +41,14 @@ struct stamp_snapshot_options {
         const char *tool_version;
         stamp_progress_fn progress;  /* called at most ~10 times a second */
         void *userdata;
+        /*
+         * Unless @no_validate, the packs written are read back, every new
+         * object re-hashed and every new tree decoded before the record is
+         * committed; a problem (reported through @problem) fails the
+         * snapshot with -EBADMSG and no record is written.
+         */
+        bool no_validate;
+        stamp_problem_fn problem;
 };
 
 /*

@@ -39,6 +39,7 @@ struct stamp_writer {
         int error;                     /* first fatal error; protected by lock */
         struct claim *claims[CLAIM_BUCKETS]; /* protected by lock */
         struct stamp_writer_stats stats;     /* protected by lock */
+        struct stamp_strv packs;             /* names of packs written; protected by lock */
 
         pthread_t committer;
         bool committer_started;
@@ -95,8 +96,9 @@ static int commit_pack(struct stamp_writer *w, struct stamp_pack_writer *pw)
         for (size_t i = 0; i < n; i++)
                 claim_drop(w, &e[i].id);
         w->stats.packs++;
+        r = stamp_strv_push(&w->packs, name);
         pthread_mutex_unlock(&w->lock);
-        return 0;
+        return r;
 }
 
 static void *committer_main(void *arg)
@@ -186,6 +188,7 @@ void stamp_writer_free(struct stamp_writer *w)
         stamp_index_free(w->ix_commit);
         pthread_cond_destroy(&w->cond);
         pthread_mutex_destroy(&w->lock);
+        stamp_strv_release(&w->packs);
         free(w);
 }
 
@@ -381,4 +384,9 @@ void stamp_writer_stats(struct stamp_writer *w, struct stamp_writer_stats *ret)
         pthread_mutex_lock(&w->lock);
         *ret = w->stats;
         pthread_mutex_unlock(&w->lock);
+}
+
+const struct stamp_strv *stamp_writer_packs(struct stamp_writer *w)
+{
+        return &w->packs;
 }

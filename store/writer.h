@@ -62,3 +62,5 @@ int stamp_writer_put_flags(struct stamp_writer *w, struct stamp_zctx *z, uint8_t
 int stamp_writer_flush(struct stamp_writer *w);
 
 void stamp_writer_stats(struct stamp_writer *w, struct stamp_writer_stats *ret);
+/* The names of the packs made durable so far (call after stamp_writer_flush()). */
+const struct stamp_strv *stamp_writer_packs(struct stamp_writer *w);

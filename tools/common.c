@@ -168,6 +168,33 @@ const char *fmt_bytes(uint64_t n, char buf[32])
         return buf;
 }
 
+void print_escaped(FILE *f, const char *s)
+{
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                if (*p == '\n')
+                        fputs("\\n", f);
+                else if (*p == '\t')
+                        fputs("\\t", f);
+                else if (*p == '\\')
+                        fputs("\\\\", f);
+                else if (*p < 0x20 || *p == 0x7f)
+                        fprintf(f, "\\x%02x", *p);
+                else
+                        fputc(*p, f);
+        }
+}
+
+void print_escaped_max(FILE *f, const char *s, size_t max)
+{
+        size_t n = strlen(s);
+
+        if (n > max && max > 3) {
+                fputs("...", f);
+                s += n - (max - 3);
+        }
+        print_escaped(f, s);
+}
+
 void json_string(FILE *f, const char *s)
 {
         fputc('"', f);

@@ -17,6 +17,7 @@ enum {
         EXIT_BUSY = 4,     /* the store is locked by another process */
         EXIT_CORRUPT = 5,  /* damaged or unsupported data in the store */
         EXIT_FAILED = 6,   /* any other failure (I/O, disk full, permissions) */
+        EXIT_INVALID = 7,  /* checked and found invalid: a snapshot, the store, a restored db */
 };
 
 extern const char *arg_store;
@@ -58,6 +59,14 @@ int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(pr
 /* Human-readable byte counts ("1.2 GiB"). */
 const char *fmt_bytes(uint64_t n, char buf[32]);
 
+/*
+ * Writes a path for humans: control characters and backslashes escaped
+ * (\n, \t, \\, \xHH), so a hostile name cannot forge output lines.
+ */
+void print_escaped(FILE *f, const char *s);
+/* Same, keeping only the last @max characters of long paths ("..." first). */
+void print_escaped_max(FILE *f, const char *s, size_t max);
+
 /* Writes @s as a JSON string (quoted, escaped) to @f. */
 void json_string(FILE *f, const char *s);
 
@@ -70,3 +79,6 @@ int verb_list(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_cat(int argc, char **argv);
 int verb_forget(int argc, char **argv);
+int verb_validate(int argc, char **argv);
+int verb_verify(int argc, char **argv);
+int verb_restore(int argc, char **argv);

@@ -20,6 +20,8 @@ static const struct verb verbs[] = {
         { "show", verb_show, "show one snapshot's record" },
         { "cat", verb_cat, "write a file of a snapshot to standard output" },
         { "forget", verb_forget, "delete snapshots (their data is reclaimed by gc)" },
+        { "validate", verb_validate, "check that a snapshot can be restored" },
+        { "verify", verb_verify, "check the whole store: packs, index, snapshots" },
 };
 
 static void help(void)
@@ -40,7 +42,8 @@ static void help(void)
                "\n"
                "Exit codes: 0 ok; 1 done with warnings; 2 usage error; 3 store, snapshot\n"
                "or path not found; 4 store locked; 5 corrupt or unsupported data;\n"
-               "6 other failure (I/O error, disk full, permission denied).\n");
+               "6 other failure (I/O error, disk full, permission denied); 7 checked and\n"
+               "found invalid (validate, verify, restore).\n");
 }
 
 int main(int argc, char **argv)

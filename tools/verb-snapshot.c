@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check-report.h"
 #include "common.h"
 #include "config.h"
 #include "snapshot.h"
@@ -28,7 +29,14 @@ static void help(void)
                "  -x, --one-file-system    do not cross into other filesystems\n"
                "  --threads N              worker threads (default: one per CPU)\n"
                "  --lock-timeout SECONDS   wait this long for the store lock (default 60)\n"
+               "  --no-validate            do not read back what was written (recorded as\n"
+               "                           \"validation\": {\"status\": \"skipped\"})\n"
                "  --json                   print the snapshot record as JSON\n"
+               "\n"
+               "Before the snapshot is committed, the packs it wrote are read back, every\n"
+               "new object is re-hashed and every new directory tree decoded; the result\n"
+               "is in the record (\"validation\"). A snapshot that fails this check is not\n"
+               "committed and the command exits with status 7.\n"
                "\n"
                "Exit status 1 means the snapshot was committed but some entries could\n"
                "not be read (they are listed on stderr and in the record).\n");
@@ -76,6 +84,7 @@ static int take(struct stamp_store *s, struct stamp_snapshot_options *o, int loc
         struct stamp_record rec;
         char holder[256] = "";
         const char *bad = NULL;
+        struct check_report rep;
         int r;
 
         r = stamp_store_lock(s, lock_timeout, "stamp snapshot", holder, sizeof(holder));
@@ -96,6 +105,11 @@ static int take(struct stamp_store *s, struct stamp_snapshot_options *o, int loc
         if (progress_enabled()) {
                 o->progress = show_progress;
         }
+        check_report_init(&rep, "snapshot");
+        rep.json = false; /* problems are errors here: stderr */
+        rep.out = stderr;
+        o->problem = check_report_problem;
+        o->userdata = &rep;
         r = stamp_snapshot_create(s, o, &rec, &bad);
         if (o->progress)
                 fputs("\r\033[K", stderr);
@@ -105,7 +119,12 @@ static int take(struct stamp_store *s, struct stamp_snapshot_options *o, int loc
                                   "snapshot them from a common parent instead", bad);
                 else if (bad)
                         log_error("source '%s': %s", bad, describe(r));
-                else
+                else if (rep.problems) {
+                        log_error("snapshot failed validation (%llu problems above), nothing was "
+                                  "committed; run 'stamp verify --read-data'",
+                                  rep.problems);
+                        return EXIT_INVALID;
+                } else
                         log_error("snapshot failed, nothing was committed: %s", describe(r));
                 if (bad) /* a problem with the command line's sources */
                         return r == -ENOENT ? EXIT_NOTFOUND : EXIT_USAGE;
@@ -144,6 +163,7 @@ int verb_snapshot(int argc, char **argv)
                 { "one-file-system", no_argument, NULL, 'x' },
                 { "threads", required_argument, NULL, 'T' },
                 { "lock-timeout", required_argument, NULL, 'L' },
+                { "no-validate", no_argument, NULL, 'V' },
                 {}
         };
         struct stamp_snapshot_options o = { .tool_version = "stamp " STAMP_VERSION };
@@ -181,6 +201,9 @@ int verb_snapshot(int argc, char **argv)
                         lock_timeout = (int)strtol(optarg, &end, 10);
                         if (*end || lock_timeout < 0)
                                 return usage_error("snapshot", "--lock-timeout must be >= 0");
+                        break;
+                case 'V':
+                        o.no_validate = true;
                         break;
                 default:
                         return usage_error("snapshot", "unknown option");

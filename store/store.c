@@ -633,7 +633,24 @@ int stamp_store_resolve(struct stamp_store *s, const char *name,
                         stamp_strv_release(&v);
                         return -ENOENT;
                 }
+                /* The newest regular snapshot: pre-restore safety snapshots are skipped. */
                 strcpy(ret, v.v[v.n - 1]);
+                for (size_t i = v.n; i-- > 0;) {
+                        struct stamp_record rr;
+                        bool pre = false;
+                        if (stamp_store_record_load(s, v.v[i], &rr) < 0) {
+                                strcpy(ret, v.v[i]); /* let the caller meet the damage */
+                                break;
+                        }
+                        for (size_t k = 0; k < rr.tags.n; k++)
+                                if (strcmp(rr.tags.v[k], STAMP_TAG_PRE_RESTORE) == 0)
+                                        pre = true;
+                        stamp_record_release(&rr);
+                        if (!pre) {
+                                strcpy(ret, v.v[i]);
+                                break;
+                        }
+                }
                 stamp_strv_release(&v);
                 return 0;
         }

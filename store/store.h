@@ -106,6 +106,12 @@ int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r
  * lock. -ENOENT if there is no such snapshot.
  */
 int stamp_store_record_delete(struct stamp_store *s, const char *stamp);
-/* Resolves "latest" and checks a stamp exists. */
+/* The tag of the safety snapshot `stamp restore` takes of its target first. */
+#define STAMP_TAG_PRE_RESTORE "pre-restore"
+
+/*
+ * Resolves "latest" (the newest snapshot not tagged pre-restore; the
+ * newest of all if every one is) and checks a stamp exists.
+ */
 int stamp_store_resolve(struct stamp_store *s, const char *name,
                         char ret[STAMP_STAMP_LEN + 1]);

@@ -22,6 +22,7 @@ static const struct verb verbs[] = {
         { "forget", verb_forget, "delete snapshots (their data is reclaimed by gc)" },
         { "validate", verb_validate, "check that a snapshot can be restored" },
         { "verify", verb_verify, "check the whole store: packs, index, snapshots" },
+        { "restore", verb_restore, "make a directory equal to a snapshot, safely" },
 };
 
 static void help(void)

@@ -1,0 +1,437 @@
+/* SPDX-License-Identifier: MIT */
+/* stamp restore: make a live directory equal to a snapshot, safely. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check-report.h"
+#include "common.h"
+#include "config.h"
+#include "restore.h"
+#include "snapshot.h"
+
+static void help(void)
+{
+        printf("Usage: stamp [--store DIR] restore STAMP TARGET --confirm-service-stopped\n"
+               "                     [--path SUBPATH] [--no-pre-snapshot] [--dry-run]\n"
+               "                     [--checksum] [--verbose] [--json]\n"
+               "\n"
+               "Make the contents of directory TARGET equal to snapshot STAMP ('latest' for\n"
+               "the newest), or with --path only TARGET/SUBPATH equal to SUBPATH of the\n"
+               "snapshot. Files not in the snapshot are removed, changed ones rewritten,\n"
+               "metadata restored (modes, owners, nanosecond times, xattrs, symlinks,\n"
+               "hardlinks); files whose size and modification time already match are left\n"
+               "in place (--checksum compares their content too).\n"
+               "\n"
+               "Safety:\n"
+               "  - the service using TARGET must be stopped: a running service keeps\n"
+               "    writing to files it has open, and SQLite cannot be restored under a\n"
+               "    live connection; say so with --confirm-service-stopped;\n"
+               "  - the snapshot is validated first (metadata level) and an invalid one\n"
+               "    is refused;\n"
+               "  - a pre-restore snapshot of TARGET (tag 'pre-restore') is committed\n"
+               "    before anything changes; its stamp is printed: to roll back, restore\n"
+               "    it with --no-pre-snapshot;\n"
+               "  - TARGET itself keeps its inode: it may be a bind mount or a Docker\n"
+               "    volume; mount points below it are emptied and refilled, never removed,\n"
+               "    and a bind-mounted single file is rewritten in place;\n"
+               "  - nothing outside TARGET is written: symlinks found in TARGET are\n"
+               "    replaced, never followed; unsafe names in the snapshot are refused;\n"
+               "  - stale -wal, -shm and -journal files of every restored SQLite database\n"
+               "    are removed and the database is checked with PRAGMA integrity_check;\n"
+               "  - files are written beside their name and renamed into place; an\n"
+               "    interrupted restore is completed by running the same command again.\n"
+               "\n"
+               "Options:\n"
+               "  --confirm-service-stopped  required: the service using TARGET is stopped\n"
+               "  --path SUBPATH      restore only this path of the snapshot\n"
+               "  --no-pre-snapshot   do not take the pre-restore snapshot\n"
+               "  --dry-run           change nothing; report what would be done\n"
+               "  --checksum          compare the content of files that look unchanged\n"
+               "  -v, --verbose       list every path written, removed or updated\n"
+               "  --lock-timeout S    wait this long for the store lock (default 60)\n"
+               "  --json              a JSON report: stamp, target, pre_restore_snapshot,\n"
+               "                      files_restored, files_removed, files_kept,\n"
+               "                      bytes_written, databases, restored_integrity_ok, ...\n"
+               "\n"
+               "Exit status: 0 restored and every database sound; 7 the snapshot is\n"
+               "invalid or a restored database failed its check (do not start the\n"
+               "service); 2 without --confirm-service-stopped; see 'stamp --help'.\n");
+}
+
+struct out {
+        bool verbose;
+        bool progress;
+        bool drawn;
+};
+
+static void clear_line(struct out *o)
+{
+        if (o->drawn) {
+                fputs("\r\033[K", stderr);
+                o->drawn = false;
+        }
+}
+
+static void on_event(enum stamp_restore_action a, const char *path, void *userdata)
+{
+        static const char *const tag[] = {
+                [STAMP_RESTORE_WRITE] = "write ", [STAMP_RESTORE_MKDIR] = "mkdir ",
+                [STAMP_RESTORE_REMOVE] = "remove", [STAMP_RESTORE_META] = "meta  ",
+                [STAMP_RESTORE_KEEP_MOUNT] = "mount ",
+        };
+        struct out *o = userdata;
+
+        if (!o->verbose)
+                return;
+        clear_line(o);
+        fprintf(stderr, "%s %s", tag[a], "");
+        print_escaped(stderr, path);
+        fputc('\n', stderr);
+}
+
+static void on_warning(const char *path, const char *what, void *userdata)
+{
+        struct out *o = userdata;
+
+        clear_line(o);
+        fputs("stamp: warning: ", stderr);
+        print_escaped(stderr, path);
+        fprintf(stderr, ": %s\n", what);
+}
+
+static void on_progress(const struct stamp_restore_stats *st, const char *path, void *userdata)
+{
+        struct out *o = userdata;
+        char b[32];
+
+        if (!o->progress)
+                return;
+        fprintf(stderr, "\r\033[Krestore: %llu files written, %llu kept, %llu removed, %s  ",
+                (unsigned long long)st->files_restored, (unsigned long long)st->files_kept,
+                (unsigned long long)st->files_removed, fmt_bytes(st->bytes_written, b));
+        print_escaped_max(stderr, path, 40);
+        o->drawn = true;
+}
+
+/* True if @inner is @outer or below it (both canonical paths). */
+static bool path_within(const char *inner, const char *outer)
+{
+        size_t n = strlen(outer);
+
+        if (strcmp(outer, "/") == 0)
+                return true;
+        return strncmp(inner, outer, n) == 0 && (inner[n] == 0 || inner[n] == '/');
+}
+
+static int take_pre_snapshot(struct stamp_store *s, const char *target, int lock_timeout,
+                        char ret[STAMP_STAMP_LEN + 1])
+{
+        const char *sources[] = { target };
+        const char *tags[] = { STAMP_TAG_PRE_RESTORE };
+        struct stamp_snapshot_options so = {
+                .sources = sources, .n_sources = 1, .tags = tags, .n_tags = 1,
+                .tool_version = "stamp " STAMP_VERSION,
+        };
+        struct stamp_record rec;
+        struct check_report rep;
+        char holder[256] = "";
+        const char *bad = NULL;
+        int r;
+
+        r = stamp_store_lock(s, lock_timeout, "stamp restore (pre-restore snapshot)", holder,
+                             sizeof(holder));
+        if (r == -EBUSY) {
+                log_error("store '%s' is locked by %s (waited %d s)", stamp_store_path(s), holder,
+                          lock_timeout);
+                return EXIT_BUSY;
+        }
+        if (r < 0) {
+                log_error("cannot lock store '%s': %s", stamp_store_path(s), describe(r));
+                return exit_code(r);
+        }
+        r = stamp_store_recover(s);
+        if (r < 0) {
+                log_error("store '%s': recovery failed: %s", stamp_store_path(s), describe(r));
+                stamp_store_unlock(s);
+                return exit_code(r);
+        }
+        check_report_init(&rep, "snapshot");
+        rep.json = false;
+        rep.out = stderr;
+        so.problem = check_report_problem;
+        so.userdata = &rep;
+        r = stamp_snapshot_create(s, &so, &rec, &bad);
+        stamp_store_unlock(s);
+        if (r < 0) {
+                log_error("the pre-restore snapshot of '%s' failed, nothing was changed: %s",
+                          target, describe(r));
+                return rep.problems ? EXIT_INVALID : exit_code(r) == EXIT_NOTFOUND ? EXIT_FAILED
+                                                                                    : exit_code(r);
+        }
+        if (rec.n_errors) {
+                for (size_t i = 0; i < rec.errors.n; i++)
+                        log_warning("%s", rec.errors.v[i]);
+                log_error("the pre-restore snapshot %s could not read %llu entries of '%s', so "
+                          "it could not roll this restore back; nothing was changed (fix the "
+                          "permissions, or pass --no-pre-snapshot)",
+                          rec.stamp, (unsigned long long)rec.n_errors, target);
+                stamp_record_release(&rec);
+                return EXIT_FAILED;
+        }
+        memcpy(ret, rec.stamp, STAMP_STAMP_LEN + 1);
+        stamp_record_release(&rec);
+        return EXIT_OK;
+}
+
+static void report_json(const char *stamp, const char *target, const char *pre,
+                        const struct stamp_restore_options *ro,
+                        const struct stamp_restore_stats *st, double secs, const char *error)
+{
+        printf("{\"stamp\": \"%s\", \"target\": ", stamp);
+        json_string(stdout, target);
+        printf(", \"path\": ");
+        if (ro->subpath)
+                json_string(stdout, ro->subpath);
+        else
+                printf("null");
+        printf(", \"dry_run\": %s, \"pre_restore_snapshot\": ", ro->dry_run ? "true" : "false");
+        if (pre && *pre)
+                printf("\"%s\"", pre);
+        else
+                printf("null");
+        printf(", \"files_restored\": %llu, \"files_removed\": %llu, \"files_kept\": %llu, "
+               "\"dirs_created\": %llu, \"others_restored\": %llu, \"meta_updated\": %llu, "
+               "\"bytes_written\": %llu, \"warnings\": %llu, \"databases\": [",
+               (unsigned long long)st->files_restored, (unsigned long long)st->files_removed,
+               (unsigned long long)st->files_kept, (unsigned long long)st->dirs_created,
+               (unsigned long long)st->others_restored, (unsigned long long)st->meta_updated,
+               (unsigned long long)st->bytes_written, (unsigned long long)st->warnings);
+        for (size_t i = 0; i < st->n_dbs; i++) {
+                printf("%s{\"path\": ", i ? ", " : "");
+                json_string(stdout, st->dbs[i].path);
+                printf(", \"integrity_ok\": %s, \"message\": ",
+                       st->dbs[i].integrity_ok ? "true" : "false");
+                json_string(stdout, st->dbs[i].message);
+                printf(", \"sidecars_removed\": %u}", st->dbs[i].sidecars_removed);
+        }
+        printf("], \"restored_integrity_ok\": %s, \"duration_s\": %.3f",
+               !error && st->dbs_ok ? "true" : "false", secs);
+        if (error) {
+                printf(", \"error\": ");
+                json_string(stdout, error);
+        }
+        printf("}\n");
+}
+
+static void report_human(const char *stamp, const char *target, const char *pre,
+                         const struct stamp_restore_options *ro,
+                         const struct stamp_restore_stats *st, double secs)
+{
+        char b[32];
+
+        printf("%s %s%s%s into %s: %llu files written (%s), %llu kept, %llu removed, "
+               "%llu directories created, %llu links and specials, %.2f s\n",
+               ro->dry_run ? "would restore" : "restored", stamp, ro->subpath ? ":" : "",
+               ro->subpath ? ro->subpath : "", target, (unsigned long long)st->files_restored,
+               fmt_bytes(st->bytes_written, b), (unsigned long long)st->files_kept,
+               (unsigned long long)st->files_removed, (unsigned long long)st->dirs_created,
+               (unsigned long long)st->others_restored, secs);
+        for (size_t i = 0; i < st->n_dbs; i++) {
+                printf("database ");
+                print_escaped(stdout, st->dbs[i].path);
+                printf(": %s", st->dbs[i].integrity_ok ? "integrity ok" : "INTEGRITY CHECK FAILED: ");
+                if (!st->dbs[i].integrity_ok)
+                        print_escaped(stdout, st->dbs[i].message);
+                if (st->dbs[i].sidecars_removed)
+                        printf(" (%u stale sidecar%s removed)", st->dbs[i].sidecars_removed,
+                               st->dbs[i].sidecars_removed == 1 ? "" : "s");
+                printf("\n");
+        }
+        if (pre && *pre)
+                printf("pre-restore snapshot: %s (to roll back: stamp restore %s %s "
+                       "--confirm-service-stopped --no-pre-snapshot)\n",
+                       pre, pre, target);
+}
+
+int verb_restore(int argc, char **argv)
+{
+        static const struct option opts[] = {
+                COMMON_LONG_OPTIONS,
+                { "confirm-service-stopped", no_argument, NULL, 'C' },
+                { "path", required_argument, NULL, 'P' },
+                { "no-pre-snapshot", no_argument, NULL, 'N' },
+                { "dry-run", no_argument, NULL, 'n' },
+                { "checksum", no_argument, NULL, 'c' },
+                { "verbose", no_argument, NULL, 'v' },
+                { "lock-timeout", required_argument, NULL, 'L' },
+                {}
+        };
+        struct stamp_restore_options ro = { 0 };
+        struct stamp_restore_stats st = { 0 };
+        struct stamp_check_stats cs;
+        struct check_report rep;
+        struct stamp_check_options co = { 0 };
+        struct stamp_store *s = NULL;
+        struct out out = { 0 };
+        char stamp[STAMP_STAMP_LEN + 1], pre[STAMP_STAMP_LEN + 1] = "", err[512] = "";
+        char *target = NULL, *store_real = NULL;
+        bool confirmed = false, pre_snapshot = true;
+        struct timespec t0, t1;
+        int lock_timeout = 60, c, r, tfd = -1;
+        double secs;
+
+        while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) >= 0) {
+                char *end;
+                if (common_option(c, optarg))
+                        continue;
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case 'C':
+                        confirmed = true;
+                        break;
+                case 'P':
+                        ro.subpath = optarg;
+                        break;
+                case 'N':
+                        pre_snapshot = false;
+                        break;
+                case 'n':
+                        ro.dry_run = true;
+                        break;
+                case 'c':
+                        ro.checksum = true;
+                        break;
+                case 'v':
+                        out.verbose = true;
+                        break;
+                case 'L':
+                        lock_timeout = (int)strtol(optarg, &end, 10);
+                        if (*end || lock_timeout < 0)
+                                return usage_error("restore", "--lock-timeout must be >= 0");
+                        break;
+                default:
+                        return usage_error("restore", "unknown option");
+                }
+        }
+        if (optind + 2 != argc)
+                return usage_error("restore", "expected STAMP and TARGET");
+        if (!confirmed && !ro.dry_run) {
+                log_error("refusing to restore without --confirm-service-stopped: stop the "
+                          "service that uses '%s' first (a running service keeps writing to "
+                          "the files it has open, and an SQLite database restored under a live "
+                          "connection is corrupted), then pass --confirm-service-stopped",
+                          argv[optind + 1]);
+                return EXIT_USAGE;
+        }
+        if (ro.subpath && (strstr(ro.subpath, "/../") || strncmp(ro.subpath, "../", 3) == 0 ||
+                           strcmp(ro.subpath, "..") == 0 ||
+                           (strlen(ro.subpath) >= 3 &&
+                            strcmp(ro.subpath + strlen(ro.subpath) - 3, "/..") == 0)))
+                return usage_error("restore", "--path must not contain '..'");
+        r = open_store(&s);
+        if (r != EXIT_OK)
+                return r;
+        r = resolve_stamp(s, argv[optind], stamp);
+        if (r != EXIT_OK)
+                goto out;
+        ro.stamp = stamp;
+
+        /* TARGET: created if missing (its parent must exist), never inside or around the store. */
+        if (!ro.dry_run && mkdir(argv[optind + 1], 0700) == 0 && !arg_quiet && !arg_json)
+                fprintf(stderr, "stamp: created '%s'\n", argv[optind + 1]);
+        tfd = open(argv[optind + 1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        target = realpath(argv[optind + 1], NULL);
+        store_real = realpath(stamp_store_path(s), NULL);
+        if (tfd < 0 || !target) {
+                log_error("target '%s': %s", argv[optind + 1],
+                          errno == ENOTDIR ? "not a directory" : strerror(errno));
+                r = errno == ENOENT ? EXIT_NOTFOUND : EXIT_FAILED;
+                goto out;
+        }
+        if (store_real && (path_within(store_real, target) || path_within(target, store_real))) {
+                log_error("target '%s' %s the store '%s'; refusing", target,
+                          path_within(store_real, target) ? "contains" : "is inside",
+                          store_real);
+                r = EXIT_USAGE;
+                goto out;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+
+        /* Validate first: an invalid snapshot is never restored. */
+        check_report_init(&rep, "validate");
+        rep.json = false;
+        rep.out = stderr;
+        co.problem = check_report_problem;
+        co.userdata = &rep;
+        r = stamp_check_snapshot(s, stamp, &co, &cs);
+        if (r < 0 || cs.problems) {
+                if (r < 0)
+                        log_error("snapshot %s: cannot validate: %s", stamp, describe(r));
+                else
+                        log_error("snapshot %s is invalid (%llu problems above); refusing to "
+                                  "restore it; TARGET was not changed",
+                                  stamp, (unsigned long long)cs.problems);
+                r = r < 0 ? exit_code(r) : EXIT_INVALID;
+                goto out;
+        }
+
+        if (pre_snapshot && !ro.dry_run) {
+                r = take_pre_snapshot(s, target, lock_timeout, pre);
+                if (r != EXIT_OK)
+                        goto out;
+                if (!arg_quiet && !arg_json)
+                        fprintf(stderr, "stamp: pre-restore snapshot %s taken\n", pre);
+        }
+
+        out.progress = progress_enabled();
+        ro.event = on_event;
+        ro.warning = on_warning;
+        ro.progress = on_progress;
+        ro.userdata = &out;
+        r = stamp_restore(s, tfd, &ro, &st, err, sizeof(err));
+        clear_line(&out);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (r < 0) {
+                log_error("restore into '%s' failed: %s", target, err[0] ? err : describe(r));
+                if (!ro.dry_run)
+                        log_error("TARGET is partly restored: run the same command again to "
+                                  "finish%s%s%s",
+                                  pre[0] ? ", or roll back with: stamp restore " : "", pre,
+                                  pre[0] ? " TARGET --confirm-service-stopped --no-pre-snapshot" : "");
+                if (arg_json)
+                        report_json(stamp, target, pre, &ro, &st, secs, err[0] ? err : describe(r));
+                r = exit_code(r) == EXIT_NOTFOUND ? EXIT_FAILED : exit_code(r);
+                goto out;
+        }
+        if (arg_json)
+                report_json(stamp, target, pre, &ro, &st, secs, NULL);
+        else if (!arg_quiet || !st.dbs_ok)
+                report_human(stamp, target, pre, &ro, &st, secs);
+        if (!st.dbs_ok) {
+                log_error("a restored database FAILED its integrity check: do not start the "
+                          "service; validate the snapshot (stamp validate %s), try an older one, "
+                          "or roll back%s%s",
+                          stamp, pre[0] ? " to the pre-restore snapshot " : "", pre);
+                r = EXIT_INVALID;
+        } else {
+                r = st.warnings ? EXIT_WARNINGS : EXIT_OK;
+        }
+out:
+        if (tfd >= 0)
+                close(tfd);
+        stamp_restore_stats_release(&st);
+        free(target);
+        free(store_real);
+        stamp_store_free(s);
+        return r;
+}

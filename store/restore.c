@@ -1146,7 +1146,7 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
         char name[STAMP_NAME_MAX + 1];
         struct stamp_entry le;
         struct stat hs;
-        bool have = false;
+        bool have = false, group;
         int r;
 
         if (!safe_name(e->name, e->name_len) || e->name_len > STAMP_NAME_MAX) {
@@ -1220,12 +1220,15 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                 }
                 return pending_add(c, sub, e, rel, false);
         }
-        if (e->type == STAMP_T_REG) {
-                unsigned keep = sidecar_keep(parent, e->name);
-                struct link *l = e->link_id && e->nlink > 1 ? link_find(c, e->link_id) : NULL;
-                bool group = e->link_id && e->nlink > 1;
+        group = e->link_id && e->nlink > 1;
+        if (group) {
+                /* A later member of a hardlink group (any type): linked to the first. */
+                struct link *l = link_find(c, e->link_id);
                 if (l)
                         return restore_link(c, dfd, e, rel, l, have ? &hs : NULL);
+        }
+        if (e->type == STAMP_T_REG) {
+                unsigned keep = sidecar_keep(parent, e->name);
                 if (have && S_ISREG(hs.st_mode) && !c->o->checksum &&
                     !(e->flags & (STAMP_EF_SQLITE | STAMP_EF_CHANGED)) &&
                     (uint64_t)hs.st_size == e->size && stat_mtime_ns(&hs) == e->mtime_ns &&
@@ -1263,18 +1266,22 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                 }
                 return enqueue(c, dfd, e, rel, keep);
         }
-        if (have && special_equal(dfd, e, &hs)) {
-                if (e->type != STAMP_T_LNK && (hs.st_mode & 07777) != (e->mode & 07777))
-                        goto rewrite_meta;
-                if (hs.st_uid != e->uid || hs.st_gid != e->gid || stat_mtime_ns(&hs) != e->mtime_ns)
-                        goto rewrite_meta;
-                return 0;
-        rewrite_meta:
-                count(c, &c->st->meta_updated, 1);
-                event(c, STAMP_RESTORE_META, rel);
-                return c->dry ? 0 : meta_at(c, dfd, e->name, e, rel);
+        if (have && special_equal(dfd, e, &hs) &&
+            (hs.st_nlink == 1 || (group && hs.st_nlink == e->nlink))) {
+                r = 0;
+                if ((e->type != STAMP_T_LNK && (hs.st_mode & 07777) != (e->mode & 07777)) ||
+                    hs.st_uid != e->uid || hs.st_gid != e->gid ||
+                    stat_mtime_ns(&hs) != e->mtime_ns) {
+                        count(c, &c->st->meta_updated, 1);
+                        event(c, STAMP_RESTORE_META, rel);
+                        r = c->dry ? 0 : meta_at(c, dfd, e->name, e, rel);
+                }
+        } else {
+                r = restore_special(c, dfd, e, rel);
         }
-        return restore_special(c, dfd, e, rel);
+        if (r == 0 && group)
+                r = link_add(c, e->link_id, rel, dfd, e->name);
+        return r;
 }
 
 static int sync_dir(struct ctx *c, int dfd, const struct stamp_id *id, const char *rel, int depth)

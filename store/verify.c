@@ -259,6 +259,37 @@ static void note_first(struct file_check *f, const struct stamp_id *id, const ch
         snprintf(f->first_detail, sizeof(f->first_detail), "%s%s", what, pack);
 }
 
+/*
+ * Whether a tree or chunk-list object can be read at all: 0 if its pack is
+ * there and long enough, 1 if it is missing (@why says how), -errno.
+ */
+static int object_present(struct ctx *c, const struct stamp_id *id, char *why, size_t why_size)
+{
+        struct stamp_loc loc;
+        struct packinfo *p;
+        int r;
+
+        r = stamp_index_find(c->ix, id, &loc);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                snprintf(why, why_size, "not in the index");
+                return 1;
+        }
+        p = pack_info(c, loc.pack);
+        if (!p)
+                return -ENOMEM;
+        if (p->size < 0) {
+                snprintf(why, why_size, "missing pack %s", loc.pack);
+                return 1;
+        }
+        if (loc.offset + STAMP_PACK_RECORD_HEADER_SIZE + loc.stored_len > (uint64_t)p->size) {
+                snprintf(why, why_size, "truncated pack %s", loc.pack);
+                return 1;
+        }
+        return 0;
+}
+
 /* Checks one data chunk reference of @len bytes. */
 static int check_chunk(struct ctx *c, struct file_check *f, const struct stamp_id *id,
                        uint64_t len)
@@ -340,18 +371,21 @@ static int check_list(struct ctx *c, struct file_check *f, const struct stamp_id
         uint8_t *buf = NULL;
         size_t len;
         uint64_t sum = 0;
-        char hex[STAMP_ID_HEX_SIZE];
+        char hex[STAMP_ID_HEX_SIZE], why[128];
         int r;
 
         stamp_id_to_hex(id, hex);
+        r = object_present(c, id, why, sizeof(why));
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                report(c, STAMP_PROBLEM_CHUNKLIST_MISSING, cur_path(c), hex,
+                       "the file's chunk list is unreachable: %s", why);
+                return 1;
+        }
         r = stamp_store_get(c->s, id, STAMP_OBJ_CHUNKLIST, &buf, &len);
         if (r == -ENOMEM)
                 return r;
-        if (r == -ENOENT) {
-                report(c, STAMP_PROBLEM_CHUNKLIST_MISSING, cur_path(c), hex,
-                       "the file's chunk list is not in the index");
-                return 1;
-        }
         if (r < 0) {
                 report(c, STAMP_PROBLEM_CHUNKLIST_CORRUPT, cur_path(c), hex,
                        "the file's chunk list cannot be read: %s", strerror(-r));
@@ -529,7 +563,7 @@ static int walk_tree(struct ctx *c, const struct stamp_id *id, int depth)
 {
         struct stamp_tree_obj t;
         uint64_t before = c->st->problems;
-        char hex[STAMP_ID_HEX_SIZE];
+        char hex[STAMP_ID_HEX_SIZE], why[128];
         int r;
 
         if (idset_has(&c->good_trees, id))
@@ -542,14 +576,17 @@ static int walk_tree(struct ctx *c, const struct stamp_id *id, int depth)
                 report(c, STAMP_PROBLEM_TREE_CORRUPT, cur_path(c), hex, "directories nested too deeply");
                 return 0;
         }
+        r = object_present(c, id, why, sizeof(why));
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                report(c, STAMP_PROBLEM_TREE_MISSING, cur_path(c), hex,
+                       "the directory's tree object is unreachable: %s", why);
+                return 0;
+        }
         r = stamp_tree_load(c->s, id, &t);
         if (r == -ENOMEM)
                 return r;
-        if (r == -ENOENT) {
-                report(c, STAMP_PROBLEM_TREE_MISSING, cur_path(c), hex,
-                       "the directory's tree object is not in the index");
-                return 0;
-        }
         if (r < 0) {
                 report(c, STAMP_PROBLEM_TREE_CORRUPT, cur_path(c), hex,
                        "the directory's tree object cannot be read or decoded: %s",

@@ -1,0 +1,123 @@
+#!/bin/bash
+# stamp validate / verify / snapshot's own validation: each kind of damage
+# is caught with its specific error and the affected paths.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+S="$WORK/store"
+"$STAMP" init "$S" >/dev/null
+mkdir -p "$WORK/src/db" "$WORK/src/cfg"
+python3 - "$WORK/src" <<'PY'
+import json, os, sqlite3, sys
+src = sys.argv[1]
+c = sqlite3.connect(os.path.join(src, "db/app.db"))
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT)")
+c.execute("CREATE INDEX t_body ON t(body)")
+c.executemany("INSERT INTO t(body) VALUES(?)", [("row %d " % i * 20,) for i in range(4000)])
+c.commit()
+c.close()
+# The same database, damaged inside its b-tree pages (header intact).
+data = bytearray(open(os.path.join(src, "db/app.db"), "rb").read())
+for off in (4096 * 3, 4096 * 7):
+    data[off:off + 64] = b"\xa5" * 64
+open(os.path.join(src, "db/broken.sqlite"), "wb").write(data)
+json.dump({"name": "x", "list": [1, 2.5e3, -0, True, None, {"a": "\u00e9\n"}]},
+          open(os.path.join(src, "cfg/good.json"), "w"))
+open(os.path.join(src, "cfg/bad.json"), "w").write('{"a": [1, 2,]}')
+open(os.path.join(src, "cfg/trailing.json"), "w").write('{"a": 1} {"b": 2}')
+PY
+head -c 3000000 /dev/urandom >"$WORK/src/blob"
+
+# A snapshot records its own validation; --no-validate says it skipped.
+"$STAMP" --store "$S" --json snapshot "$WORK/src" >"$WORK/rec.json"
+python3 - "$WORK/rec.json" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))["validation"]
+assert v["status"] == "ok" and v["objects"] > 0 and v["bytes"] > 0, v
+PY
+ST=$(json_field "$WORK/rec.json" stamp)
+
+# validate names the broken database and the two invalid JSON files, nothing else.
+expect_rc 7 "$STAMP" --store "$S" --json validate "$ST"
+python3 - "$WORK/out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["valid"] is False
+got = sorted((e["kind"], e["paths"][0]) for e in d["errors"])
+want = [("db_integrity_check_failed", "db/broken.sqlite"),
+        ("json_invalid", "cfg/bad.json"), ("json_invalid", "cfg/trailing.json")]
+assert got == want, got
+assert d["checked"]["databases"] == 2 and d["checked"]["json_files"] == 3, d["checked"]
+PY
+
+# A clean snapshot (the damaged files left out) is valid, also with --read-data.
+rm "$WORK/src/db/broken.sqlite" "$WORK/src/cfg/bad.json" "$WORK/src/cfg/trailing.json"
+GOOD=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+expect_rc 0 "$STAMP" --store "$S" validate "$GOOD"
+grep -q "is valid" "$WORK/out" || fail "validate does not say valid"
+expect_rc 0 "$STAMP" --store "$S" validate --read-data "$GOOD"
+expect_rc 0 "$STAMP" --store "$S" verify --read-data
+"$STAMP" --store "$S" snapshot --no-validate --json "$WORK/src" >"$WORK/rec2.json" 2>/dev/null
+python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["validation"]["status"] == "skipped"' \
+        "$WORK/rec2.json"
+
+# Damage in the pack holding blob: flipped byte (found by --read-data only),
+# then truncation, then the pack missing. Each names blob.
+cp -a "$S" "$WORK/pristine"
+blobpack() {
+        # The pack holding most of blob's bytes: the largest one.
+        ls -S "$S"/packs/*/*.pack | head -1
+}
+P=$(blobpack)
+flip_byte "$P" 0.5
+expect_rc 0 "$STAMP" --store "$S" validate "$GOOD"
+expect_rc 7 "$STAMP" --store "$S" --json validate --read-data "$GOOD"
+python3 - "$WORK/out" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+kinds = {(e["kind"], e["paths"][0]) for e in d["errors"]}
+assert ("chunk_hash_mismatch", "blob") in kinds, kinds
+PY
+expect_rc 7 "$STAMP" --store "$S" --json verify --read-data
+python3 - "$WORK/out" "$GOOD" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["ok"] is False
+assert sys.argv[2] in d["damaged_snapshots"], d["damaged_snapshots"]
+kinds = {e["kind"] for e in d["errors"]}
+assert "pack_corrupt" in kinds and "chunk_hash_mismatch" in kinds, kinds
+assert any(e["kind"] == "chunk_hash_mismatch" and e["paths"] == ["blob"] for e in d["errors"])
+PY
+
+rm -rf "$S" && cp -a "$WORK/pristine" "$S"
+P=$(blobpack)
+truncate -s $(( $(stat -c %s "$P") / 2 )) "$P"
+expect_rc 7 "$STAMP" --store "$S" --json validate "$GOOD"
+grep -Eq '"kind": "chunk(list)?_missing", "stamp": "[0-9TZ]*", "paths": \["blob"\]' "$WORK/out" ||
+        { cat "$WORK/out"; fail "truncated pack not reported for blob"; }
+grep -q "truncated pack" "$WORK/out" || fail "truncation not named"
+expect_rc 7 "$STAMP" --store "$S" verify
+grep -q "pack_corrupt" "$WORK/out" || fail "verify does not report the truncated pack"
+grep -q "^damaged snapshots:.*$GOOD" "$WORK/out" || fail "verify does not list the damaged snapshot"
+
+rm -rf "$S" && cp -a "$WORK/pristine" "$S"
+P=$(blobpack)
+rm "$P"
+expect_rc 7 "$STAMP" --store "$S" validate "$GOOD"
+grep -Eq "chunk(list)?_missing .*blob: .*missing pack" "$WORK/out" || { cat "$WORK/out"; fail "missing pack"; }
+expect_rc 7 "$STAMP" --store "$S" verify
+grep -q "pack_missing" "$WORK/out" || fail "verify does not report the missing pack"
+
+# A forged tree with an unsafe name is invalid, not a crash.
+rm -rf "$S" && cp -a "$WORK/pristine" "$S"
+"$CRAFT" "$S" blob b/ob >"$WORK/forged" || fail "craft-tree failed"
+expect_rc 7 "$STAMP" --store "$S" validate "$(cat "$WORK/forged")"
+grep -q "tree_corrupt" "$WORK/out" || fail "forged tree not reported"
+
+# Usage and lookups.
+expect_rc 3 "$STAMP" --store "$S" validate 20200101T000000Z
+expect_err "does not exist"
+expect_rc 2 "$STAMP" --store "$S" validate
+expect_rc 3 "$STAMP" --store "$WORK/nowhere" verify
+echo "validate ok"

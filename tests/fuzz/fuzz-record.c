@@ -43,6 +43,9 @@ static void check_record_eq(const struct stamp_record *a, const struct stamp_rec
                    a->chunker.max == b->chunker.max);
         FUZZ_CHECK(a->zstd_level == b->zstd_level);
         FUZZ_CHECK(a->n_errors == b->n_errors && a->n_changed == b->n_changed);
+        FUZZ_CHECK(strcmp(a->validation, b->validation) == 0);
+        FUZZ_CHECK(a->validated_objects == b->validated_objects &&
+                   a->validated_bytes == b->validated_bytes);
         check_strv_eq(&a->errors, &b->errors);
         check_strv_eq(&a->changed, &b->changed);
 }

@@ -46,6 +46,12 @@ static void print_human(const struct stamp_record *r)
                (unsigned long long)r->new_chunks, fmt_bytes(r->stored_new_bytes, b3));
         printf("duration:    %.2f s\n", r->duration_s);
         printf("tool:        %s\n", r->tool_version);
+        if (r->validation[0] && strcmp(r->validation, "ok") == 0)
+                printf("validated:   ok, %llu new objects (%s) re-read and re-hashed in %.2f s\n",
+                       (unsigned long long)r->validated_objects,
+                       fmt_bytes(r->validated_bytes, b1), r->validation_s);
+        else if (r->validation[0])
+                printf("validated:   %s\n", r->validation);
         print_list("unreadable entries", &r->errors, r->n_errors);
         print_list("changed while read", &r->changed, r->n_changed);
 }

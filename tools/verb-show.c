@@ -2,6 +2,7 @@
 /* stamp show: one snapshot's record. */
 #include <getopt.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 

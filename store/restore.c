@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -39,7 +40,8 @@ struct job {
         int dfd;             /* borrowed: stays open until the queue drains */
         char *rel;           /* path relative to TARGET */
         struct entry_copy ec;
-        bool have;           /* something exists under the name (not a directory) */
+        int fd;              /* the file to fill, created by the walker (owned) */
+        char tmp[64];        /* its temporary name, or "" if created under its own */
         unsigned sidecar_keep;
         struct job *next;
 };
@@ -805,26 +807,52 @@ static int rewrite_in_place(struct ctx *c, int dfd, const char *name, int src, c
         return meta_fd(c, fd, e, rel);
 }
 
-/* Writes a regular file: a temporary beside it, then renamed over the name. */
-static int write_file(struct ctx *c, int dfd, const struct stamp_entry *e, const char *rel,
-                      unsigned keep)
+/*
+ * Writing a regular file has two halves. create_file() (on the walking
+ * thread, so that creations in one directory do not contend for its lock)
+ * makes the inode: a file that replaces one is created under a temporary
+ * name beside it, to be renamed over it once whole, so the old version
+ * survives a crash; a new name is created directly (a crash leaves a file
+ * whose time differs from the snapshot's, which the next run rewrites).
+ * fill_file() (on a writer thread) writes the content and metadata and
+ * renames. @tmp is "" for a direct creation.
+ */
+static int create_file(struct ctx *c, int dfd, const struct stamp_entry *e, const char *rel,
+                       bool exists, char tmp[64])
 {
-        char tmp[64];
-        uint8_t head[STAMP_SQLITE_MAGIC_LEN];
-        size_t head_len = 0;
-        _cleanup_close_ int fd = -1;
-        int r;
+        int fd;
 
+        tmp[0] = 0;
+        if (!exists) {
+                fd = openat(dfd, e->name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd >= 0)
+                        return fd;
+                if (errno != EEXIST) {
+                        fail(c, -errno, rel, "cannot create");
+                        return -errno;
+                }
+        }
         tmp_name(c, tmp);
         fd = openat(dfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0) {
                 fail(c, -errno, rel, "cannot create a temporary file beside it");
                 return -errno;
         }
-        r = copy_content(c, fd, e, rel, head, &head_len);
+        return fd;
+}
+
+/* Takes ownership of @fd. */
+static int fill_file(struct ctx *c, int dfd, int fd, const char *tmp, const struct stamp_entry *e,
+                     const char *rel, unsigned keep)
+{
+        uint8_t head[STAMP_SQLITE_MAGIC_LEN];
+        size_t head_len = 0;
+        int r;
+
+        r = failed(c) ? -ECANCELED : copy_content(c, fd, e, rel, head, &head_len);
         if (r == 0)
                 r = meta_fd(c, fd, e, rel);
-        if (r == 0 && renameat(dfd, tmp, dfd, e->name) < 0) {
+        if (r == 0 && tmp[0] && renameat(dfd, tmp, dfd, e->name) < 0) {
                 if (errno == EBUSY)
                         r = rewrite_in_place(c, dfd, e->name, fd, rel, e);
                 else {
@@ -833,13 +861,23 @@ static int write_file(struct ctx *c, int dfd, const struct stamp_entry *e, const
                 }
                 (void)unlinkat(dfd, tmp, 0);
         } else if (r < 0) {
-                (void)unlinkat(dfd, tmp, 0);
+                (void)unlinkat(dfd, tmp[0] ? tmp : e->name, 0);
         }
+        close(fd);
         if (r < 0)
                 return r;
         count(c, &c->st->files_restored, 1);
         event(c, STAMP_RESTORE_WRITE, rel);
         return db_maybe(c, dfd, e->name, rel, head, head_len, keep);
+}
+
+static int write_file(struct ctx *c, int dfd, const struct stamp_entry *e, const char *rel,
+                      unsigned keep, bool exists)
+{
+        char tmp[64];
+        int fd = create_file(c, dfd, e, rel, exists, tmp);
+
+        return fd < 0 ? fd : fill_file(c, dfd, fd, tmp, e, rel, keep);
 }
 
 /* The writer pool. */
@@ -848,6 +886,8 @@ static void job_free(struct job *j)
 {
         if (!j)
                 return;
+        if (j->fd >= 0)
+                close(j->fd);
         free(j->rel);
         entry_copy_release(&j->ec);
         free(j);
@@ -872,8 +912,8 @@ static void *writer_main(void *arg)
                 c->active++;
                 pthread_cond_signal(&c->space);
                 pthread_mutex_unlock(&c->lock);
-                if (!failed(c))
-                        (void)write_file(c, j->dfd, &j->ec.e, j->rel, j->sidecar_keep);
+                (void)fill_file(c, j->dfd, TAKE_FD(j->fd), j->tmp, &j->ec.e, j->rel,
+                                j->sidecar_keep);
                 job_free(j);
                 pthread_mutex_lock(&c->lock);
                 c->active--;
@@ -885,13 +925,13 @@ static void *writer_main(void *arg)
 }
 
 static int enqueue(struct ctx *c, int dfd, const struct stamp_entry *e, const char *rel,
-                   unsigned keep)
+                   unsigned keep, bool exists)
 {
         struct job *j;
         int r;
 
         if (!c->nthreads)
-                return write_file(c, dfd, e, rel, keep);
+                return write_file(c, dfd, e, rel, keep, exists);
         j = calloc(1, sizeof(*j));
         if (!j)
                 return -ENOMEM;
@@ -899,9 +939,16 @@ static int enqueue(struct ctx *c, int dfd, const struct stamp_entry *e, const ch
         j->sidecar_keep = keep;
         j->rel = strdup(rel);
         r = entry_copy(&j->ec, e);
+        j->fd = -1;
         if (r < 0 || !j->rel) {
                 job_free(j);
                 return -ENOMEM;
+        }
+        j->fd = create_file(c, dfd, &j->ec.e, rel, exists, j->tmp);
+        if (j->fd < 0) {
+                r = j->fd;
+                job_free(j);
+                return r;
         }
         pthread_mutex_lock(&c->lock);
         while (c->queued >= QUEUE_MAX)
@@ -1261,10 +1308,10 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                 }
                 if (group) {
                         /* Written here, not by the pool: later members link to it. */
-                        r = write_file(c, dfd, e, rel, keep);
+                        r = write_file(c, dfd, e, rel, keep, have);
                         return r < 0 ? r : link_add(c, e->link_id, rel, dfd, e->name);
                 }
-                return enqueue(c, dfd, e, rel, keep);
+                return enqueue(c, dfd, e, rel, keep, have);
         }
         if (have && special_equal(dfd, e, &hs) &&
             (hs.st_nlink == 1 || (group && hs.st_nlink == e->nlink))) {
@@ -1504,6 +1551,15 @@ int stamp_restore(struct stamp_store *s, int target_fd, const struct stamp_resto
         memset(st, 0, sizeof(*st));
         if (err_size)
                 err[0] = 0;
+        {
+                /* Queued files and pending directories hold descriptors. */
+                struct rlimit rl;
+                if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4096 &&
+                    rl.rlim_cur < rl.rlim_max) {
+                        rl.rlim_cur = rl.rlim_max < 4096 ? rl.rlim_max : 4096;
+                        (void)setrlimit(RLIMIT_NOFILE, &rl);
+                }
+        }
         c.tail = &c.head;
         pthread_mutex_init(&c.lock, NULL);
         pthread_cond_init(&c.work, NULL);

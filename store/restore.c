@@ -1417,11 +1417,11 @@ static int restore_subpath(struct ctx *c, const struct stamp_record *rec, const 
         struct stamp_entry e;
         struct stamp_id cur = rec->root;
         _cleanup_free_ char *rel = strdup("");
-        int dfd = fcntl(c->root_fd, F_DUPFD_CLOEXEC, 3);
+        int dfd = c->root_fd >= 0 ? fcntl(c->root_fd, F_DUPFD_CLOEXEC, 3) : -1;
         const char *p = subpath;
         int r = 0;
 
-        if (!rel || dfd < 0) {
+        if (!rel || (dfd < 0 && c->root_fd >= 0)) {
                 if (dfd >= 0)
                         close(dfd);
                 return -ENOMEM;

@@ -73,7 +73,8 @@ struct stamp_restore_options {
 };
 
 /*
- * Restores into the directory open at @target_fd. On failure returns a
+ * Restores into the directory open at @target_fd (-1 in a dry run: a target
+ * that does not exist yet, so everything would be created). On failure returns a
  * negative errno and puts "path: reason" into @err; TARGET may then be
  * partly restored, and running the restore again completes it. Caller
  * frees @st with stamp_restore_stats_release().

@@ -349,9 +349,18 @@ int verb_restore(int argc, char **argv)
         if (!ro.dry_run && mkdir(argv[optind + 1], 0700) == 0 && !arg_quiet && !arg_json)
                 fprintf(stderr, "stamp: created '%s'\n", argv[optind + 1]);
         tfd = open(argv[optind + 1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        target = realpath(argv[optind + 1], NULL);
+        if (tfd < 0 && errno == ENOENT && ro.dry_run) {
+                /* A dry run into a directory that restore would create. */
+                char *parent = realpath(".", NULL);
+                if (parent && asprintf(&target, "%s%s%s", argv[optind + 1][0] == '/' ? "" : parent,
+                                       argv[optind + 1][0] == '/' ? "" : "/", argv[optind + 1]) < 0)
+                        target = NULL;
+                free(parent);
+        } else {
+                target = realpath(argv[optind + 1], NULL);
+        }
         store_real = realpath(stamp_store_path(s), NULL);
-        if (tfd < 0 || !target) {
+        if ((tfd < 0 && !ro.dry_run) || !target) {
                 log_error("target '%s': %s", argv[optind + 1],
                           errno == ENOTDIR ? "not a directory" : strerror(errno));
                 r = errno == ENOENT ? EXIT_NOTFOUND : EXIT_FAILED;

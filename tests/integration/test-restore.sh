@@ -200,4 +200,16 @@ for delay in 0.05 0.15 0.3; do
                 fail "restore after kill -9 (at ${delay}s) differs from the snapshot"
         [ -z "$(find "$WORK/k" -name '.stamp-restore-*')" ] || fail "temporary files left behind"
 done
+# --- 8. A full disk: a clear error naming the file, exit 6, and after space
+# is freed the same command completes. (A tmpfs as TARGET, grown later.)
+mkdir -p "$WORK/full"
+mount -t tmpfs -o size=8m tmpfs "$WORK/full"
+expect_rc 6 restore "$BIG" "$WORK/full" --no-pre-snapshot
+grep "No space left on device" "$WORK/err" >/dev/null || { cat "$WORK/err"; fail "full disk not explained"; }
+grep "run the same command again" "$WORK/err" >/dev/null || fail "no advice after a full disk"
+mount -o remount,size=64m "$WORK/full"
+expect_rc 0 restore "$BIG" "$WORK/full" --no-pre-snapshot
+diff <(M "$WORK/big" --ignore-root-times) <(M "$WORK/full" --ignore-root-times) >/dev/null ||
+        fail "restore after a full disk differs from the snapshot"
+umount "$WORK/full"
 echo "restore ok"

@@ -184,6 +184,16 @@ int stamp_index_begin(struct stamp_index *ix)
         return exec(ix, "BEGIN IMMEDIATE");
 }
 
+int stamp_index_begin_read(struct stamp_index *ix)
+{
+        return exec(ix, "BEGIN DEFERRED");
+}
+
+void stamp_index_end_read(struct stamp_index *ix)
+{
+        (void)exec(ix, "COMMIT");
+}
+
 int stamp_index_commit(struct stamp_index *ix)
 {
         return exec(ix, "COMMIT");

@@ -44,6 +44,13 @@ void stamp_index_free(struct stamp_index *ix);
 const char *stamp_index_errmsg(struct stamp_index *ix);
 
 int stamp_index_begin(struct stamp_index *ix);
+/*
+ * A read transaction around many lookups: one snapshot of the index and no
+ * per-statement locking. It sees nothing committed after its first query,
+ * so keep it short enough (e.g. one snapshot's walk).
+ */
+int stamp_index_begin_read(struct stamp_index *ix);
+void stamp_index_end_read(struct stamp_index *ix);
 int stamp_index_commit(struct stamp_index *ix);
 void stamp_index_rollback(struct stamp_index *ix);
 

@@ -849,7 +849,19 @@ static int fill_file(struct ctx *c, int dfd, int fd, const char *tmp, const stru
         size_t head_len = 0;
         int r;
 
-        r = failed(c) ? -ECANCELED : copy_content(c, fd, e, rel, head, &head_len);
+        if (failed(c)) {
+                r = -ECANCELED;
+        } else {
+                /* One index read transaction per file: no locking per chunk lookup. */
+                struct stamp_index *ix = NULL;
+                bool txn = stamp_store_index(c->s, &ix) == 0 && stamp_index_begin_read(ix) == 0;
+                r = copy_content(c, fd, e, rel, head, &head_len);
+                if (txn)
+                        stamp_index_end_read(ix);
+                /* Start writeback now, so the final syncfs() finds little left to do. */
+                if (r == 0 && e->size >= 65536)
+                        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        }
         if (r == 0)
                 r = meta_fd(c, fd, e, rel);
         if (r == 0 && tmp[0] && renameat(dfd, tmp, dfd, e->name) < 0) {
@@ -1545,6 +1557,7 @@ int stamp_restore(struct stamp_store *s, int target_fd, const struct stamp_resto
         struct ctx c = { .s = s, .o = o, .st = st, .root_fd = target_fd, .dry = o->dry_run,
                          .err = err, .err_size = err_size, .is_root = geteuid() == 0 };
         struct stamp_record rec = { 0 };
+        struct stamp_index *main_ix = NULL;
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         int r;
 
@@ -1581,6 +1594,15 @@ int stamp_restore(struct stamp_store *s, int target_fd, const struct stamp_resto
                         if (pthread_create(&c.threads[c.nthreads], NULL, writer_main, &c) != 0)
                                 break;
         }
+        /*
+         * The walker reads trees in one index read transaction: everything
+         * the snapshot needs was committed before its record was.
+         */
+        {
+                struct stamp_index *ix = NULL;
+                if (stamp_store_index(s, &ix) == 0 && stamp_index_begin_read(ix) == 0)
+                        main_ix = ix;
+        }
         if (o->subpath && o->subpath[strspn(o->subpath, "/")]) {
                 r = restore_subpath(&c, &rec, o->subpath);
         } else {
@@ -1594,6 +1616,8 @@ int stamp_restore(struct stamp_store *s, int target_fd, const struct stamp_resto
                 r = apply_pending(&c);
         else
                 (void)apply_pending(&c);
+        if (main_ix)
+                stamp_index_end_read(main_ix);
         if (r >= 0 && !failed(&c) && !c.dry && syncfs(target_fd) < 0) {
                 r = -errno;
                 fail(&c, r, "", "cannot flush the restored files to disk");

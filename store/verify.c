@@ -650,7 +650,11 @@ static int check_one_snapshot(struct ctx *c, const char *stamp)
                 return 0;
         }
         path_pop(c, 0);
+        /* One read transaction per snapshot, begun after its record was read. */
+        if (stamp_index_begin_read(c->ix) < 0)
+                return -EIO;
         r = walk_tree(c, &rec.root, 0);
+        stamp_index_end_read(c->ix);
         stamp_record_release(&rec);
         return r;
 }
@@ -917,7 +921,11 @@ static void *pack_worker(void *arg)
                 size_t i = atomic_fetch_add(&j->next, 1);
                 if (i >= j->names->n || atomic_load(&j->error))
                         break;
-                r = check_pack(j->c, ix, j->names->v[i], j->flags);
+                r = stamp_index_begin_read(ix);
+                if (r == 0) {
+                        r = check_pack(j->c, ix, j->names->v[i], j->flags);
+                        stamp_index_end_read(ix);
+                }
                 if (r < 0) {
                         atomic_store(&j->error, r);
                         break;

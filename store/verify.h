@@ -95,9 +95,9 @@ int stamp_check_packs(struct stamp_store *s, const struct stamp_strv *packs,
                       const struct stamp_check_options *o, struct stamp_check_stats *st);
 
 /*
- * Checks the whole store: every pack's structure (with READ_DATA: its
- * checksum and every object), the index against the packs, and every
- * snapshot at the metadata level.
+ * Checks the whole store: every pack's structure and checksum (with
+ * READ_DATA also every object decompressed and re-hashed), the index
+ * against the packs, and every snapshot at the metadata level.
  */
 int stamp_check_store(struct stamp_store *s, const struct stamp_check_options *o,
                       struct stamp_check_stats *st);

@@ -20,6 +20,7 @@ static const struct verb verbs[] = {
         { "show", verb_show, "show one snapshot's record" },
         { "cat", verb_cat, "write a file of a snapshot to standard output" },
         { "forget", verb_forget, "delete snapshots (their data is reclaimed by gc)" },
+        { "prune", verb_prune, "delete the snapshots no keep rule keeps (--keep-daily ...)" },
 };
 
 static void help(void)

@@ -58,8 +58,20 @@ int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(pr
 /* Human-readable byte counts ("1.2 GiB"). */
 const char *fmt_bytes(uint64_t n, char buf[32]);
 
-/* Writes @s as a JSON string (quoted, escaped) to @f. */
+/*
+ * Writes @s as a JSON string (quoted, escaped) to @f. Bytes that are not
+ * UTF-8 become \udc80..\udcff (Python's surrogateescape), so any file
+ * name survives a round trip through json.loads() and os.fsencode().
+ */
 void json_string(FILE *f, const char *s);
+
+/*
+ * Writes @s for a human on a terminal: backslash, control characters (C0,
+ * DEL, C1) and bytes that are not UTF-8 become visible escapes (\\, \n,
+ * \t, \r, \x1b, \u009b), so a file name cannot move the cursor or hide
+ * a newline. Other text, UTF-8 included, is written as is.
+ */
+void fput_escaped(FILE *f, const char *s);
 
 /* True when a progress line may be drawn on stderr. */
 bool progress_enabled(void);

@@ -109,7 +109,7 @@ static int load(struct walk *w, const struct stamp_id *id, int depth, struct sta
 
         if (r == -ENOENT)
                 r = -EBADMSG; /* the snapshot names a tree the store does not have */
-        if (r < 0 && r != -ENOMEM && !w->bad_path)
+        if ((r == -EBADMSG || r == -EOPNOTSUPP) && !w->bad_path)
                 w->bad_path = strdup(w->path);
         return r;
 }

@@ -69,10 +69,11 @@ typedef int (*stamp_diff_fn)(const struct stamp_diff_item *item, void *userdata)
 /*
  * Compares tree @a (the old one) with tree @b. Returns 0, a callback's
  * negative return, or: -EBADMSG if a tree is damaged, missing from the
- * store or nested deeper than the snapshot limit; -ENOMEM. On a tree
- * error, *ret_bad_path (if not NULL) is set to the directory whose tree
- * failed ("" for the root); caller frees. Takes no lock; thread-safe as
- * stamp_store_get().
+ * store or nested deeper than the snapshot limit; -EOPNOTSUPP for a tree
+ * of an unknown version; -ENOMEM; any error of stamp_store_get(). On
+ * -EBADMSG or -EOPNOTSUPP, *ret_bad_path (if not NULL) is set to the
+ * directory whose tree failed ("" for the root); caller frees. Takes no
+ * lock; thread-safe as stamp_store_get().
  */
 int stamp_diff_trees(struct stamp_store *s, const struct stamp_id *a, const struct stamp_id *b,
                      stamp_diff_fn fn, void *userdata, char **ret_bad_path);

@@ -83,3 +83,4 @@ int verb_show(int argc, char **argv);
 int verb_cat(int argc, char **argv);
 int verb_forget(int argc, char **argv);
 int verb_prune(int argc, char **argv);
+int verb_diff(int argc, char **argv);

@@ -21,6 +21,7 @@ static const struct verb verbs[] = {
         { "cat", verb_cat, "write a file of a snapshot to standard output" },
         { "forget", verb_forget, "delete snapshots (their data is reclaimed by gc)" },
         { "prune", verb_prune, "delete the snapshots no keep rule keeps (--keep-daily ...)" },
+        { "diff", verb_diff, "show the paths added, removed and modified between two snapshots" },
 };
 
 static void help(void)

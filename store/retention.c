@@ -190,7 +190,8 @@ bool stamp_retention_is_pre_restore(char *const *tags, size_t n_tags)
 enum { PERIOD_HOURLY, PERIOD_DAILY, PERIOD_WEEKLY, PERIOD_MONTHLY, PERIOD_YEARLY, PERIOD_MAX };
 
 static const unsigned period_reasons[PERIOD_MAX] = {
-        STAMP_KEEP_HOURLY, STAMP_KEEP_DAILY, STAMP_KEEP_WEEKLY, STAMP_KEEP_MONTHLY, STAMP_KEEP_YEARLY,
+        STAMP_KEEP_HOURLY,  STAMP_KEEP_DAILY,  STAMP_KEEP_WEEKLY,
+        STAMP_KEEP_MONTHLY, STAMP_KEEP_YEARLY,
 };
 
 /* Keys grow with time, so the pass from the newest sees them never increase. */

@@ -52,7 +52,7 @@ void check_report_problem(const struct stamp_problem *p, void *userdata)
         if (p->stamp && strcmp(r->verb, "validate") != 0)
                 fprintf(r->out, "%s:", p->stamp);
         if (p->path) {
-                print_escaped(r->out, p->path);
+                fput_escaped(r->out, p->path);
                 fputs(": ", r->out);
         }
         fputs(p->detail ? p->detail : "", r->out);

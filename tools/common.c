@@ -168,20 +168,96 @@ const char *fmt_bytes(uint64_t n, char buf[32])
         return buf;
 }
 
-void print_escaped(FILE *f, const char *s)
+/*
+ * The length (1..4) of the well-formed UTF-8 sequence at @p and its code
+ * point, or 0 if @p does not start one (overlong forms, surrogates and
+ * values above U+10FFFF are not well-formed). Stops at a NUL.
+ */
+static size_t utf8_decode(const unsigned char *p, uint32_t *ret_cp)
+{
+        uint32_t cp, min;
+        size_t n;
+
+        if (p[0] < 0x80) {
+                *ret_cp = p[0];
+                return 1;
+        }
+        if (p[0] >= 0xc2 && p[0] <= 0xdf)
+                n = 2;
+        else if ((p[0] & 0xf0) == 0xe0)
+                n = 3;
+        else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+                n = 4;
+        else
+                return 0;
+        cp = p[0] & (0x7f >> n);
+        min = n == 2 ? 0x80 : n == 3 ? 0x800 : 0x10000;
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        *ret_cp = cp;
+        return n;
+}
+
+void json_string(FILE *f, const char *s)
+{
+        fputc('"', f);
+        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+                uint32_t cp;
+                size_t n;
+                if (*p == '"' || *p == '\\')
+                        fprintf(f, "\\%c", *p);
+                else if (*p < 0x20)
+                        fprintf(f, "\\u%04x", *p);
+                else if ((n = utf8_decode(p, &cp)) > 0) {
+                        fwrite(p, 1, n, f);
+                        p += n - 1;
+                } else {
+                        /*
+                         * Not UTF-8: JSON text cannot hold the byte, so it
+                         * becomes a lone surrogate U+DC80..U+DCFF, the
+                         * convention of Python's "surrogateescape" (and so
+                         * os.fsencode() gives the byte back).
+                         */
+                        fprintf(f, "\\udc%02x", *p);
+                }
+        }
+        fputc('"', f);
+}
+
+void fput_escaped(FILE *f, const char *s)
 {
         for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                if (*p == '\n')
+                uint32_t cp;
+                size_t n = utf8_decode(p, &cp);
+                if (*p == '\\')
+                        fputs("\\\\", f);
+                else if (*p == '\n')
                         fputs("\\n", f);
                 else if (*p == '\t')
                         fputs("\\t", f);
-                else if (*p == '\\')
-                        fputs("\\\\", f);
-                else if (*p < 0x20 || *p == 0x7f)
+                else if (*p == '\r')
+                        fputs("\\r", f);
+                else if (*p < 0x20 || *p == 0x7f || n == 0)
                         fprintf(f, "\\x%02x", *p);
-                else
-                        fputc(*p, f);
+                else if (cp >= 0x80 && cp <= 0x9f) {
+                        /* C1 controls: U+009B is a terminal's CSI, as ESC [ is. */
+                        fprintf(f, "\\u%04x", (unsigned)cp);
+                        p += n - 1;
+                } else {
+                        fwrite(p, 1, n, f);
+                        p += n - 1;
+                }
         }
+}
+
+bool progress_enabled(void)
+{
+        return !arg_quiet && !arg_json && isatty(STDERR_FILENO);
 }
 
 void print_escaped_max(FILE *f, const char *s, size_t max)
@@ -191,25 +267,9 @@ void print_escaped_max(FILE *f, const char *s, size_t max)
         if (n > max && max > 3) {
                 fputs("...", f);
                 s += n - (max - 3);
+                /* Do not start inside a UTF-8 sequence. */
+                while ((*(const unsigned char *)s & 0xc0) == 0x80)
+                        s++;
         }
-        print_escaped(f, s);
-}
-
-void json_string(FILE *f, const char *s)
-{
-        fputc('"', f);
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                if (*p == '"' || *p == '\\')
-                        fprintf(f, "\\%c", *p);
-                else if (*p < 0x20)
-                        fprintf(f, "\\u%04x", *p);
-                else
-                        fputc(*p, f);
-        }
-        fputc('"', f);
-}
-
-bool progress_enabled(void)
-{
-        return !arg_quiet && !arg_json && isatty(STDERR_FILENO);
+        fput_escaped(f, s);
 }

@@ -60,15 +60,21 @@ int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(pr
 const char *fmt_bytes(uint64_t n, char buf[32]);
 
 /*
- * Writes a path for humans: control characters and backslashes escaped
- * (\n, \t, \\, \xHH), so a hostile name cannot forge output lines.
+ * Writes @s as a JSON string (quoted, escaped) to @f. Bytes that are not
+ * UTF-8 become \udc80..\udcff (Python's surrogateescape), so any file
+ * name survives a round trip through json.loads() and os.fsencode().
  */
-void print_escaped(FILE *f, const char *s);
-/* Same, keeping only the last @max characters of long paths ("..." first). */
-void print_escaped_max(FILE *f, const char *s, size_t max);
-
-/* Writes @s as a JSON string (quoted, escaped) to @f. */
 void json_string(FILE *f, const char *s);
+
+/*
+ * Writes @s for a human on a terminal: backslash, control characters (C0,
+ * DEL, C1) and bytes that are not UTF-8 become visible escapes (\\, \n,
+ * \t, \r, \x1b, \u009b), so a file name cannot move the cursor or hide
+ * a newline. Other text, UTF-8 included, is written as is.
+ */
+void fput_escaped(FILE *f, const char *s);
+/* Same, keeping only the last @max bytes of long paths ("..." first). */
+void print_escaped_max(FILE *f, const char *s, size_t max);
 
 /* True when a progress line may be drawn on stderr. */
 bool progress_enabled(void);
@@ -82,3 +88,5 @@ int verb_forget(int argc, char **argv);
 int verb_validate(int argc, char **argv);
 int verb_verify(int argc, char **argv);
 int verb_restore(int argc, char **argv);
+int verb_prune(int argc, char **argv);
+int verb_diff(int argc, char **argv);

@@ -23,6 +23,8 @@ static const struct verb verbs[] = {
         { "validate", verb_validate, "check that a snapshot can be restored" },
         { "verify", verb_verify, "check the whole store: packs, index, snapshots" },
         { "restore", verb_restore, "make a directory equal to a snapshot, safely" },
+        { "prune", verb_prune, "delete the snapshots no keep rule keeps (--keep-daily ...)" },
+        { "diff", verb_diff, "show the paths added, removed and modified between two snapshots" },
 };
 
 static void help(void)

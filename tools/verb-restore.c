@@ -92,7 +92,7 @@ static void on_event(enum stamp_restore_action a, const char *path, void *userda
                 return;
         clear_line(o);
         fprintf(stderr, "%s %s", tag[a], "");
-        print_escaped(stderr, path);
+        fput_escaped(stderr, path);
         fputc('\n', stderr);
 }
 
@@ -102,7 +102,7 @@ static void on_warning(const char *path, const char *what, void *userdata)
 
         clear_line(o);
         fputs("stamp: warning: ", stderr);
-        print_escaped(stderr, path);
+        fput_escaped(stderr, path);
         fprintf(stderr, ": %s\n", what);
 }
 
@@ -245,10 +245,10 @@ static void report_human(const char *stamp, const char *target, const char *pre,
                (unsigned long long)st->others_restored, secs);
         for (size_t i = 0; i < st->n_dbs; i++) {
                 printf("database ");
-                print_escaped(stdout, st->dbs[i].path);
+                fput_escaped(stdout, st->dbs[i].path);
                 printf(": %s", st->dbs[i].integrity_ok ? "integrity ok" : "INTEGRITY CHECK FAILED: ");
                 if (!st->dbs[i].integrity_ok)
-                        print_escaped(stdout, st->dbs[i].message);
+                        fput_escaped(stdout, st->dbs[i].message);
                 if (st->dbs[i].sidecars_removed)
                         printf(" (%u stale sidecar%s removed)", st->dbs[i].sidecars_removed,
                                st->dbs[i].sidecars_removed == 1 ? "" : "s");

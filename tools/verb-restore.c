@@ -56,6 +56,7 @@ static void help(void)
                "  --checksum          compare the content of files that look unchanged\n"
                "  -v, --verbose       list every path written, removed or updated\n"
                "  --lock-timeout S    wait this long for the store lock (default 60)\n"
+               "  -q, --quiet         print only the pre-restore snapshot's stamp\n"
                "  --json              a JSON report: stamp, target, pre_restore_snapshot,\n"
                "                      files_restored, files_removed, files_kept,\n"
                "                      bytes_written, databases, restored_integrity_ok, ...\n"
@@ -426,6 +427,8 @@ int verb_restore(int argc, char **argv)
                 report_json(stamp, target, pre, &ro, &st, secs, NULL);
         else if (!arg_quiet || !st.dbs_ok)
                 report_human(stamp, target, pre, &ro, &st, secs);
+        else if (pre[0])
+                printf("%s\n", pre); /* quiet: only the rollback stamp, like snapshot's stamp */
         if (!st.dbs_ok) {
                 log_error("a restored database FAILED its integrity check: do not start the "
                           "service; validate the snapshot (stamp validate %s), try an older one, "

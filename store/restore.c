@@ -66,6 +66,8 @@ struct dbnote {
         char *name;
         char *rel;
         unsigned sidecar_keep;
+        int check;          /* 1 sound, 0 not, -errno, or 2: not checked yet */
+        char message[256];
 };
 
 struct ctx {
@@ -541,6 +543,27 @@ static bool db_name(const char *name)
         return false;
 }
 
+/*
+ * Whether a file left in place may be a database worth reading the header
+ * of: a database name, captured as one, or with a sidecar beside it (in the
+ * snapshot or on disk). Reading the first bytes of every unchanged file
+ * would cost a cold read per file.
+ */
+static bool may_be_db(int dfd, const struct stamp_entry *e, unsigned keep)
+{
+        char side[STAMP_NAME_MAX + 16];
+        struct stat st;
+
+        if ((e->flags & STAMP_EF_SQLITE) || keep || db_name(e->name))
+                return true;
+        for (size_t i = 0; i < ARRAY_SIZE(sidecars); i++) {
+                snprintf(side, sizeof(side), "%s%s", e->name, sidecars[i]);
+                if (fstatat(dfd, side, &st, AT_SYMLINK_NOFOLLOW) == 0)
+                        return true;
+        }
+        return false;
+}
+
 /* Which sidecars of @name the snapshot's directory @parent itself holds. */
 static unsigned sidecar_keep(const struct stamp_tree *parent, const char *name)
 {
@@ -558,9 +581,12 @@ static unsigned sidecar_keep(const struct stamp_tree *parent, const char *name)
         return keep;
 }
 
-static int db_note(struct ctx *c, int dfd, const char *name, const char *rel, unsigned keep)
+static int db_note(struct ctx *c, int dfd, const char *name, const char *rel, unsigned keep,
+                   int check, const char *message)
 {
-        struct dbnote d = { .dfd = -1, .sidecar_keep = keep };
+        struct dbnote d = { .dfd = -1, .sidecar_keep = keep, .check = check };
+
+        snprintf(d.message, sizeof(d.message), "%s", message ? message : "");
         int r = -ENOMEM;
 
         d.dfd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
@@ -593,29 +619,50 @@ static int db_note(struct ctx *c, int dfd, const char *name, const char *rel, un
 }
 
 /* Notes @name if it is an SQLite database on disk. */
+static int sqlite_check_fd(int fd, uint64_t size, char *msg, size_t msg_size);
+
+/*
+ * Notes @name if it is an SQLite database on disk. A file just written
+ * (@head given) is checked here, on the writer thread, while other files
+ * are still being written: PRAGMA integrity_check reads the main file
+ * only (immutable), so stale sidecars do not change its verdict. A file
+ * left in place is checked at the end.
+ */
 static int db_maybe(struct ctx *c, int dfd, const char *name, const char *rel,
-                    const uint8_t *head, size_t head_len, unsigned keep)
+                    const uint8_t *head, size_t head_len, unsigned keep, int fd)
 {
         uint8_t buf[STAMP_SQLITE_MAGIC_LEN];
+        char msg[256] = "";
+        int check = 2;
 
         if (!head) {
-                _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                _cleanup_close_ int rfd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
                 ssize_t n;
-                if (fd < 0)
+                if (rfd < 0)
                         return 0;
-                n = pread(fd, buf, sizeof(buf), 0);
+                n = pread(rfd, buf, sizeof(buf), 0);
                 head = buf;
                 head_len = n > 0 ? (size_t)n : 0;
         }
         if (!stamp_is_sqlite_header(head, head_len))
                 return 0;
-        return db_note(c, dfd, name, rel, keep);
+        if (fd >= 0 && !c->dry) {
+                struct stat st;
+                check = fstat(fd, &st) < 0 ? -errno
+                                           : sqlite_check_fd(fd, (uint64_t)st.st_size, msg, sizeof(msg));
+        }
+        return db_note(c, dfd, name, rel, keep, check, msg);
 }
 
 static ssize_t fd_pread(void *userdata, void *buf, size_t len, uint64_t off)
 {
         ssize_t n = pread(*(int *)userdata, buf, len, (off_t)off);
         return n < 0 ? -errno : n;
+}
+
+static int sqlite_check_fd(int fd, uint64_t size, char *msg, size_t msg_size)
+{
+        return stamp_sqlite_check(fd_pread, &fd, size, msg, msg_size);
 }
 
 int stamp_sqlite_check_file(int dirfd, const char *name, char *msg, size_t msg_size)
@@ -627,7 +674,7 @@ int stamp_sqlite_check_file(int dirfd, const char *name, char *msg, size_t msg_s
                 return -errno;
         if (!S_ISREG(st.st_mode))
                 return -EINVAL;
-        return stamp_sqlite_check(fd_pread, &fd, (uint64_t)st.st_size, msg, msg_size);
+        return sqlite_check_fd(fd, (uint64_t)st.st_size, msg, msg_size);
 }
 
 static int check_dbs(struct ctx *c)
@@ -670,7 +717,13 @@ static int check_dbs(struct ctx *c)
                         snprintf(out->message, sizeof(out->message), "not checked (dry run)");
                         continue;
                 }
-                r = stamp_sqlite_check_file(d->dfd, d->name, out->message, sizeof(out->message));
+                if (d->check != 2) {
+                        r = d->check;
+                        snprintf(out->message, sizeof(out->message), "%s", d->message);
+                } else {
+                        r = stamp_sqlite_check_file(d->dfd, d->name, out->message,
+                                                    sizeof(out->message));
+                }
                 if (r < 0)
                         snprintf(out->message, sizeof(out->message), "cannot be read: %s",
                                  strerror(-r));
@@ -875,12 +928,15 @@ static int fill_file(struct ctx *c, int dfd, int fd, const char *tmp, const stru
         } else if (r < 0) {
                 (void)unlinkat(dfd, tmp[0] ? tmp : e->name, 0);
         }
-        close(fd);
-        if (r < 0)
+        if (r < 0) {
+                close(fd);
                 return r;
+        }
         count(c, &c->st->files_restored, 1);
         event(c, STAMP_RESTORE_WRITE, rel);
-        return db_maybe(c, dfd, e->name, rel, head, head_len, keep);
+        r = db_maybe(c, dfd, e->name, rel, head, head_len, keep, fd);
+        close(fd);
+        return r;
 }
 
 static int write_file(struct ctx *c, int dfd, const struct stamp_entry *e, const char *rel,
@@ -1310,8 +1366,8 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                                         return -EIO;
                         }
                         r = 0;
-                        if (hs.st_size >= 512 || db_name(e->name))
-                                r = db_maybe(c, dfd, e->name, rel, NULL, 0, keep);
+                        if (hs.st_size >= 512 && may_be_db(dfd, e, keep))
+                                r = db_maybe(c, dfd, e->name, rel, NULL, 0, keep, -1);
                         if (r == 0 && group)
                                 r = link_add(c, e->link_id, rel, dfd, e->name);
                         return r;

@@ -16,12 +16,15 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "gc.h"
 #include "macro.h"
 #include "pack.h"
+#include "tmpfile.h"
 
 #define CONFIG_NAME "config"
 #define INDEX_NAME "index.db"
 #define LOCK_NAME "lock"
+#define GC_LOCK_NAME "gc.lock"
 
 struct conn {
         struct stamp_index *ix;
@@ -36,7 +39,8 @@ struct stamp_store {
         struct stamp_config config;
         struct stamp_hasher *hasher;
         struct stamp_backend *backend;
-        int lock_fd;
+        int lock_fd;    /* "lock", when held */
+        int gc_lock_fd; /* "gc.lock", when held; lock order: gc.lock, then lock */
         pthread_mutex_t conns_lock; /* protects conns */
         struct conn *conns;
         pthread_key_t key; /* the calling thread's struct conn */
@@ -174,6 +178,7 @@ void stamp_store_free(struct stamp_store *s)
         stamp_hasher_free(s->hasher);
         stamp_backend_free(s->backend);
         stamp_store_unlock(s);
+        stamp_store_gc_unlock(s);
         if (s->dirfd >= 0)
                 (void)close(s->dirfd);
         free(s->path);
@@ -203,7 +208,7 @@ int stamp_store_open(const char *dir, struct stamp_store **ret)
 
         if (!s)
                 return -ENOMEM;
-        s->dirfd = s->lock_fd = -1;
+        s->dirfd = s->lock_fd = s->gc_lock_fd = -1;
         pthread_mutex_init(&s->conns_lock, NULL);
         if (pthread_key_create(&s->key, NULL) != 0) {
                 free(s);
@@ -342,16 +347,17 @@ static void describe_holder(int fd, char *holder, size_t size)
         }
 }
 
-int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
-                     size_t holder_size)
+/* Takes the flock on @name, kept in *fd_slot (see stamp_store_lock()). */
+static int lock_file(struct stamp_store *s, const char *name, int *fd_slot, int timeout_s,
+                     const char *what, char *holder, size_t holder_size)
 {
         char info[256];
         struct timespec start, now;
         int fd, n;
 
-        if (s->lock_fd >= 0)
+        if (*fd_slot >= 0)
                 return 0;
-        fd = openat(s->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negerrno();
         clock_gettime(CLOCK_MONOTONIC, &start);
@@ -373,17 +379,78 @@ int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, cha
         n = snprintf(info, sizeof(info), "pid %ld: %s\n", (long)getpid(), what ? what : "stamp");
         if (ftruncate(fd, 0) == 0)
                 (void)!pwrite(fd, info, (size_t)n, 0);
-        s->lock_fd = fd;
+        *fd_slot = fd;
         return 0;
+}
+
+static void unlock_file(int *fd_slot)
+{
+        if (*fd_slot < 0)
+                return;
+        (void)!ftruncate(*fd_slot, 0);
+        (void)close(*fd_slot); /* drops the flock */
+        *fd_slot = -1;
+}
+
+int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
+                     size_t holder_size)
+{
+        return lock_file(s, LOCK_NAME, &s->lock_fd, timeout_s, what, holder, holder_size);
 }
 
 void stamp_store_unlock(struct stamp_store *s)
 {
-        if (s->lock_fd < 0)
-                return;
-        (void)!ftruncate(s->lock_fd, 0);
-        (void)close(s->lock_fd); /* drops the flock */
-        s->lock_fd = -1;
+        unlock_file(&s->lock_fd);
+}
+
+bool stamp_store_locked(const struct stamp_store *s)
+{
+        return s->lock_fd >= 0;
+}
+
+int stamp_store_gc_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
+                        size_t holder_size)
+{
+        return lock_file(s, GC_LOCK_NAME, &s->gc_lock_fd, timeout_s, what, holder, holder_size);
+}
+
+void stamp_store_gc_unlock(struct stamp_store *s)
+{
+        unlock_file(&s->gc_lock_fd);
+}
+
+bool stamp_store_gc_locked(const struct stamp_store *s)
+{
+        return s->gc_lock_fd >= 0;
+}
+
+int stamp_store_tmpfile(struct stamp_store *s, const char *suffix, char *ret_path, size_t size)
+{
+        uint8_t rnd[STAMP_SECRET_SEED_SIZE];
+        char hex[STAMP_ID_HEX_SIZE], name[128];
+        struct stamp_id id;
+        int fd, r;
+
+        r = stamp_secret_generate(rnd);
+        if (r < 0)
+                return r;
+        stamp_checksum128(rnd, sizeof(rnd), &id);
+        stamp_id_to_hex(&id, hex);
+        if (snprintf(name, sizeof(name), "tmp/%s%s", hex, suffix) >= (int)sizeof(name) ||
+            snprintf(ret_path, size, "%s/%s", s->path, name) >= (int)size)
+                return -ENAMETOOLONG;
+        fd = stamp_tmpfile_create_locked(s->dirfd, name, O_RDWR);
+        return fd;
+}
+
+void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path)
+{
+        size_t len = strlen(s->path);
+        const char *name = path + len + 1;
+
+        if (strncmp(path, s->path, len) == 0 && path[len] == '/' &&
+            strncmp(name, "tmp/", 4) == 0 && !strchr(name + 4, '/'))
+                (void)unlinkat(s->dirfd, name, 0);
 }
 
 struct recover_ctx {
@@ -445,6 +512,7 @@ static int recover_record(const char *name, void *userdata)
 int stamp_store_recover(struct stamp_store *s)
 {
         struct recover_ctx c = { .s = s };
+        uint64_t removed;
         int r;
 
         if (s->lock_fd < 0)
@@ -456,6 +524,14 @@ int stamp_store_recover(struct stamp_store *s)
         if (r < 0)
                 return r;
         r = stamp_store_index(s, &c.ix);
+        if (r < 0)
+                return r;
+        /*
+         * Before unknown packs are indexed: a pack an interrupted gc had
+         * dropped from the index but not yet unlinked would otherwise come
+         * back with its dead objects.
+         */
+        r = stamp_gc_pending_complete(s, c.ix, &removed);
         if (r < 0)
                 return r;
         r = stamp_index_begin(c.ix);
@@ -471,10 +547,13 @@ int stamp_store_recover(struct stamp_store *s)
         return stamp_index_commit(c.ix);
 }
 
-int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
-                    uint8_t **ret, size_t *ret_len)
+/*
+ * One attempt of stamp_store_get(): looks @id up and reads it. -ESTALE if
+ * the pack the index named has vanished.
+ */
+static int get_once(struct stamp_store *s, struct stamp_index *ix, const struct stamp_id *id,
+                    uint8_t type, uint8_t **ret, size_t *ret_len)
 {
-        struct stamp_index *ix;
         struct stamp_loc loc;
         struct stamp_pack_entry rec;
         struct stamp_id check;
@@ -482,9 +561,6 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
         _cleanup_free_ uint8_t *raw = NULL;
         int r;
 
-        r = stamp_store_index(s, &ix);
-        if (r < 0)
-                return r;
         r = stamp_index_find(ix, id, &loc);
         if (r < 0)
                 return r;
@@ -498,7 +574,7 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
         r = stamp_backend_read(s->backend, loc.pack, loc.offset, stored,
                                STAMP_PACK_RECORD_HEADER_SIZE + (size_t)loc.stored_len);
         if (r == -ENOENT)
-                return -EBADMSG; /* the index names a pack that is gone */
+                return -ESTALE;
         if (r < 0)
                 return r;
         r = stamp_pack_record_parse(stored, loc.offset, &rec);
@@ -526,6 +602,28 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
         *ret = TAKE_PTR(raw);
         *ret_len = rec.raw_len;
         return 0;
+}
+
+int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
+                    uint8_t **ret, size_t *ret_len)
+{
+        struct stamp_index *ix;
+        int r;
+
+        r = stamp_store_index(s, &ix);
+        if (r < 0)
+                return r;
+        r = get_once(s, ix, id, type, ret, ret_len);
+        /*
+         * gc moves live objects out of a pack (new pack durable and indexed
+         * first) and then deletes the old pack, all while readers run: a
+         * reader that looked the object up just before the move finds the
+         * pack gone, and a fresh lookup names the new one (FORMAT.md,
+         * "Garbage collection and concurrency").
+         */
+        if (r == -ESTALE)
+                r = get_once(s, ix, id, type, ret, ret_len);
+        return r == -ESTALE ? -EBADMSG : r; /* still gone: the index names a missing pack */
 }
 
 static int collect_stamp(const char *name, void *userdata)

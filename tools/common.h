@@ -70,3 +70,4 @@ int verb_list(int argc, char **argv);
 int verb_show(int argc, char **argv);
 int verb_cat(int argc, char **argv);
 int verb_forget(int argc, char **argv);
+int verb_gc(int argc, char **argv);

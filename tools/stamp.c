@@ -20,6 +20,7 @@ static const struct verb verbs[] = {
         { "show", verb_show, "show one snapshot's record" },
         { "cat", verb_cat, "write a file of a snapshot to standard output" },
         { "forget", verb_forget, "delete snapshots (their data is reclaimed by gc)" },
+        { "gc", verb_gc, "reclaim the space of data no snapshot references" },
 };
 
 static void help(void)

@@ -71,3 +71,4 @@ int verb_show(int argc, char **argv);
 int verb_cat(int argc, char **argv);
 int verb_forget(int argc, char **argv);
 int verb_gc(int argc, char **argv);
+int verb_stats(int argc, char **argv);

@@ -225,12 +225,13 @@ static int finish_pack(struct gc *g, struct stamp_pack_writer **pw)
 {
         const struct stamp_pack_entry *e = stamp_pack_writer_entries(*pw);
         size_t n = stamp_pack_writer_count(*pw);
-        uint64_t size = stamp_pack_writer_size(*pw);
+        uint64_t size = 0;
         char name[64];
         int r;
 
         r = stamp_pack_writer_finish(*pw, name);
         if (r == 0) {
+                size = stamp_pack_writer_size(*pw); /* with its index and trailer */
                 hook(g, "rewrite-durable");
                 r = stamp_index_relocate(g->ix, name, size, e, n);
         }

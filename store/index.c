@@ -874,27 +874,43 @@ int stamp_index_gc_files_scan(struct stamp_index *ix,
 
 int stamp_index_gc_commit(struct stamp_index *ix, uint64_t *ret_objects, uint64_t *ret_bytes)
 {
-        uint64_t v[2];
+        uint64_t v[2], left[2];
         char sql[1024];
         int r;
 
         r = stamp_index_begin(ix);
         if (r < 0)
                 return r;
-        r = query_u64s(ix,
-                       "SELECT count(*), coalesce(sum(c.bytes), 0) FROM scratch.cand c"
-                       " WHERE NOT EXISTS (SELECT 1 FROM scratch.seen s WHERE s.id = c.id)"
-                       " AND EXISTS (SELECT 1 FROM main.objects o WHERE o.id = c.id)",
-                       v, 2);
+        /* The dead rows of the packs that go; temp.gone lists those packs. */
         snprintf(sql, sizeof(sql),
-                 "DELETE FROM main.objects WHERE id IN (SELECT c.id FROM scratch.cand c"
-                 " WHERE NOT EXISTS (SELECT 1 FROM scratch.seen s WHERE s.id = c.id));"
-                 "DELETE FROM main.files WHERE (dev, ino) IN (SELECT dev, ino FROM scratch.dropfiles);"
-                 "DELETE FROM main.packs WHERE id IN (SELECT pack FROM scratch.plan"
-                 " WHERE action IN (%d, %d));",
+                 "DROP TABLE IF EXISTS temp.gone;"
+                 "CREATE TEMP TABLE gone(pack INTEGER PRIMARY KEY);"
+                 "INSERT INTO temp.gone SELECT pack FROM scratch.plan WHERE action IN (%d, %d);",
                  STAMP_GC_REWRITE, STAMP_GC_DELETE);
+        r = exec(ix, sql);
         if (r == 0)
-                r = exec(ix, sql);
+                r = query_u64s(ix,
+                               "SELECT count(*), coalesce(sum(o.stored_len), 0) FROM main.objects o"
+                               " WHERE o.pack IN temp.gone AND o.id IN (SELECT c.id FROM"
+                               " scratch.cand c WHERE NOT EXISTS (SELECT 1 FROM scratch.seen s"
+                               " WHERE s.id = c.id))",
+                               v, 2);
+        if (r == 0)
+                r = exec(ix,
+                         "DELETE FROM main.objects WHERE pack IN temp.gone AND id IN"
+                         " (SELECT c.id FROM scratch.cand c WHERE NOT EXISTS"
+                         " (SELECT 1 FROM scratch.seen s WHERE s.id = c.id));"
+                         "DELETE FROM main.files WHERE (dev, ino) IN"
+                         " (SELECT dev, ino FROM scratch.dropfiles);"
+                         "DELETE FROM main.packs WHERE id IN temp.gone;");
+        /* gc checked each pack against its trailer; a row left pointing at one is a bug. */
+        if (r == 0)
+                r = query_u64s(ix, "SELECT EXISTS (SELECT 1 FROM main.objects WHERE pack IN temp.gone), 0",
+                               left, 2);
+        if (r == 0 && left[0])
+                r = -EBADMSG;
+        if (r == 0)
+                r = exec(ix, "DROP TABLE temp.gone");
         if (r < 0) {
                 stamp_index_rollback(ix);
                 return r;

@@ -204,9 +204,12 @@ int stamp_index_gc_files_scan(struct stamp_index *ix,
                               int (*fn)(const uint8_t *content, size_t len, void *userdata),
                               void *userdata, uint64_t *ret_listed);
 /*
- * The commit of a gc, one transaction: deletes the rows of dead objects
- * (candidates still not marked), the listed files-cache rows, and the rows
- * of packs planned REWRITE or DELETE. Returns the objects deleted.
+ * The commit of a gc, one transaction: deletes the rows of packs planned
+ * REWRITE or DELETE, the rows of the dead objects (candidates still not
+ * marked) in them, and the listed files-cache rows. Dead objects in packs
+ * that stay keep their rows: the index keeps describing exactly what the
+ * indexed packs hold, as a reindex would. Returns the object rows deleted
+ * and their stored bytes.
  */
 int stamp_index_gc_commit(struct stamp_index *ix, uint64_t *ret_objects, uint64_t *ret_bytes);
 /* 1 if pack @name is listed, with *ret_id; 0 if not. */

@@ -28,6 +28,9 @@
 
 struct conn {
         struct stamp_index *ix;
+        uint64_t dev, ino;          /* index.db's identity when ix was opened */
+        struct stamp_index **old;   /* replaced by reopen_if_replaced(); freed with the store */
+        size_t n_old;
         pthread_t thread;
         struct conn *next;
 };
@@ -171,6 +174,9 @@ void stamp_store_free(struct stamp_store *s)
         for (struct conn *c = s->conns, *next; c; c = next) {
                 next = c->next;
                 stamp_index_free(c->ix);
+                for (size_t i = 0; i < c->n_old; i++)
+                        stamp_index_free(c->old[i]);
+                free(c->old);
                 free(c);
         }
         pthread_key_delete(s->key);
@@ -304,6 +310,51 @@ static int index_ensure(struct stamp_store *s)
         return 0;
 }
 
+static void index_identity(struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino)
+{
+        struct stat st;
+
+        if (fstatat(s->dirfd, INDEX_NAME, &st, 0) < 0)
+                st.st_dev = st.st_ino = 0;
+        *ret_dev = st.st_dev;
+        *ret_ino = st.st_ino;
+}
+
+/*
+ * `stamp reindex` replaces index.db with a new file. A long-lived reader
+ * (the mount) would go on reading the old one, which lacks whatever is
+ * committed later; so when a lookup fails, the calling thread's connection
+ * is reopened if index.db is no longer the file it opened. The old
+ * connection is kept until the store is freed: a caller may still hold it.
+ * Returns 1 if reopened.
+ */
+static int reopen_if_replaced(struct stamp_store *s)
+{
+        struct conn *c = pthread_getspecific(s->key);
+        struct stamp_index *ix, **old;
+        uint64_t dev, ino;
+        int r;
+
+        if (!c)
+                return 0;
+        index_identity(s, &dev, &ino);
+        if (ino == 0 || (dev == c->dev && ino == c->ino))
+                return 0;
+        old = realloc(c->old, (c->n_old + 1) * sizeof(*old));
+        if (!old)
+                return -ENOMEM;
+        c->old = old;
+        r = stamp_store_index_open(s, &ix);
+        if (r < 0)
+                return r;
+        (void)stamp_index_tune_reader(ix);
+        c->old[c->n_old++] = c->ix;
+        c->ix = ix;
+        c->dev = dev;
+        c->ino = ino;
+        return 1;
+}
+
 int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
 {
         struct conn *c = pthread_getspecific(s->key);
@@ -316,6 +367,7 @@ int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        index_identity(s, &c->dev, &c->ino); /* before the open: a change after it shows */
         r = stamp_store_index_open(s, &c->ix);
         if (r < 0) {
                 free(c);
@@ -509,6 +561,165 @@ static int recover_record(const char *name, void *userdata)
         return r;
 }
 
+struct reindex_ctx {
+        struct stamp_store *s;
+        struct stamp_index *ix;
+        struct stamp_reindex_result *res;
+};
+
+static int reindex_pack(const char *name, void *userdata)
+{
+        struct reindex_ctx *c = userdata;
+        _cleanup_free_ struct stamp_pack_entry *e = NULL;
+        size_t n;
+        uint64_t size;
+        int r;
+
+        if (strlen(name) < 5 || strcmp(name + strlen(name) - 5, ".pack") != 0)
+                return 0;
+        r = stamp_pack_load_index(c->s->backend, name, &e, &n, &size);
+        if (r == -EBADMSG || r == -EOPNOTSUPP) {
+                c->res->unreadable_packs++; /* left for verify to report, never indexed */
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        /*
+         * A pack whose checksum fails but whose trailer is sound is indexed
+         * anyway: its sound objects stay readable, and every read of a
+         * damaged one fails its own checks.
+         */
+        r = stamp_pack_verify(c->s->backend, name);
+        if (r == -EBADMSG)
+                c->res->damaged_packs++;
+        else if (r < 0)
+                return r;
+        r = stamp_index_add_pack(c->ix, name, size, e, n);
+        if (r < 0)
+                return r;
+        c->res->packs++;
+        c->res->objects += n;
+        c->res->pack_bytes += size;
+        return 0;
+}
+
+static int reindex_record(const char *name, void *userdata)
+{
+        struct reindex_ctx *c = userdata;
+        struct stamp_record rec;
+        char stamp[STAMP_STAMP_LEN + 1];
+        const char *base = strrchr(name, '/');
+        int r;
+
+        base = base ? base + 1 : name;
+        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
+                return 0;
+        memcpy(stamp, base, STAMP_STAMP_LEN);
+        stamp[STAMP_STAMP_LEN] = 0;
+        if (!stamp_stamp_valid(stamp))
+                return 0;
+        r = stamp_store_record_load(c->s, stamp, &rec);
+        if (r == -EBADMSG || r == -EOPNOTSUPP) {
+                c->res->unreadable_records++;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = stamp_index_snapshot_put(c->ix, stamp, &rec.root);
+        stamp_record_release(&rec);
+        if (r == 0)
+                c->res->snapshots++;
+        return r;
+}
+
+/* Removes index.db.new and the side files of @base ("index.db" or "index.db.new"). */
+static void remove_db_files(struct stamp_store *s, const char *base, bool main_file)
+{
+        static const char *const sides[] = { "-wal", "-shm", "-journal" };
+        char name[64];
+
+        if (main_file)
+                (void)unlinkat(s->dirfd, base, 0);
+        for (size_t i = 0; i < ARRAY_SIZE(sides); i++) {
+                snprintf(name, sizeof(name), "%s%s", base, sides[i]);
+                (void)unlinkat(s->dirfd, name, 0);
+        }
+}
+
+static int build_index(struct stamp_store *s, const char *path, struct stamp_reindex_result *ret)
+{
+        struct reindex_ctx c = { .s = s, .res = ret };
+        int r;
+
+        r = stamp_index_open(path, STAMP_INDEX_CREATE, &c.ix);
+        if (r < 0)
+                return r;
+        r = stamp_index_begin(c.ix);
+        if (r == 0)
+                r = stamp_backend_list(s->backend, "packs/", reindex_pack, &c);
+        if (r == 0)
+                r = stamp_backend_list(s->backend, "snapshots/", reindex_record, &c);
+        if (r == 0)
+                r = stamp_index_commit(c.ix);
+        else
+                stamp_index_rollback(c.ix);
+        if (r == 0)
+                r = stamp_index_checkpoint(c.ix);
+        /* The last connection's close folds the WAL in and removes -wal and -shm. */
+        stamp_index_free(c.ix);
+        return r;
+}
+
+/* Empties the old index's WAL, so nothing of it can be read as the new one's. */
+static void retire_old_index(struct stamp_store *s)
+{
+        struct stamp_index *ix;
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path);
+        if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) == 0 && stamp_index_open(path, 0, &ix) == 0) {
+                (void)stamp_index_checkpoint(ix);
+                stamp_index_free(ix);
+        }
+        remove_db_files(s, INDEX_NAME, false);
+}
+
+int stamp_store_reindex(struct stamp_store *s, struct stamp_reindex_result *ret)
+{
+        char path[PATH_MAX];
+        int r;
+
+        memset(ret, 0, sizeof(*ret));
+        if (s->lock_fd < 0 || s->gc_lock_fd < 0 || s->conns)
+                return -EINVAL;
+        r = stamp_backend_cleanup(s->backend);
+        if (r < 0)
+                return r;
+        /* No index to ask: every pack an interrupted gc listed goes (gc.h). */
+        r = stamp_gc_pending_complete(s, NULL, &ret->pending_removed);
+        if (r < 0)
+                return r;
+        remove_db_files(s, INDEX_NAME ".new", true);
+        if (snprintf(path, sizeof(path), "%s/" INDEX_NAME ".new", s->path) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        r = build_index(s, path, ret);
+        if (r < 0) {
+                remove_db_files(s, INDEX_NAME ".new", true);
+                return r;
+        }
+        (void)fchmodat(s->dirfd, INDEX_NAME ".new", 0600, 0);
+        /*
+         * The new file is complete and durable (SQLite fsynced it). The old
+         * -wal and -shm must go before the rename: a connection opening the
+         * new index.db next to the old index.db-wal would read that WAL's
+         * pages as its own.
+         */
+        retire_old_index(s);
+        if (renameat(s->dirfd, INDEX_NAME ".new", s->dirfd, INDEX_NAME) < 0)
+                return negerrno();
+        return fsync(s->dirfd) < 0 ? negerrno() : 0;
+}
+
 int stamp_store_recover(struct stamp_store *s)
 {
         struct recover_ctx c = { .s = s };
@@ -622,6 +833,9 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
          * "Garbage collection and concurrency").
          */
         if (r == -ESTALE)
+                r = get_once(s, ix, id, type, ret, ret_len);
+        if ((r == -ENOENT || r == -ESTALE) && reopen_if_replaced(s) == 1 &&
+            stamp_store_index(s, &ix) == 0)
                 r = get_once(s, ix, id, type, ret, ret_len);
         return r == -ESTALE ? -EBADMSG : r; /* still gone: the index names a missing pack */
 }

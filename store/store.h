@@ -108,6 +108,24 @@ void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path);
  */
 int stamp_store_recover(struct stamp_store *s);
 
+struct stamp_reindex_result {
+        uint64_t packs, objects, pack_bytes, snapshots;
+        uint64_t damaged_packs;      /* checksum mismatch: indexed, reads of bad objects fail */
+        uint64_t unreadable_packs;   /* no sound trailer: not indexed */
+        uint64_t unreadable_records; /* malformed snapshot records: not indexed */
+        uint64_t pending_removed;    /* packs an interrupted gc had listed, deleted */
+};
+
+/*
+ * Rebuilds index.db from the packs (each one's checksum verified) and the
+ * snapshot records alone: the new index is built as index.db.new, then
+ * renamed over index.db. The files cache starts empty (the next snapshot
+ * reads every file again). Requires the gc lock and the write lock, and no
+ * index connection of @s open. Readers that have the old index open switch
+ * to the new one on their next failed lookup.
+ */
+int stamp_store_reindex(struct stamp_store *s, struct stamp_reindex_result *ret);
+
 /*
  * Reads object @id, checks its type, decompresses it and verifies its id.
  * -ENOENT if the index does not know it, -EBADMSG if the stored bytes are

@@ -72,3 +72,4 @@ int verb_cat(int argc, char **argv);
 int verb_forget(int argc, char **argv);
 int verb_gc(int argc, char **argv);
 int verb_stats(int argc, char **argv);
+int verb_reindex(int argc, char **argv);

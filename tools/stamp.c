@@ -21,6 +21,7 @@ static const struct verb verbs[] = {
         { "cat", verb_cat, "write a file of a snapshot to standard output" },
         { "forget", verb_forget, "delete snapshots (their data is reclaimed by gc)" },
         { "gc", verb_gc, "reclaim the space of data no snapshot references" },
+        { "reindex", verb_reindex, "rebuild the index from the packs and snapshot records" },
         { "stats", verb_stats, "sizes, dedup, and what each snapshot alone holds" },
 };
 

@@ -178,6 +178,9 @@ static void print_summary(const struct stamp_gc_result *res, bool dry_run)
                (unsigned long long)res->dead_objects, fmt_bytes(res->dead_bytes, b1),
                (unsigned long long)(res->snapshots + res->new_snapshots),
                (unsigned long long)res->live_objects);
+        if (res->candidates > res->dead_objects)
+                printf("%llu unreferenced objects stay in packs below the --max-unused threshold\n",
+                       (unsigned long long)(res->candidates - res->dead_objects));
         printf("removed %llu packs (%llu deleted, %llu rewritten into %llu new), freed %s\n",
                (unsigned long long)(res->packs_deleted + res->packs_rewritten),
                (unsigned long long)res->packs_deleted, (unsigned long long)res->packs_rewritten,

@@ -296,6 +296,8 @@ static int rewrite(struct gc *g)
         if (r == 0 && pw)
                 r = finish_pack(g, &pw);
         stamp_pack_writer_free(pw); /* an unfinished pack is discarded */
+        if (r == 0)
+                hook(g, "rewritten");
         return r;
 }
 

@@ -411,6 +411,7 @@ static int write_pending(struct gc *g, uint64_t *ret_n)
         r = stamp_backend_writer_write(w, PENDING_MAGIC, strlen(PENDING_MAGIC));
         while (r == 0 && (r = stamp_index_gc_plan_next(g->ix, after, &p)) == 1) {
                 after = p.pack;
+                r = 0;
                 if (p.action == STAMP_GC_KEEP)
                         continue;
                 r = stamp_backend_writer_write(w, p.name, strlen(p.name));

@@ -52,6 +52,10 @@ for t in $(seq 1 "$trials"); do
                 if [ "$rc" = 137 ]; then
                         killed=$((killed + 1))
                         hit[$point]=1
+                        case $point in pending:* | committed:* | unlink:*)
+                                [ "$(tail -n 1 "$S/gc-pending")" = end ] ||
+                                        fail "trial $t: gc-pending is not complete after a kill at $point"
+                        esac
                 elif [ "$rc" != 0 ]; then
                         cat "$WORK/gc.err" >&2
                         fail "trial $t: gc exited $rc before its kill point $point"

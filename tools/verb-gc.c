@@ -202,7 +202,7 @@ static int report_failure(struct stamp_store *s, const struct stamp_gc_result *r
         char hex[STAMP_ID_HEX_SIZE];
 
         stamp_id_to_hex(&res->bad_id, hex);
-        if (r == -EUCLEAN) {
+        if (r == -EUCLEAN && res->bad_stamp[0]) {
                 log_error("refusing to collect garbage: snapshot '%s' references object %s, "
                           "which the index does not have (%llu missing); the index is stale or "
                           "damaged, run 'stamp reindex'; nothing was deleted",

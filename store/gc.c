@@ -515,6 +515,7 @@ static int take_lock(struct gc *g)
         report(g);
         r = stamp_store_lock(g->s, g->o->lock_timeout_s, "stamp gc", holder, sizeof(holder));
         g->prog.holder = NULL;
+        g->res->lock_timed_out = r == -EBUSY;
         return r;
 }
 

@@ -225,7 +225,7 @@ static int report_failure(struct stamp_store *s, const struct stamp_gc_result *r
                           hex, describe(r));
                 return EXIT_CORRUPT;
         }
-        if (r == -EBUSY) {
+        if (r == -EBUSY && res->lock_timed_out) {
                 log_error("gc stopped: the store lock of '%s' was not free within %d s (held by "
                           "%s); nothing was deleted and the store is consistent, run gc again",
                           stamp_store_path(s), lock_timeout, u->waited ? u->holder : "another process");

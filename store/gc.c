@@ -114,9 +114,12 @@ static int mark_snapshot(struct gc *g, const char *stamp)
         memset(&g->walk.bad, 0, sizeof(g->walk.bad));
         r = stamp_walk_root(&g->walk, &rec.root);
         stamp_record_release(&rec);
-        if (r < 0 || (g->walk.missing > missing && !g->res->bad_stamp[0])) {
+        if (r < 0) {
                 snprintf(g->res->bad_stamp, sizeof(g->res->bad_stamp), "%s", stamp);
                 g->res->bad_id = g->walk.bad;
+        } else if (g->walk.missing > missing && !g->res->bad_stamp[0]) {
+                snprintf(g->res->bad_stamp, sizeof(g->res->bad_stamp), "%s", stamp);
+                g->res->bad_id = g->walk.first_missing;
         }
         if (r == -ENOENT)
                 return -EUCLEAN; /* a tree or chunk list the index does not have */

@@ -43,7 +43,7 @@ static int visit(struct ctx *c, const struct stamp_id *id)
         if (stored >= 0)
                 c->w->bytes += (uint64_t)stored;
         else if (c->w->missing++ == 0)
-                c->w->bad = *id;
+                c->w->first_missing = *id;
         r = batch_tick(c);
         return r < 0 ? r : 1;
 }
@@ -127,7 +127,7 @@ static int walk_tree(struct ctx *c, const struct stamp_id *id)
                         r = walk_content(c, &e);
         }
         if (r < 0 && stamp_id_is_null(&c->w->bad))
-                c->w->bad = *id;
+                c->w->bad = *id; /* (a chunk list below it may have named itself) */
         stamp_tree_obj_release(&t);
         return r < 0 ? r : 0;
 }

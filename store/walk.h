@@ -26,7 +26,8 @@ struct stamp_walk {
         uint64_t bytes;         /* their stored bytes (as the index says) */
         uint64_t trees;         /* trees read */
         uint64_t missing;       /* reached, but not in the index */
-        struct stamp_id bad;    /* the object that failed, or the first missing one */
+        struct stamp_id first_missing; /* the first of them */
+        struct stamp_id bad;    /* the object that failed the walk */
         /* Called every few thousand objects; may be NULL. */
         void (*progress)(const struct stamp_walk *w, void *userdata);
         void *userdata;

@@ -109,6 +109,17 @@ wait "$holder"
 check_all "$S" "after waiting for the lock"
 check_clean "$S" "after waiting for the lock"
 
+# Index rows of referenced chunks lost: gc refuses, naming one, and deletes
+# nothing; stats counts them.
+python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("delete from objects where type = 1"); c.commit()' "$S/index.db"
+before=$(pack_bytes "$S")
+expect_rc 5 "$STAMP" --store "$S" gc
+expect_err "refusing to collect garbage: snapshot '[0-9TZ]*' references object [0-9a-f]\{32\}, which the index does not have ([0-9]* missing); the index is stale or damaged, run 'stamp reindex'; nothing was deleted"
+[ "$(pack_bytes "$S")" = "$before" ] || fail "gc deleted data on an index missing rows"
+[ "$(stats_field "$S" missing_objects)" -gt 0 ] || fail "stats does not count missing objects"
+expect_rc 0 "$STAMP" --store "$S" reindex
+check_all "$S" "after reindex of lost rows"
+
 # A stale index (an old copy put back): gc refuses and deletes nothing.
 sleep 1
 mutate_tree "$WORK/src" 5

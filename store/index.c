@@ -451,9 +451,10 @@ static const char *const scratch_queries[_S_MAX] = {
                        "WHERE s.id = o.id)) FROM main.objects o WHERE o.id = ?1",
         [S_DROPFILE] = "INSERT OR IGNORE INTO scratch.dropfiles(dev, ino) VALUES(?, ?)",
         [S_PACK_ID] = "SELECT id FROM main.packs WHERE name = ?",
-        [S_RELOCATE] = "INSERT INTO main.objects(id, pack, offset, raw_len, stored_len, type, comp) "
-                       "VALUES(?, (SELECT id FROM main.packs WHERE name = ?), ?, ?, ?, ?, ?) "
-                       "ON CONFLICT(id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset, "
+        [S_RELOCATE] = "INSERT INTO main.objects(id, pack, offset, raw_len, stored_len, type, "
+                       "comp) VALUES(?, (SELECT id FROM main.packs WHERE name = ?), ?, ?, ?, ?, ?) "
+                       "ON CONFLICT(id) DO UPDATE SET pack = excluded.pack, "
+                       "offset = excluded.offset, "
                        "raw_len = excluded.raw_len, stored_len = excluded.stored_len, "
                        "type = excluded.type, comp = excluded.comp",
 };
@@ -618,7 +619,8 @@ int stamp_index_usage(struct stamp_index *ix, struct stamp_index_usage *ret)
                        " (SELECT count(*) FROM main.objects),"
                        " (SELECT count(*) FROM main.objects WHERE type = 1),"
                        " (SELECT count(*) FROM scratch.seen WHERE bytes IS NOT NULL),"
-                       " (SELECT coalesce(sum(bytes), 0) FROM scratch.seen WHERE bytes IS NOT NULL),"
+                       " (SELECT coalesce(sum(bytes), 0) FROM scratch.seen"
+                       "   WHERE bytes IS NOT NULL),"
                        " (SELECT count(DISTINCT o.pack) FROM scratch.seen s"
                        "   JOIN main.objects o ON o.id = s.id),"
                        " (SELECT count(*) FROM scratch.seen WHERE bytes IS NULL), 0",
@@ -905,7 +907,9 @@ int stamp_index_gc_commit(struct stamp_index *ix, uint64_t *ret_objects, uint64_
                          "DELETE FROM main.packs WHERE id IN temp.gone;");
         /* gc checked each pack against its trailer; a row left pointing at one is a bug. */
         if (r == 0)
-                r = query_u64s(ix, "SELECT EXISTS (SELECT 1 FROM main.objects WHERE pack IN temp.gone), 0",
+                r = query_u64s(ix,
+                               "SELECT EXISTS (SELECT 1 FROM main.objects"
+                               " WHERE pack IN temp.gone), 0",
                                left, 2);
         if (r == 0 && left[0])
                 r = -EBADMSG;

@@ -632,7 +632,7 @@ static int reindex_record(const char *name, void *userdata)
         return r;
 }
 
-/* Removes the side files (-wal, -shm, -journal) of database @base, and @base itself if @main_file. */
+/* Removes the -wal, -shm and -journal of database @base, and @base too if @main_file. */
 static void remove_db_files(struct stamp_store *s, const char *base, bool main_file)
 {
         static const char *const sides[] = { "-wal", "-shm", "-journal" };

@@ -75,7 +75,8 @@ int stamp_tmpfile_create_locked(int dirfd, const char *path, int access)
 
 int stamp_tmpfile_remove_unlocked(int dirfd, const char *name)
 {
-        _cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        _cleanup_close_ int fd =
+                openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         struct stat st;
 
         if (fd < 0) {

@@ -115,12 +115,16 @@ static void parse_test_env(struct ui *u)
         const char *pause = getenv("STAMP_TEST_GC_PAUSE");
         const char *colon;
 
-        if (crash && (colon = strchr(crash, ':')) && (size_t)(colon - crash) < sizeof(u->crash_point)) {
-                snprintf(u->crash_point, sizeof(u->crash_point), "%.*s", (int)(colon - crash), crash);
+        if (crash && (colon = strchr(crash, ':')) &&
+            (size_t)(colon - crash) < sizeof(u->crash_point)) {
+                snprintf(u->crash_point, sizeof(u->crash_point), "%.*s", (int)(colon - crash),
+                         crash);
                 u->crash_n = atol(colon + 1);
         }
-        if (pause && (colon = strchr(pause, ':')) && (size_t)(colon - pause) < sizeof(u->pause_point)) {
-                snprintf(u->pause_point, sizeof(u->pause_point), "%.*s", (int)(colon - pause), pause);
+        if (pause && (colon = strchr(pause, ':')) &&
+            (size_t)(colon - pause) < sizeof(u->pause_point)) {
+                snprintf(u->pause_point, sizeof(u->pause_point), "%.*s", (int)(colon - pause),
+                         pause);
                 u->pause_dir = colon + 1;
         }
 }
@@ -166,8 +170,8 @@ static void print_summary(const struct stamp_gc_result *res, bool dry_run)
 
         if (dry_run) {
                 printf("would delete %llu unreferenced objects (%s stored) of %llu snapshots' "
-                       "%llu live ones;\nwould delete %llu packs and rewrite %llu, freeing about %s "
-                       "of %s\n",
+                       "%llu live ones;\n"
+                       "would delete %llu packs and rewrite %llu, freeing about %s of %s\n",
                        (unsigned long long)res->candidates, fmt_bytes(res->candidate_bytes, b1),
                        (unsigned long long)res->snapshots, (unsigned long long)res->live_objects,
                        (unsigned long long)res->plan_delete, (unsigned long long)res->plan_rewrite,
@@ -228,7 +232,8 @@ static int report_failure(struct stamp_store *s, const struct stamp_gc_result *r
         if (r == -EBUSY && res->lock_timed_out) {
                 log_error("gc stopped: the store lock of '%s' was not free within %d s (held by "
                           "%s); nothing was deleted and the store is consistent, run gc again",
-                          stamp_store_path(s), lock_timeout, u->waited ? u->holder : "another process");
+                          stamp_store_path(s), lock_timeout,
+                          u->waited ? u->holder : "another process");
                 return EXIT_BUSY;
         }
         log_error("gc of store '%s' failed: %s; nothing more was deleted, the next gc "

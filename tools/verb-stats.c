@@ -78,7 +78,8 @@ static void print_human(struct stamp_store *s, const struct stamp_stats *st, con
                (unsigned long long)st->referenced_objects);
         printf("unused:       %s in packs", fmt_bytes(st->unused_bytes, b3));
         if (st->unreferenced_packs)
-                printf(", %llu packs with nothing live", (unsigned long long)st->unreferenced_packs);
+                printf(", %llu packs with nothing live",
+                       (unsigned long long)st->unreferenced_packs);
         printf(" (stamp gc reclaims it)\n");
         if (st->unindexed_packs)
                 printf("unindexed:    %llu pack files the index does not list (the next snapshot "

@@ -81,7 +81,8 @@ static struct stamp_store *open_store(const char *dir)
 
 static void gc(struct stamp_store *s, bool dry_run, unsigned pct, struct stamp_gc_result *res)
 {
-        struct stamp_gc_options o = { .dry_run = dry_run, .max_unused_pct = pct, .lock_timeout_s = 5 };
+        struct stamp_gc_options o = { .dry_run = dry_run, .max_unused_pct = pct,
+                                      .lock_timeout_s = 5 };
 
         CHECK_RC(stamp_gc_run(s, &o, res), -EINVAL); /* needs the gc lock */
         CHECK_OK(stamp_store_gc_lock(s, 0, "test gc", NULL, 0));

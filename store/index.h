@@ -108,6 +108,7 @@ int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *re
  * they never take the index's write lock, so a concurrent snapshot is not
  * blocked.
  */
+/* Attaches the empty file @path (it must exist) as the scratch database. */
 int stamp_index_scratch_attach(struct stamp_index *ix, const char *path);
 int stamp_index_scratch_begin(struct stamp_index *ix);
 int stamp_index_scratch_commit(struct stamp_index *ix);

@@ -26,6 +26,7 @@
 #include "backend.h"
 #include "hash.h"
 #include "macro.h"
+#include "tmpfile.h"
 
 #define FD_CACHE_SIZE 64
 #define TMP_DIR "tmp"
@@ -124,23 +125,12 @@ static int local_writer_open(struct stamp_backend *b, struct stamp_backend_write
                 return -ENOMEM;
         w->b = b;
         snprintf(w->tmp, sizeof(w->tmp), TMP_DIR "/%s.tmp", hex);
-        w->fd = openat(l->dirfd, w->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                       0600);
-        if (w->fd < 0 && errno == ENOENT) {
-                if (mkdirat(l->dirfd, TMP_DIR, 0700) < 0 && errno != EEXIST) {
-                        r = negerrno();
-                        free(w);
-                        return r;
-                }
-                w->fd = openat(l->dirfd, w->tmp,
-                               O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        }
+        w->fd = stamp_tmpfile_create_locked(l->dirfd, w->tmp, O_WRONLY);
         if (w->fd < 0) {
-                r = negerrno();
+                r = w->fd;
                 free(w);
                 return r;
         }
-        (void)fchmod(w->fd, 0600); /* explicit: a umask must not widen or narrow it */
         *ret = (struct stamp_backend_writer *)w;
         return 0;
 }
@@ -204,15 +194,18 @@ static int local_writer_commit(struct stamp_backend_writer *bw, const char *name
                 r = negerrno();
                 goto fail;
         }
-        r = close(TAKE_FD(w->fd)) < 0 ? negerrno() : 0;
-        if (r < 0)
-                goto fail;
         r = make_parents(l->dirfd, name);
         if (r < 0)
                 goto fail;
+        /* The fd stays open (and its flock held) until the file has left tmp/. */
         r = place(l, w->tmp, name);
         if (r < 0)
                 goto fail;
+        if (close(TAKE_FD(w->fd)) < 0) {
+                r = negerrno();
+                free(w);
+                return r;
+        }
         slash = strrchr(name, '/');
         if (slash) {
                 char dir[600];
@@ -416,6 +409,12 @@ static int local_remove(struct stamp_backend *b, const char *name)
         return fsync_dir(l->dirfd, dir);
 }
 
+/*
+ * Removes the temporary files of dead writers. A live writer holds a flock
+ * on its file (tmpfile.h), so a file we can lock has no owner any more: a
+ * gc copying packs or a scratch database beside a running snapshot keeps
+ * its files even though the snapshot's recovery runs this.
+ */
 static int local_cleanup(struct stamp_backend *b)
 {
         struct local *l = to_local(b);
@@ -431,7 +430,7 @@ static int local_cleanup(struct stamp_backend *b)
         TAKE_FD(fd);
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.')
-                        (void)unlinkat(dirfd(d), de->d_name, 0);
+                        (void)stamp_tmpfile_remove_unlocked(dirfd(d), de->d_name);
         closedir(d);
         return 0;
 }

@@ -105,3 +105,128 @@ int stamp_index_checkpoint(struct stamp_index *ix);
 /* Statistics for `stamp show`/tests: counts of packs and objects, and pack bytes. */
 int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *ret_objects,
                        uint64_t *ret_pack_bytes);
+
+/*
+ * Scratch sets for gc and stats.
+ *
+ * A private SQLite database (a file in the store's tmp/, owned by one
+ * process, never durable) attached to a connection as "scratch". Its page
+ * cache is bounded (16 MiB), so marking every object of a store of any size
+ * needs bounded memory; joins against the index run inside SQLite.
+ *
+ * Tables: seen(id, n, last, bytes): objects reached by a walk, with the
+ * number of passes (snapshots) that reached each and the stored length the
+ * index gives (NULL: missing from the index); stack: trees still to walk;
+ * cand, plan, copy, dropfiles: gc's work lists (see gc.c).
+ *
+ * Scratch writes go in deferred transactions (_scratch_begin/_commit):
+ * they never take the index's write lock, so a concurrent snapshot is not
+ * blocked.
+ */
+/* Attaches the empty file @path (it must exist) as the scratch database. */
+int stamp_index_scratch_attach(struct stamp_index *ix, const char *path);
+int stamp_index_scratch_begin(struct stamp_index *ix);
+int stamp_index_scratch_commit(struct stamp_index *ix);
+
+/*
+ * Records that pass @pass reached @id. Returns 1 if that is news (the
+ * first time in this pass: the caller walks what @id names), 0 if this
+ * pass already reached it. *ret_stored_len is the index's stored length, or
+ * -1 if the index does not know @id. gc uses a single pass (0) for all
+ * snapshots; stats one pass per snapshot, counting per object how many
+ * snapshots hold it.
+ */
+int stamp_index_seen_visit(struct stamp_index *ix, const struct stamp_id *id, int64_t pass,
+                           int64_t *ret_stored_len);
+/* 1 if @id was reached by any pass, 0 if not. */
+int stamp_index_seen_has(struct stamp_index *ix, const struct stamp_id *id);
+/* The walk's stack of trees: push, and pop (1 and *ret, or 0 when empty). */
+int stamp_index_stack_push(struct stamp_index *ix, const struct stamp_id *id);
+int stamp_index_stack_pop(struct stamp_index *ix, struct stamp_id *ret);
+
+/* Store-wide figures after walking every snapshot (stats). */
+struct stamp_index_usage {
+        uint64_t packs, pack_bytes;
+        uint64_t objects, chunks;          /* indexed objects; data chunks among them */
+        uint64_t referenced, referenced_bytes; /* reached objects; their stored lengths */
+        uint64_t live_packs;               /* packs holding a reached object */
+        uint64_t missing;                  /* reached but not indexed */
+};
+int stamp_index_usage(struct stamp_index *ix, struct stamp_index_usage *ret);
+/*
+ * Calls @fn for each pass with the objects only that pass reached: their
+ * count and stored bytes. Stops at a non-zero return.
+ */
+int stamp_index_seen_exclusive(struct stamp_index *ix,
+                               int (*fn)(int64_t pass, uint64_t objects, uint64_t bytes,
+                                         void *userdata),
+                               void *userdata);
+
+/* gc's plan: what to do with each pack. */
+enum {
+        STAMP_GC_KEEP = 0,
+        STAMP_GC_REWRITE = 1, /* copy the live objects to new packs, then delete */
+        STAMP_GC_DELETE = 2,  /* nothing live: delete */
+};
+
+struct stamp_gc_plan_pack {
+        int64_t pack; /* the index's pack id */
+        char name[64];
+        uint64_t size;
+        uint64_t objects, live_objects;
+        uint64_t live_bytes; /* stored bytes + record headers + index entries of live objects */
+        int action;
+};
+
+/*
+ * From the marks in seen (every object reachable from the snapshots):
+ * fills cand with the indexed objects that are not marked, plan with one
+ * row per indexed pack, its live share and its action (DELETE if nothing
+ * in it is live, REWRITE if more than @max_unused_pct percent of it is not
+ * live), and copy with the live objects of REWRITE packs in pack and offset
+ * order. One read snapshot of the index, so the three agree.
+ */
+int stamp_index_gc_plan(struct stamp_index *ix, unsigned max_unused_pct);
+/* The plan's rows in pack id order after @after (start with -1): 1 and *ret, or 0 at the end. */
+int stamp_index_gc_plan_next(struct stamp_index *ix, int64_t after, struct stamp_gc_plan_pack *ret);
+/* Changes a planned pack's action (a pack that must be kept after all). */
+int stamp_index_gc_plan_set(struct stamp_index *ix, int64_t pack, int action);
+/* Candidates: count and stored bytes. */
+int stamp_index_gc_cand_totals(struct stamp_index *ix, uint64_t *ret_n, uint64_t *ret_bytes);
+/*
+ * The next objects to copy after position @after (start with 0): up to @max
+ * locations in *ret (pack = its current pack), their count in *ret_n, and
+ * the position to continue from in *ret_next.
+ */
+int stamp_index_gc_copy_next(struct stamp_index *ix, int64_t after, struct stamp_loc *ret,
+                             size_t max, size_t *ret_n, int64_t *ret_next);
+/*
+ * Points the index rows of @n objects at the new pack @name (added if the
+ * index does not list it), in one transaction: the objects were copied
+ * there and the pack is durable.
+ */
+int stamp_index_relocate(struct stamp_index *ix, const char *name, uint64_t size,
+                         const struct stamp_pack_entry *e, size_t n);
+/*
+ * 1 if the index row of @id points at pack @pack and the object is not dead
+ * (a candidate that is still not marked), so the pack must not be deleted.
+ */
+int stamp_index_gc_row_live(struct stamp_index *ix, int64_t pack, const struct stamp_id *id);
+/*
+ * Calls @fn for every files-cache row; rows for which it returns 1 are
+ * listed for deletion by stamp_index_gc_commit(). A negative return stops.
+ */
+int stamp_index_gc_files_scan(struct stamp_index *ix,
+                              int (*fn)(const uint8_t *content, size_t len, void *userdata),
+                              void *userdata, uint64_t *ret_listed);
+/*
+ * The commit of a gc, one transaction: deletes the rows of packs planned
+ * REWRITE or DELETE, the rows of the dead objects (candidates still not
+ * marked) in them, and the listed files-cache rows. Dead objects in packs
+ * that stay keep their rows: the index keeps describing exactly what the
+ * indexed packs hold, as a reindex would. Returns the object rows deleted
+ * and their stored bytes.
+ */
+int stamp_index_gc_commit(struct stamp_index *ix, uint64_t *ret_objects, uint64_t *ret_bytes);
+/* 1 if pack @name is listed, with *ret_id; 0 if not. */
+int stamp_index_pack_id(struct stamp_index *ix, const char *name, int64_t *ret_id);

@@ -16,15 +16,21 @@
 #include <unistd.h>
 
 #include "compress.h"
+#include "gc.h"
 #include "macro.h"
 #include "pack.h"
+#include "tmpfile.h"
 
 #define CONFIG_NAME "config"
 #define INDEX_NAME "index.db"
 #define LOCK_NAME "lock"
+#define GC_LOCK_NAME "gc.lock"
 
 struct conn {
         struct stamp_index *ix;
+        uint64_t dev, ino;          /* index.db's identity when ix was opened */
+        struct stamp_index **old;   /* replaced by reopen_if_replaced(); freed with the store */
+        size_t n_old;
         pthread_t thread;
         struct conn *next;
 };
@@ -36,7 +42,8 @@ struct stamp_store {
         struct stamp_config config;
         struct stamp_hasher *hasher;
         struct stamp_backend *backend;
-        int lock_fd;
+        int lock_fd;    /* "lock", when held */
+        int gc_lock_fd; /* "gc.lock", when held; lock order: gc.lock, then lock */
         pthread_mutex_t conns_lock; /* protects conns */
         struct conn *conns;
         pthread_key_t key; /* the calling thread's struct conn */
@@ -167,6 +174,9 @@ void stamp_store_free(struct stamp_store *s)
         for (struct conn *c = s->conns, *next; c; c = next) {
                 next = c->next;
                 stamp_index_free(c->ix);
+                for (size_t i = 0; i < c->n_old; i++)
+                        stamp_index_free(c->old[i]);
+                free(c->old);
                 free(c);
         }
         pthread_key_delete(s->key);
@@ -174,6 +184,7 @@ void stamp_store_free(struct stamp_store *s)
         stamp_hasher_free(s->hasher);
         stamp_backend_free(s->backend);
         stamp_store_unlock(s);
+        stamp_store_gc_unlock(s);
         if (s->dirfd >= 0)
                 (void)close(s->dirfd);
         free(s->path);
@@ -203,7 +214,7 @@ int stamp_store_open(const char *dir, struct stamp_store **ret)
 
         if (!s)
                 return -ENOMEM;
-        s->dirfd = s->lock_fd = -1;
+        s->dirfd = s->lock_fd = s->gc_lock_fd = -1;
         pthread_mutex_init(&s->conns_lock, NULL);
         if (pthread_key_create(&s->key, NULL) != 0) {
                 free(s);
@@ -299,6 +310,51 @@ static int index_ensure(struct stamp_store *s)
         return 0;
 }
 
+static void index_identity(struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino)
+{
+        struct stat st;
+
+        if (fstatat(s->dirfd, INDEX_NAME, &st, 0) < 0)
+                st.st_dev = st.st_ino = 0;
+        *ret_dev = st.st_dev;
+        *ret_ino = st.st_ino;
+}
+
+/*
+ * `stamp reindex` replaces index.db with a new file. A long-lived reader
+ * (the mount) would go on reading the old one, which lacks whatever is
+ * committed later; so when a lookup fails, the calling thread's connection
+ * is reopened if index.db is no longer the file it opened. The old
+ * connection is kept until the store is freed: a caller may still hold it.
+ * Returns 1 if reopened.
+ */
+static int reopen_if_replaced(struct stamp_store *s)
+{
+        struct conn *c = pthread_getspecific(s->key);
+        struct stamp_index *ix, **old;
+        uint64_t dev, ino;
+        int r;
+
+        if (!c)
+                return 0;
+        index_identity(s, &dev, &ino);
+        if (ino == 0 || (dev == c->dev && ino == c->ino))
+                return 0;
+        old = realloc(c->old, (c->n_old + 1) * sizeof(*old));
+        if (!old)
+                return -ENOMEM;
+        c->old = old;
+        r = stamp_store_index_open(s, &ix);
+        if (r < 0)
+                return r;
+        (void)stamp_index_tune_reader(ix);
+        c->old[c->n_old++] = c->ix;
+        c->ix = ix;
+        c->dev = dev;
+        c->ino = ino;
+        return 1;
+}
+
 int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
 {
         struct conn *c = pthread_getspecific(s->key);
@@ -311,6 +367,7 @@ int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
+        index_identity(s, &c->dev, &c->ino); /* before the open: a change after it shows */
         r = stamp_store_index_open(s, &c->ix);
         if (r < 0) {
                 free(c);
@@ -342,16 +399,17 @@ static void describe_holder(int fd, char *holder, size_t size)
         }
 }
 
-int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
-                     size_t holder_size)
+/* Takes the flock on @name, kept in *fd_slot (see stamp_store_lock()). */
+static int lock_file(struct stamp_store *s, const char *name, int *fd_slot, int timeout_s,
+                     const char *what, char *holder, size_t holder_size)
 {
         char info[256];
         struct timespec start, now;
         int fd, n;
 
-        if (s->lock_fd >= 0)
+        if (*fd_slot >= 0)
                 return 0;
-        fd = openat(s->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return negerrno();
         clock_gettime(CLOCK_MONOTONIC, &start);
@@ -373,17 +431,78 @@ int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, cha
         n = snprintf(info, sizeof(info), "pid %ld: %s\n", (long)getpid(), what ? what : "stamp");
         if (ftruncate(fd, 0) == 0)
                 (void)!pwrite(fd, info, (size_t)n, 0);
-        s->lock_fd = fd;
+        *fd_slot = fd;
         return 0;
+}
+
+static void unlock_file(int *fd_slot)
+{
+        if (*fd_slot < 0)
+                return;
+        (void)!ftruncate(*fd_slot, 0);
+        (void)close(*fd_slot); /* drops the flock */
+        *fd_slot = -1;
+}
+
+int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
+                     size_t holder_size)
+{
+        return lock_file(s, LOCK_NAME, &s->lock_fd, timeout_s, what, holder, holder_size);
 }
 
 void stamp_store_unlock(struct stamp_store *s)
 {
-        if (s->lock_fd < 0)
-                return;
-        (void)!ftruncate(s->lock_fd, 0);
-        (void)close(s->lock_fd); /* drops the flock */
-        s->lock_fd = -1;
+        unlock_file(&s->lock_fd);
+}
+
+bool stamp_store_locked(const struct stamp_store *s)
+{
+        return s->lock_fd >= 0;
+}
+
+int stamp_store_gc_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
+                        size_t holder_size)
+{
+        return lock_file(s, GC_LOCK_NAME, &s->gc_lock_fd, timeout_s, what, holder, holder_size);
+}
+
+void stamp_store_gc_unlock(struct stamp_store *s)
+{
+        unlock_file(&s->gc_lock_fd);
+}
+
+bool stamp_store_gc_locked(const struct stamp_store *s)
+{
+        return s->gc_lock_fd >= 0;
+}
+
+int stamp_store_tmpfile(struct stamp_store *s, const char *suffix, char *ret_path, size_t size)
+{
+        uint8_t rnd[STAMP_SECRET_SEED_SIZE];
+        char hex[STAMP_ID_HEX_SIZE], name[128];
+        struct stamp_id id;
+        int fd, r;
+
+        r = stamp_secret_generate(rnd);
+        if (r < 0)
+                return r;
+        stamp_checksum128(rnd, sizeof(rnd), &id);
+        stamp_id_to_hex(&id, hex);
+        if (snprintf(name, sizeof(name), "tmp/%s%s", hex, suffix) >= (int)sizeof(name) ||
+            snprintf(ret_path, size, "%s/%s", s->path, name) >= (int)size)
+                return -ENAMETOOLONG;
+        fd = stamp_tmpfile_create_locked(s->dirfd, name, O_RDWR);
+        return fd;
+}
+
+void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path)
+{
+        size_t len = strlen(s->path);
+        const char *name = path + len + 1;
+
+        if (strncmp(path, s->path, len) == 0 && path[len] == '/' &&
+            strncmp(name, "tmp/", 4) == 0 && !strchr(name + 4, '/'))
+                (void)unlinkat(s->dirfd, name, 0);
 }
 
 struct recover_ctx {
@@ -442,9 +561,169 @@ static int recover_record(const char *name, void *userdata)
         return r;
 }
 
+struct reindex_ctx {
+        struct stamp_store *s;
+        struct stamp_index *ix;
+        struct stamp_reindex_result *res;
+};
+
+static int reindex_pack(const char *name, void *userdata)
+{
+        struct reindex_ctx *c = userdata;
+        _cleanup_free_ struct stamp_pack_entry *e = NULL;
+        size_t n;
+        uint64_t size;
+        int r;
+
+        if (strlen(name) < 5 || strcmp(name + strlen(name) - 5, ".pack") != 0)
+                return 0;
+        r = stamp_pack_load_index(c->s->backend, name, &e, &n, &size);
+        if (r == -EBADMSG || r == -EOPNOTSUPP) {
+                c->res->unreadable_packs++; /* left for verify to report, never indexed */
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        /*
+         * A pack whose checksum fails but whose trailer is sound is indexed
+         * anyway: its sound objects stay readable, and every read of a
+         * damaged one fails its own checks.
+         */
+        r = stamp_pack_verify(c->s->backend, name);
+        if (r == -EBADMSG)
+                c->res->damaged_packs++;
+        else if (r < 0)
+                return r;
+        r = stamp_index_add_pack(c->ix, name, size, e, n);
+        if (r < 0)
+                return r;
+        c->res->packs++;
+        c->res->objects += n;
+        c->res->pack_bytes += size;
+        return 0;
+}
+
+static int reindex_record(const char *name, void *userdata)
+{
+        struct reindex_ctx *c = userdata;
+        struct stamp_record rec;
+        char stamp[STAMP_STAMP_LEN + 1];
+        const char *base = strrchr(name, '/');
+        int r;
+
+        base = base ? base + 1 : name;
+        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
+                return 0;
+        memcpy(stamp, base, STAMP_STAMP_LEN);
+        stamp[STAMP_STAMP_LEN] = 0;
+        if (!stamp_stamp_valid(stamp))
+                return 0;
+        r = stamp_store_record_load(c->s, stamp, &rec);
+        if (r == -EBADMSG || r == -EOPNOTSUPP) {
+                c->res->unreadable_records++;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        r = stamp_index_snapshot_put(c->ix, stamp, &rec.root);
+        stamp_record_release(&rec);
+        if (r == 0)
+                c->res->snapshots++;
+        return r;
+}
+
+/* Removes the -wal, -shm and -journal of database @base, and @base too if @main_file. */
+static void remove_db_files(struct stamp_store *s, const char *base, bool main_file)
+{
+        static const char *const sides[] = { "-wal", "-shm", "-journal" };
+        char name[64];
+
+        if (main_file)
+                (void)unlinkat(s->dirfd, base, 0);
+        for (size_t i = 0; i < ARRAY_SIZE(sides); i++) {
+                snprintf(name, sizeof(name), "%s%s", base, sides[i]);
+                (void)unlinkat(s->dirfd, name, 0);
+        }
+}
+
+static int build_index(struct stamp_store *s, const char *path, struct stamp_reindex_result *ret)
+{
+        struct reindex_ctx c = { .s = s, .res = ret };
+        int r;
+
+        r = stamp_index_open(path, STAMP_INDEX_CREATE, &c.ix);
+        if (r < 0)
+                return r;
+        r = stamp_index_begin(c.ix);
+        if (r == 0)
+                r = stamp_backend_list(s->backend, "packs/", reindex_pack, &c);
+        if (r == 0)
+                r = stamp_backend_list(s->backend, "snapshots/", reindex_record, &c);
+        if (r == 0)
+                r = stamp_index_commit(c.ix);
+        else
+                stamp_index_rollback(c.ix);
+        if (r == 0)
+                r = stamp_index_checkpoint(c.ix);
+        /* The last connection's close folds the WAL in and removes -wal and -shm. */
+        stamp_index_free(c.ix);
+        return r;
+}
+
+/* Empties the old index's WAL, so nothing of it can be read as the new one's. */
+static void retire_old_index(struct stamp_store *s)
+{
+        struct stamp_index *ix;
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path);
+        if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) == 0 && stamp_index_open(path, 0, &ix) == 0) {
+                (void)stamp_index_checkpoint(ix);
+                stamp_index_free(ix);
+        }
+        remove_db_files(s, INDEX_NAME, false);
+}
+
+int stamp_store_reindex(struct stamp_store *s, struct stamp_reindex_result *ret)
+{
+        char path[PATH_MAX];
+        int r;
+
+        memset(ret, 0, sizeof(*ret));
+        if (s->lock_fd < 0 || s->gc_lock_fd < 0 || s->conns)
+                return -EINVAL;
+        r = stamp_backend_cleanup(s->backend);
+        if (r < 0)
+                return r;
+        /* No index to ask: every pack an interrupted gc listed goes (gc.h). */
+        r = stamp_gc_pending_complete(s, NULL, &ret->pending_removed);
+        if (r < 0)
+                return r;
+        remove_db_files(s, INDEX_NAME ".new", true);
+        if (snprintf(path, sizeof(path), "%s/" INDEX_NAME ".new", s->path) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        r = build_index(s, path, ret);
+        if (r < 0) {
+                remove_db_files(s, INDEX_NAME ".new", true);
+                return r;
+        }
+        (void)fchmodat(s->dirfd, INDEX_NAME ".new", 0600, 0);
+        /*
+         * The new file is complete and durable (SQLite fsynced it). The old
+         * -wal and -shm must go before the rename: a connection opening the
+         * new index.db next to the old index.db-wal would read that WAL's
+         * pages as its own.
+         */
+        retire_old_index(s);
+        if (renameat(s->dirfd, INDEX_NAME ".new", s->dirfd, INDEX_NAME) < 0)
+                return negerrno();
+        return fsync(s->dirfd) < 0 ? negerrno() : 0;
+}
+
 int stamp_store_recover(struct stamp_store *s)
 {
         struct recover_ctx c = { .s = s };
+        uint64_t removed;
         int r;
 
         if (s->lock_fd < 0)
@@ -456,6 +735,14 @@ int stamp_store_recover(struct stamp_store *s)
         if (r < 0)
                 return r;
         r = stamp_store_index(s, &c.ix);
+        if (r < 0)
+                return r;
+        /*
+         * Before unknown packs are indexed: a pack an interrupted gc had
+         * dropped from the index but not yet unlinked would otherwise come
+         * back with its dead objects.
+         */
+        r = stamp_gc_pending_complete(s, c.ix, &removed);
         if (r < 0)
                 return r;
         r = stamp_index_begin(c.ix);
@@ -471,10 +758,13 @@ int stamp_store_recover(struct stamp_store *s)
         return stamp_index_commit(c.ix);
 }
 
-int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
-                    uint8_t **ret, size_t *ret_len)
+/*
+ * One attempt of stamp_store_get(): looks @id up and reads it. -ESTALE if
+ * the pack the index named has vanished.
+ */
+static int get_once(struct stamp_store *s, struct stamp_index *ix, const struct stamp_id *id,
+                    uint8_t type, uint8_t **ret, size_t *ret_len)
 {
-        struct stamp_index *ix;
         struct stamp_loc loc;
         struct stamp_pack_entry rec;
         struct stamp_id check;
@@ -482,9 +772,6 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
         _cleanup_free_ uint8_t *raw = NULL;
         int r;
 
-        r = stamp_store_index(s, &ix);
-        if (r < 0)
-                return r;
         r = stamp_index_find(ix, id, &loc);
         if (r < 0)
                 return r;
@@ -498,7 +785,7 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
         r = stamp_backend_read(s->backend, loc.pack, loc.offset, stored,
                                STAMP_PACK_RECORD_HEADER_SIZE + (size_t)loc.stored_len);
         if (r == -ENOENT)
-                return -EBADMSG; /* the index names a pack that is gone */
+                return -ESTALE;
         if (r < 0)
                 return r;
         r = stamp_pack_record_parse(stored, loc.offset, &rec);
@@ -526,6 +813,31 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
         *ret = TAKE_PTR(raw);
         *ret_len = rec.raw_len;
         return 0;
+}
+
+int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
+                    uint8_t **ret, size_t *ret_len)
+{
+        struct stamp_index *ix;
+        int r;
+
+        r = stamp_store_index(s, &ix);
+        if (r < 0)
+                return r;
+        r = get_once(s, ix, id, type, ret, ret_len);
+        /*
+         * gc moves live objects out of a pack (new pack durable and indexed
+         * first) and then deletes the old pack, all while readers run: a
+         * reader that looked the object up just before the move finds the
+         * pack gone, and a fresh lookup names the new one (FORMAT.md,
+         * "Garbage collection and concurrency").
+         */
+        if (r == -ESTALE)
+                r = get_once(s, ix, id, type, ret, ret_len);
+        if ((r == -ENOENT || r == -ESTALE) && reopen_if_replaced(s) == 1 &&
+            stamp_store_index(s, &ix) == 0)
+                r = get_once(s, ix, id, type, ret, ret_len);
+        return r == -ESTALE ? -EBADMSG : r; /* still gone: the index names a missing pack */
 }
 
 static int collect_stamp(const char *name, void *userdata)

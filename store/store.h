@@ -78,19 +78,60 @@ int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret);
 int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
                      size_t holder_size);
 void stamp_store_unlock(struct stamp_store *s);
+bool stamp_store_locked(const struct stamp_store *s);
 
 /*
- * Brings the index up to date after a crash: removes temporary objects,
+ * The gc lock (flock on `gc.lock`), the same way: held by gc for its whole
+ * run and by reindex, so that two of them never overlap. gc holds the write
+ * lock only for its short commit. Lock order: gc.lock, then lock.
+ */
+int stamp_store_gc_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
+                        size_t holder_size);
+void stamp_store_gc_unlock(struct stamp_store *s);
+bool stamp_store_gc_locked(const struct stamp_store *s);
+
+/*
+ * Creates a private temporary file in the store's tmp/ whose name ends in
+ * @suffix, its path in @ret_path. Returns its fd: while it is open the file
+ * holds a flock, so recovery (which removes the files of dead writers)
+ * leaves it alone. Close it, then remove it with stamp_store_tmpfile_remove().
+ */
+int stamp_store_tmpfile(struct stamp_store *s, const char *suffix, char *ret_path, size_t size);
+void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path);
+
+/*
+ * Brings the index up to date after a crash: removes the temporary files
+ * of dead writers, finishes an interrupted gc's deletions (gc-pending),
  * indexes durable packs the index does not know, indexes snapshot records.
  * A missing index.db is created and so rebuilt from packs and records.
  * Requires the write lock.
  */
 int stamp_store_recover(struct stamp_store *s);
 
+struct stamp_reindex_result {
+        uint64_t packs, objects, pack_bytes, snapshots;
+        uint64_t damaged_packs;      /* checksum mismatch: indexed, reads of bad objects fail */
+        uint64_t unreadable_packs;   /* no sound trailer: not indexed */
+        uint64_t unreadable_records; /* malformed snapshot records: not indexed */
+        uint64_t pending_removed;    /* packs an interrupted gc had listed, deleted */
+};
+
+/*
+ * Rebuilds index.db from the packs (each one's checksum verified) and the
+ * snapshot records alone: the new index is built as index.db.new, then
+ * renamed over index.db. The files cache starts empty (the next snapshot
+ * reads every file again). Requires the gc lock and the write lock, and no
+ * index connection of @s open. Readers that have the old index open switch
+ * to the new one on their next failed lookup.
+ */
+int stamp_store_reindex(struct stamp_store *s, struct stamp_reindex_result *ret);
+
 /*
  * Reads object @id, checks its type, decompresses it and verifies its id.
  * -ENOENT if the index does not know it, -EBADMSG if the stored bytes are
- * damaged. Caller frees *ret. Thread-safe.
+ * damaged. Caller frees *ret. Thread-safe. If the pack the index named has
+ * vanished (gc moved the object and deleted the pack meanwhile), it looks
+ * the object up again once.
  */
 int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
                     uint8_t **ret, size_t *ret_len);

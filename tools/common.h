@@ -90,3 +90,6 @@ int verb_verify(int argc, char **argv);
 int verb_restore(int argc, char **argv);
 int verb_prune(int argc, char **argv);
 int verb_diff(int argc, char **argv);
+int verb_gc(int argc, char **argv);
+int verb_stats(int argc, char **argv);
+int verb_reindex(int argc, char **argv);

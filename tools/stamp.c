@@ -25,6 +25,9 @@ static const struct verb verbs[] = {
         { "restore", verb_restore, "make a directory equal to a snapshot, safely" },
         { "prune", verb_prune, "delete the snapshots no keep rule keeps (--keep-daily ...)" },
         { "diff", verb_diff, "show the paths added, removed and modified between two snapshots" },
+        { "gc", verb_gc, "reclaim the space of data no snapshot references" },
+        { "reindex", verb_reindex, "rebuild the index from the packs and snapshot records" },
+        { "stats", verb_stats, "sizes, dedup, and what each snapshot alone holds" },
 };
 
 static void help(void)

@@ -10,7 +10,7 @@ echo data >"$WORK/src/file"
 
 # --help for the tool and every verb; unknown options and verbs.
 "$STAMP" --help | grep -q "Exit codes" || fail "stamp --help"
-for v in init snapshot list show cat; do
+for v in init snapshot list show cat forget gc stats reindex; do
         "$STAMP" "$v" --help | grep -q "^Usage: stamp" || fail "stamp $v --help"
         expect_rc 2 "$STAMP" "$v" --no-such-option
 done

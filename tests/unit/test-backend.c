@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend.h"
+#include "tmpfile.h"
 #include "tests.h"
 
 static int count(const char *name, void *userdata)
@@ -9,6 +13,48 @@ static int count(const char *name, void *userdata)
         (*(int *)userdata)++;
         CHECK(strncmp(name, "snapshots/", 10) == 0);
         return 0;
+}
+
+/* A live writer's temporary file survives cleanup; a dead one's does not. */
+static void test_cleanup(const char *dir)
+{
+        struct stamp_backend *b;
+        struct stamp_backend_writer *w;
+        char path[600];
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd, n;
+
+        CHECK(dfd >= 0);
+        CHECK_OK(stamp_backend_local_open(dir, &b));
+        CHECK_OK(stamp_backend_writer_open(b, &w));
+        CHECK_OK(stamp_backend_writer_write(w, "abc", 3));
+        fd = stamp_tmpfile_create_locked(dfd, "tmp/live.scratch", O_RDWR);
+        CHECK(fd >= 0);
+        CHECK_RC(stamp_tmpfile_create_locked(dfd, "tmp/live.scratch", O_RDWR), -EEXIST);
+        CHECK(close(openat(dfd, "tmp/dead.tmp", O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) == 0);
+        CHECK_OK(stamp_backend_cleanup(b));
+        snprintf(path, sizeof(path), "%s/tmp/dead.tmp", dir);
+        CHECK(access(path, F_OK) < 0 && errno == ENOENT);
+        snprintf(path, sizeof(path), "%s/tmp/live.scratch", dir);
+        CHECK(access(path, F_OK) == 0);
+        /* The writer whose file survived can still commit it. */
+        CHECK_OK(stamp_backend_writer_commit(w, "snapshots/cleanup.json"));
+        close(fd);
+        CHECK_OK(stamp_backend_cleanup(b));
+        CHECK(access(path, F_OK) < 0 && errno == ENOENT);
+        n = 0;
+        snprintf(path, sizeof(path), "%s/tmp", dir);
+        {
+                DIR *d = opendir(path);
+                struct dirent *de;
+                CHECK(d);
+                while ((de = readdir(d)))
+                        n += de->d_name[0] != '.';
+                closedir(d);
+        }
+        CHECK(n == 0);
+        CHECK_OK(stamp_backend_remove(b, "snapshots/cleanup.json"));
+        stamp_backend_free(b);
+        close(dfd);
 }
 
 int main(void)
@@ -59,6 +105,7 @@ int main(void)
         CHECK_OK(stamp_backend_list(b, "snapshots/", count, &n));
         CHECK(n == 1);
         stamp_backend_free(b);
+        test_cleanup(dir);
         rm_rf(dir);
         free(dir);
         printf("test-backend: ok\n");

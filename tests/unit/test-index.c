@@ -60,6 +60,33 @@ int main(void)
         stamp_index_free(ix2);
         stamp_index_free(ix);
 
+        /* Scratch sets: a pass reaches an object once; another pass counts it again. */
+        {
+                struct stamp_id x = { { 1 } }, y = { { 2 } }, got;
+                int64_t stored;
+
+                CHECK_OK(stamp_index_open(path, 0, &ix));
+                snprintf(path, sizeof(path), "%s/scratch", dir);
+                fclose(fopen(path, "w")); /* the caller makes the file (gc: in tmp/, locked) */
+                CHECK_OK(stamp_index_scratch_attach(ix, path));
+                CHECK_OK(stamp_index_scratch_begin(ix));
+                CHECK(stamp_index_seen_visit(ix, &e[0].id, 1, &stored) == 1);
+                CHECK(stored == 100); /* the index's stored length */
+                CHECK(stamp_index_seen_visit(ix, &e[0].id, 1, &stored) == 0);
+                CHECK(stamp_index_seen_visit(ix, &e[0].id, 2, &stored) == 1);
+                CHECK(stamp_index_seen_visit(ix, &missing, 2, &stored) == 1 && stored == -1);
+                CHECK(stamp_index_seen_has(ix, &e[0].id) == 1);
+                CHECK(stamp_index_seen_has(ix, &e[1].id) == 0);
+                /* The stack is last in, first out. */
+                CHECK_OK(stamp_index_stack_push(ix, &x));
+                CHECK_OK(stamp_index_stack_push(ix, &y));
+                CHECK(stamp_index_stack_pop(ix, &got) == 1 && stamp_id_cmp(&got, &y) == 0);
+                CHECK(stamp_index_stack_pop(ix, &got) == 1 && stamp_id_cmp(&got, &x) == 0);
+                CHECK(stamp_index_stack_pop(ix, &got) == 0);
+                CHECK_OK(stamp_index_scratch_commit(ix));
+                stamp_index_free(ix);
+        }
+
         /* Not an index: a clear error. */
         {
                 FILE *f;

@@ -70,7 +70,11 @@ check_all() {
                 [ -d "$WORK/copies/$st" ] || fail "${2:-}: no copy of snapshot $st"
                 cat_compare "$1" "$st" "$WORK/copies/$st" >/dev/null ||
                         fail "${2:-}: snapshot $st does not read back"
+                "$STAMP" --store "$1" -q validate --read-data "$st" >"$WORK/validate.out" ||
+                        { cat "$WORK/validate.out"; fail "${2:-}: snapshot $st does not validate"; }
         done
+        "$STAMP" --store "$1" -q verify --read-data >"$WORK/verify.out" ||
+                { cat "$WORK/verify.out"; fail "${2:-}: stamp verify --read-data finds damage"; }
         missing=$(stats_field "$1" missing_objects)
         [ "$missing" = 0 ] || fail "${2:-}: $missing reachable objects missing from the index"
 }

@@ -129,6 +129,16 @@ for tool in "${tool_list[@]}"; do
         run stamp stats "$stamp_bin" --store "$store" stats --json
         cp "$workdir/logs/gc-stamp-stats.out" "$workdir/results/gc-stamp-stats.json"
     fi
+    # The changes between the two newest snapshots (day 1 -> day 2), each tool's diff.
+    case "$tool" in
+        stamp) mapfile -t two < <("$stamp_bin" --store "$store" list --short | tail -n 2)
+               run stamp diff "$stamp_bin" --store "$store" diff "${two[0]}" "${two[1]}" ;;
+        restic) mapfile -t two < <(restic -r "$store" snapshots --json |
+                    python3 -c 'import json,sys; [print(s["short_id"]) for s in json.load(sys.stdin)[-2:]]')
+                run restic diff restic -r "$store" diff "${two[0]}" "${two[1]}" ;;
+        borg) run borg diff borg diff "$store::day1" day2 ;;
+    esac
+    echo "diff_lines=$(wc -l <"$workdir/logs/gc-$tool-diff.out")" >>"$res"
 
     # Drop the oldest snapshot and reclaim its space, each tool's own way.
     sync
@@ -202,6 +212,8 @@ rows = [
     ("drop the oldest and reclaim (s)", lambda t: secs(num(t, "reclaim_time"))),
     ("  of which gc / prune / compact (s)", lambda t: secs(num(t, {"stamp": "gc_time", "restic": "prune_time", "borg": "compact_time"}[t]))),
     ("peak RSS of reclaiming (MiB)", lambda t: "%.0f" % (max(num(t, k) or 0 for k in ("gc_rss", "prune_rss", "compact_rss")) / 1024)),
+    ("diff of the two newest (s)", lambda t: secs(num(t, "diff_time"))),
+    ("  lines it printed", lambda t: "%d" % (num(t, "diff_lines") or 0)),
     ("store after", lambda t: mb(num(t, "after_bytes"))),
     ("freed", lambda t: mb(num(t, "before_bytes") - num(t, "after_bytes"))),
 ]

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * index.db: the SQLite index of a store. The only module that includes
- * <sqlite3.h>. It maps object ids to their place in a pack, lists packs and
- * snapshots, and holds the files cache. It is a cache of what the packs and
- * snapshot records say: `stamp reindex` can rebuild it from them.
+ * index.db: the SQLite index of a store. One of the two modules that
+ * include <sqlite3.h> (sqlite-capture.c, which reads the live databases of
+ * a snapshot's sources, is the other). It maps object ids to their place
+ * in a pack, lists packs and snapshots, and holds the files cache. It is a
+ * cache of what the packs and snapshot records say: `stamp reindex` can
+ * rebuild it from them.
  *
  * One connection per thread: a struct stamp_index must never be used by two
  * threads at once. WAL mode, synchronous=FULL, a busy timeout.

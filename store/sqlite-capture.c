@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * How a live database is copied (see the header for the contract):
+ *
+ *   source   sqlite3_open_v2(SQLITE_OPEN_READONLY), busy timeout BUSY_MS
+ *   check    BEGIN; SELECT count(*) FROM sqlite_master  (a read transaction:
+ *            fails here if the file is locked, corrupt or not a database)
+ *   WAL      keep that read transaction: it pins one snapshot (the wal-index
+ *            read mark), so every backup step reads the same state, the
+ *            backup never restarts, and writers, which append to the -wal,
+ *            are never blocked. Checkpoints stop at our read mark until the
+ *            copy ends, so the -wal may grow for that long.
+ *   rollback end the read transaction; each backup step then takes and drops
+ *            the shared lock around STEP pages, so a writer's commit (which
+ *            needs every shared lock gone) waits for one step at most. A
+ *            commit between steps restarts the backup from page 1; after
+ *            RESTARTS_MAX restarts the rest is copied in one step under one
+ *            read transaction, which holds writers off for that copy.
+ *   dest     a new database file in the store's tmp/ (journal_mode=OFF,
+ *            synchronous=OFF: it is thrown away after it is read, and
+ *            recovery removes it after a crash), written page for page.
+ *
+ * The copy is the source page for page except the header fields the
+ * destination's commit updates (file change counter, version-valid-for,
+ * schema cookie), so its chunks deduplicate as well as the file's own.
+ */
+#include "sqlite-capture.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "macro.h"
+
+#define BUSY_MS 3000
+#define STEP 256
+#define RESTARTS_MAX 4
+
+static const char magic[STAMP_SQLITE_MAGIC_SIZE] = "SQLite format 3";
+
+bool stamp_capture_is_sqlite(const uint8_t *head, size_t len)
+{
+        return len >= STAMP_SQLITE_HEADER_SIZE && memcmp(head, magic, sizeof(magic)) == 0;
+}
+
+static void closep_db(sqlite3 **db)
+{
+        (void)sqlite3_close_v2(*db);
+}
+
+/*
+ * Sorts a failed SQLite call into "the store's temporary file failed"
+ * (negative errno) and "this source cannot be captured" (1, with a reason).
+ * The source is opened read-only, so a full disk or a failed write can only
+ * be the destination's.
+ */
+static int failure(int rc, char *reason, size_t size)
+{
+        switch (rc & 0xff) {
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_IOERR:
+                if (rc == SQLITE_IOERR_WRITE || rc == SQLITE_IOERR_FSYNC ||
+                    rc == SQLITE_IOERR_TRUNCATE || rc == SQLITE_IOERR_DIR_FSYNC)
+                        return -EIO;
+                break;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                snprintf(reason, size, "database is locked (waited %d s)", BUSY_MS / 1000);
+                return 1;
+        case SQLITE_READONLY:
+                if (rc == SQLITE_READONLY_ROLLBACK) {
+                        snprintf(reason, size,
+                                 "a hot journal must be rolled back first (a writer "
+                                 "stopped mid-transaction)");
+                        return 1;
+                }
+                break;
+        case SQLITE_CANTOPEN:
+                snprintf(reason, size,
+                         "cannot open it read-only (%s; a WAL database needs its -wal "
+                         "and -shm files, or a directory where they can be created)",
+                         sqlite3_errstr(rc));
+                return 1;
+        }
+        snprintf(reason, size, "%s", sqlite3_errstr(rc));
+        return 1;
+}
+
+static int open_source(const char *path, sqlite3 **ret, char *reason, size_t size)
+{
+        sqlite3 *db = NULL;
+        int rc;
+
+        rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc != SQLITE_OK) {
+                rc = db ? sqlite3_extended_errcode(db) : rc;
+                (void)sqlite3_close_v2(db);
+                return failure(rc, reason, size);
+        }
+        sqlite3_extended_result_codes(db, 1);
+        sqlite3_busy_timeout(db, BUSY_MS);
+        *ret = db;
+        return 0;
+}
+
+/* Starts a read transaction: this is where a bad or locked source fails. */
+static int begin_read(sqlite3 *db, char *reason, size_t size)
+{
+        int rc = sqlite3_exec(db, "BEGIN; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
+
+        if (rc == SQLITE_OK)
+                return 0;
+        rc = sqlite3_extended_errcode(db);
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return failure(rc, reason, size);
+}
+
+static bool is_wal(sqlite3 *db)
+{
+        sqlite3_stmt *st;
+        bool wal = false;
+
+        if (sqlite3_prepare_v2(db, "PRAGMA main.journal_mode", -1, &st, NULL) != SQLITE_OK)
+                return false;
+        if (sqlite3_step(st) == SQLITE_ROW) {
+                const char *mode = (const char *)sqlite3_column_text(st, 0);
+                wal = mode && strcmp(mode, "wal") == 0;
+        }
+        sqlite3_finalize(st);
+        return wal;
+}
+
+static int open_dest(const char *path, sqlite3 **ret)
+{
+        sqlite3 *db = NULL;
+        int rc;
+
+        rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+                                      "PRAGMA locking_mode=EXCLUSIVE",
+                                  NULL, NULL, NULL);
+        if (rc != SQLITE_OK) {
+                (void)sqlite3_close_v2(db);
+                return rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
+        }
+        *ret = db;
+        return 0;
+}
+
+/*
+ * Runs the backup to the end. With @pinned the source's read transaction is
+ * already open, so no step can see a newer state than the first.
+ */
+static int copy(sqlite3 *src, sqlite3 *dest, bool pinned, struct stamp_capture_info *info,
+                char *reason, size_t size)
+{
+        sqlite3_backup *b = sqlite3_backup_init(dest, "main", src, "main");
+        int rc, done = 0;
+
+        if (!b)
+                return failure(sqlite3_extended_errcode(dest), reason, size);
+        for (;;) {
+                rc = sqlite3_backup_step(b, STEP);
+                if (rc != SQLITE_OK)
+                        break;
+                if (!pinned) {
+                        int now = sqlite3_backup_pagecount(b) - sqlite3_backup_remaining(b);
+                        if (now < done && ++info->restarts == RESTARTS_MAX) {
+                                /* Writers keep committing: copy the rest under one read lock. */
+                                rc = begin_read(src, reason, size);
+                                if (rc != 0) {
+                                        (void)sqlite3_backup_finish(b);
+                                        return rc;
+                                }
+                                pinned = true;
+                                info->pinned = true;
+                        }
+                        done = now;
+                        (void)sched_yield(); /* let a waiting writer take its lock */
+                }
+        }
+        if (rc == SQLITE_DONE)
+                rc = sqlite3_backup_finish(b);
+        else
+                (void)sqlite3_backup_finish(b);
+        return rc == SQLITE_OK ? 0 : failure(rc, reason, size);
+}
+
+/* The capture proper, into @tmp (an existing empty file). */
+static int capture_into(const char *path, const char *tmp, struct stamp_capture_info *info,
+                        char *reason, size_t size)
+{
+        _cleanup_(closep_db) sqlite3 *src = NULL;
+        _cleanup_(closep_db) sqlite3 *dest = NULL;
+        int r;
+
+        r = open_source(path, &src, reason, size);
+        if (r != 0)
+                return r;
+        r = begin_read(src, reason, size);
+        if (r != 0)
+                return r;
+        info->wal = is_wal(src);
+        if (!info->wal)
+                (void)sqlite3_exec(src, "COMMIT", NULL, NULL, NULL);
+        info->pinned = info->wal;
+        r = open_dest(tmp, &dest);
+        if (r < 0)
+                return r;
+        r = copy(src, dest, info->wal, info, reason, size);
+        if (r != 0)
+                return r;
+        if (sqlite3_get_autocommit(src) == 0)
+                (void)sqlite3_exec(src, "COMMIT", NULL, NULL, NULL);
+        /* Closing the destination writes what is still in its page cache. */
+        r = sqlite3_close_v2(TAKE_PTR(dest));
+        return r == SQLITE_OK ? 0 : -EIO;
+}
+
+int stamp_sqlite_capture(const char *path, const char *tmp_dir, int *ret_fd,
+                         struct stamp_capture_info *ret_info, char *reason, size_t reason_size)
+{
+        struct stamp_capture_info info = { 0 };
+        char tmp[PATH_MAX];
+        int fd, r;
+        off_t end;
+
+        if (!path || !tmp_dir || !ret_fd || !reason || reason_size == 0)
+                return -EINVAL;
+        if (snprintf(tmp, sizeof(tmp), "%s/sqlite-XXXXXX", tmp_dir) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return negerrno();
+        /* SQLite opens it by name; our fd must not outlive its locks' owner. */
+        (void)close(fd);
+        r = capture_into(path, tmp, &info, reason, reason_size);
+        if (r != 0)
+                goto fail;
+        fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                r = negerrno();
+                goto fail;
+        }
+        (void)unlink(tmp);
+        end = lseek(fd, 0, SEEK_END);
+        if (end < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+                r = negerrno();
+                (void)close(fd);
+                return r;
+        }
+        info.size = (uint64_t)end;
+        if (ret_info)
+                *ret_info = info;
+        *ret_fd = fd;
+        return 0;
+fail:
+        (void)unlink(tmp);
+        return r;
+}

@@ -2051,7 +2051,7 @@ static int write_cache_rows(struct ctx *c)
                 struct cache_row *row = &c->rows[i];
                 r = stamp_index_files_put(c->ix, row->dev, row->ino, row->size, row->mtime,
                                           row->ctime, row->content, row->len, row->xattrs,
-                                          row->xattrs_len, 0);
+                                          row->xattrs_len, row->flags);
         }
         if (r < 0) {
                 stamp_index_rollback(c->ix);

@@ -40,6 +40,8 @@
 #include "macro.h"
 
 #define BUSY_MS 3000
+/* The unix VFS's limit on a database's full path (MAX_PATHNAME in os_unix.c). */
+#define SQLITE_PATH_MAX 512
 #define STEP 256
 #define RESTARTS_MAX 4
 
@@ -103,8 +105,16 @@ static int open_source(const char *path, sqlite3 **ret, char *reason, size_t siz
 
         rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
+                char *full = realpath(path, NULL);
+                bool too_long = full && strlen(full) >= SQLITE_PATH_MAX;
+                free(full);
                 rc = db ? sqlite3_extended_errcode(db) : rc;
                 (void)sqlite3_close_v2(db);
+                if ((rc & 0xff) == SQLITE_CANTOPEN && too_long) {
+                        snprintf(reason, size, "its path is longer than SQLite's limit of %d bytes",
+                                 SQLITE_PATH_MAX);
+                        return 1;
+                }
                 return failure(rc, reason, size);
         }
         sqlite3_extended_result_codes(db, 1);

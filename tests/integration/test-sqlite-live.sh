@@ -4,11 +4,14 @@
 # snapshot started; plain copies (--sqlite=copy) are shown to lose commits
 # (they live in the -wal, which a copy of app.db alone does not have).
 # The test fails if no plain copy was broken: then it would test nothing.
+# Then the same for a rollback-journal database, whose commits rewrite the
+# database file under the copy (auto mode only).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 AUTO_TRIALS=${AUTO_TRIALS:-20}
 COPY_TRIALS=${COPY_TRIALS:-8}
+ROLLBACK_TRIALS=${ROLLBACK_TRIALS:-6}
 S="$WORK/store"
 mkdir "$WORK/src"
 echo "service config" >"$WORK/src/config.json"
@@ -22,10 +25,10 @@ for _ in $(seq 600); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
 [ -e "$WORK/ready" ] || { cat "$WORK/writer.log" >&2; fail "the writer did not start"; }
 sleep 0.5 # some commits in the -wal before the first snapshot
 
-python3 - "$STAMP" "$S" "$WORK" "$AUTO_TRIALS" "$COPY_TRIALS" <<'PY'
+cat >"$WORK/trials.py" <<'PY'
 import json, os, sqlite3, subprocess, sys
-stamp, store, work, auto_trials, copy_trials = sys.argv[1:]
-db = os.path.join(work, "src", "app.db")
+stamp, store, work, src, auto_trials, copy_trials = sys.argv[1:]
+db = os.path.join(work, src, "app.db")
 
 
 def committed():
@@ -63,11 +66,11 @@ def problem(path, n0):
 def snapshot(mode, trial):
     n0 = committed()
     r = subprocess.run([stamp, "--store", store, "--json", "-q", "snapshot", "--sqlite=" + mode,
-                        os.path.join(work, "src")], capture_output=True, text=True)
+                        os.path.join(work, src)], capture_output=True, text=True)
     if r.returncode not in (0, 1):
         sys.exit("FAIL: %s snapshot %d exited %d: %s" % (mode, trial, r.returncode, r.stderr))
     rec = json.loads(r.stdout)
-    out = os.path.join(work, "%s-%d.db" % (mode, trial))
+    out = os.path.join(work, "%s-%s-%d.db" % (src, mode, trial))
     with open(out, "wb") as f:
         subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "app.db"], stdout=f,
                        check=True)
@@ -104,10 +107,12 @@ for t in range(int(copy_trials)):
     print("copy %2d: %s" % (t, p or "ok (this time)"))
     if p:
         broken.append(p)
-print("copy mode: %d of %s plain copies of app.db were broken" % (len(broken), copy_trials))
-if not broken:
-    sys.exit("FAIL: no plain copy was broken, so this test shows nothing")
+if int(copy_trials):
+    print("copy mode: %d of %s plain copies of app.db were broken" % (len(broken), copy_trials))
+    if not broken:
+        sys.exit("FAIL: no plain copy was broken, so this test shows nothing")
 PY
+python3 "$WORK/trials.py" "$STAMP" "$S" "$WORK" src "$AUTO_TRIALS" "$COPY_TRIALS"
 
 kill "$WRITER"
 wait "$WRITER" || true
@@ -116,4 +121,18 @@ max_ms=$(sed -n 's/.*max_ms=\([0-9.]*\).*/\1/p' "$WORK/writer.stats")
 # WAL readers never block the writer; 2 s leaves room for a loaded machine.
 python3 -c "import sys; sys.exit(float(sys.argv[1]) > 2000)" "$max_ms" ||
         fail "the writer waited $max_ms ms for a commit"
+
+# Rollback-journal mode: commits rewrite app.db itself between (and, for a
+# reader without the shared lock, during) the copy's steps.
+mkdir "$WORK/src2"
+python3 "$LIB/sqlite-writer.py" "$WORK/src2/app.db" "$WORK/ready2" --rows 8000 --rate 100 \
+        --seconds 150 --journal delete --stats "$WORK/writer2.stats" >"$WORK/writer2.log" 2>&1 &
+WRITER=$!
+at_exit "kill $WRITER"
+for _ in $(seq 600); do [ -e "$WORK/ready2" ] && break; sleep 0.1; done
+[ -e "$WORK/ready2" ] || { cat "$WORK/writer2.log" >&2; fail "the rollback writer did not start"; }
+python3 "$WORK/trials.py" "$STAMP" "$S" "$WORK" src2 "$ROLLBACK_TRIALS" 0
+kill "$WRITER"
+wait "$WRITER" || true
+cat "$WORK/writer2.stats"
 echo "sqlite live ok"

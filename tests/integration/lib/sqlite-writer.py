@@ -2,6 +2,7 @@
 """A service that keeps writing a WAL-mode SQLite database, for the live-snapshot tests.
 
     sqlite-writer.py DB READY [--rows N] [--rate TXN_PER_S] [--seconds S] [--stats FILE]
+                              [--journal wal|delete]
 
 Builds DB with N rows (checkpointed into the database file), creates the
 file READY, then commits transactions until SIGTERM or S seconds. Each
@@ -13,8 +14,10 @@ satisfies:
     totals.sum_amount = sum(amount) of items
     totals.last_txn   = max(txn) of items = the number of the transaction
 
-Automatic checkpoints are off: every commit after READY lives only in the
--wal file, never in the database file. At the end it writes "commits=N
+In WAL mode (the default) automatic checkpoints are off: every commit
+after READY lives only in the -wal file, never in the database file. With
+--journal delete the database is in rollback-journal mode and every commit
+rewrites pages of the database file itself. At the end it writes "commits=N
 max_ms=M" (M: the longest wait to begin and commit a transaction) to FILE.
 """
 
@@ -32,6 +35,7 @@ ap.add_argument("--rows", type=int, default=15000)
 ap.add_argument("--rate", type=float, default=150)
 ap.add_argument("--seconds", type=float, default=120)
 ap.add_argument("--stats")
+ap.add_argument("--journal", choices=("wal", "delete"), default="wal")
 args = ap.parse_args()
 
 stop = False
@@ -45,7 +49,7 @@ def on_term(signum, frame):
 signal.signal(signal.SIGTERM, on_term)
 rng = random.Random(7)
 con = sqlite3.connect(args.db, isolation_level=None, timeout=30)
-con.execute("PRAGMA journal_mode=WAL")
+con.execute("PRAGMA journal_mode=" + args.journal)
 con.execute("PRAGMA synchronous=NORMAL")
 con.executescript("""
 CREATE TABLE items(id INTEGER PRIMARY KEY, txn INTEGER NOT NULL,

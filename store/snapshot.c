@@ -843,18 +843,47 @@ static int job_reset(struct ctx *c, struct filejob *job)
 }
 
 /*
+ * Cuts the first @have bytes of c->rbuf into chunks and dispatches them:
+ * every chunk at @eof, else only those that a later byte cannot change.
+ * The rest is moved to the start of rbuf; returns its length or -errno.
+ */
+static ssize_t cut_chunks(struct ctx *c, struct filejob *job, size_t have, bool eof)
+{
+        size_t pos = 0, max = c->chunker.p.max;
+
+        while (have - pos >= max || (eof && pos < have)) {
+                size_t cut = stamp_chunker_cut(&c->chunker, c->rbuf + pos, have - pos);
+                struct slot *sl;
+                int r;
+                if (job->dispatched - job->consumed == job->nslots) {
+                        r = job_consume(c, job, job->consumed + 1);
+                        if (r < 0)
+                                return r;
+                }
+                sl = &job->slots[job->dispatched % job->nslots];
+                r = dispatch(c, job, c->rbuf + pos, cut, sl);
+                if (r < 0)
+                        return r;
+                job->dispatched++;
+                pos += cut;
+        }
+        memmove(c->rbuf, c->rbuf + pos, have - pos);
+        return (ssize_t)(have - pos);
+}
+
+/*
  * Reads @fd to the end, dispatching its chunks. Returns the bytes read, or
  * a negative errno: -EIO-like errors of the source are returned as they
  * are, store errors come back through the slots.
  */
 static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
 {
-        size_t have = 0, max = c->chunker.p.max;
+        size_t have = 0;
         uint64_t total = 0;
         bool eof = false;
 
         for (;;) {
-                size_t pos = 0;
+                ssize_t kept;
                 while (!eof && have < c->rbuf_size) {
                         ssize_t n = read(fd, c->rbuf + have, c->rbuf_size - have);
                         if (n < 0) {
@@ -868,27 +897,42 @@ static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
                         total += (uint64_t)n;
                         c->prog.read_bytes += (uint64_t)n;
                 }
-                while (have - pos >= max || (eof && pos < have)) {
-                        size_t cut = stamp_chunker_cut(&c->chunker, c->rbuf + pos, have - pos);
-                        struct slot *sl;
-                        int r;
-                        if (job->dispatched - job->consumed == job->nslots) {
-                                r = job_consume(c, job, job->consumed + 1);
-                                if (r < 0)
-                                        return r;
-                        }
-                        sl = &job->slots[job->dispatched % job->nslots];
-                        r = dispatch(c, job, c->rbuf + pos, cut, sl);
-                        if (r < 0)
-                                return r;
-                        job->dispatched++;
-                        pos += cut;
-                }
-                memmove(c->rbuf, c->rbuf + pos, have - pos);
-                have -= pos;
+                kept = cut_chunks(c, job, have, eof);
+                if (kept < 0)
+                        return kept;
+                have = (size_t)kept;
                 if (eof && have == 0)
                         return (int64_t)total;
         }
+}
+
+/* A file's bytes pushed to the walker (a database copy): they go through rbuf. */
+struct feed {
+        struct ctx *c;
+        struct filejob *job;
+        size_t have; /* bytes in c->rbuf */
+};
+
+static int feed_bytes(void *userdata, const void *buf, size_t len)
+{
+        struct feed *f = userdata;
+        struct ctx *c = f->c;
+
+        while (len > 0) {
+                size_t n = c->rbuf_size - f->have < len ? c->rbuf_size - f->have : len;
+                memcpy(c->rbuf + f->have, buf, n);
+                f->have += n;
+                buf = (const uint8_t *)buf + n;
+                len -= n;
+                c->prog.read_bytes += n;
+                if (f->have == c->rbuf_size) {
+                        ssize_t kept = cut_chunks(c, f->job, f->have, false);
+                        if (kept < 0)
+                                return (int)kept;
+                        f->have = (size_t)kept;
+                }
+        }
+        return 0;
 }
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -1027,33 +1071,34 @@ static int capture_db(struct ctx *c, int dirfd, const char *name, struct pentry 
         char proc[64 + NAME_MAX], reason[512], msg[600];
         struct stamp_capture_info info;
         bool wal = wal_has_content(dirfd, name);
-        int64_t n;
-        int fd, r;
+        struct feed f = { .c = c };
+        ssize_t kept;
+        int r;
 
+        f.job = pe->job = job_new(c, (uint64_t)st->st_size);
+        if (!pe->job)
+                return -ENOMEM;
         /* SQLite opens it by name; through the directory fd it is this directory's file. */
         snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
-        r = stamp_sqlite_capture(proc, c->tmp_dir, &fd, &info, reason, sizeof(reason));
+        r = stamp_sqlite_capture(proc, c->tmp_dir, feed_bytes, &f, &info, reason, sizeof(reason));
+        if (r == 0) {
+                kept = cut_chunks(c, f.job, f.have, true);
+                r = kept < 0 ? (int)kept : 0;
+        }
         if (r < 0)
-                return r;
+                return r; /* the store's: the copy in tmp/ or the chunks' */
         if (r > 0) {
+                /* What was passed on so far is not wanted. */
+                (void)job_reset(c, pe->job);
+                job_free(pe->job);
+                pe->job = NULL;
                 snprintf(msg, sizeof(msg), "not captured through SQLite (%s); stored as plain bytes",
                          reason);
                 r = source_warning(c, msg);
                 return r < 0 ? r : 1;
         }
-        pe->job = job_new(c, info.size);
-        if (!pe->job) {
-                (void)close(fd);
-                return -ENOMEM;
-        }
-        n = read_chunks(c, fd, pe->job);
-        (void)close(fd);
-        if (n < 0)
-                return (int)n; /* our own copy in tmp/: a store problem */
-        if ((uint64_t)n != info.size)
-                return -EIO;
         fill_stat(c, pe, st);
-        set_size(c, pe, (uint64_t)n);
+        set_size(c, pe, info.size);
         pe->e.flags |= STAMP_EF_SQLITE;
         pe->sqlite_header = true;
         /* A hit is stored with the file's size, so the copy must have the same. */

@@ -18,11 +18,16 @@
  *            read transaction, which holds writers off for that copy.
  *   dest     a new database file in the store's tmp/ (journal_mode=OFF,
  *            synchronous=OFF: it is thrown away after it is read, and
- *            recovery removes it after a crash), written page for page.
+ *            recovery removes it after a crash), written page for page,
+ *            then streamed to the caller and removed.
+ *   direct   but first, in WAL mode: if the -wal is empty once the read
+ *            transaction is open, the database file is the snapshot and is
+ *            streamed as it is, with no copy (see direct()).
  *
- * The copy is the source page for page except the header fields the
+ * A backup's copy is the source page for page except the header fields the
  * destination's commit updates (file change counter, version-valid-for,
- * schema cookie), so its chunks deduplicate as well as the file's own.
+ * schema cookie), so its chunks deduplicate as well as the file's own; the
+ * direct path passes the file's bytes unchanged.
  *
  * Both connections use the "stamp-capture" VFS, a thin wrapper of the
  * default one. SQLite reads and writes one page per system call, which
@@ -49,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -510,21 +516,82 @@ static int copy(sqlite3 *src, sqlite3 *dest, bool pinned, struct stamp_capture_i
         return rc == SQLITE_OK ? 0 : failure(rc, reason, size);
 }
 
-/* The capture proper, into @tmp (an existing empty file). */
-static int capture_into(const char *path, const char *tmp, struct stamp_capture_info *info,
-                        char *reason, size_t size)
+/* An integer PRAGMA of the source; -1 if it fails. */
+static sqlite3_int64 pragma_int(sqlite3 *db, const char *sql)
 {
-        _cleanup_(closep_db) sqlite3 *src = NULL;
+        sqlite3_stmt *st;
+        sqlite3_int64 v = -1;
+
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+                return -1;
+        if (sqlite3_step(st) == SQLITE_ROW)
+                v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return v;
+}
+
+enum { NOT_DIRECT = 2 };
+
+/*
+ * The direct path, for a WAL database whose -wal is empty while our read
+ * transaction is open. Then the transaction holds WAL read-lock 0 (it reads
+ * nothing from the -wal), and no checkpoint can write the database file
+ * while anyone holds that lock; nor can the -wal be emptied under a reader
+ * that uses it (a restart needs read-locks 1..N, deleting it needs the
+ * database file's exclusive lock). So an empty -wal seen now means the
+ * database file is this transaction's snapshot, frozen until COMMIT: its
+ * first page_count pages are streamed as they are, through SQLite's own
+ * file handle (a second fd, once closed, would drop SQLite's POSIX locks).
+ * Returns 0, 1 (a read error: @reason), NOT_DIRECT, or @fn's error.
+ */
+static int direct(sqlite3 *src, const char *path, stamp_capture_write_fn fn, void *userdata,
+                  uint64_t *ret_size, char *reason, size_t size)
+{
+        sqlite3_int64 pages = pragma_int(src, "PRAGMA main.page_count");
+        sqlite3_int64 page_size = pragma_int(src, "PRAGMA main.page_size");
+        sqlite3_file *file = NULL;
+        _cleanup_free_ uint8_t *buf = NULL;
+        sqlite3_int64 fsize, total;
+        struct wfile *f;
+        char wal[PATH_MAX];
+        struct stat st;
+
+        if (pages <= 0 || page_size <= 0 || page_size > (sqlite3_int64)WINDOW)
+                return NOT_DIRECT;
+        total = pages * page_size;
+        if (snprintf(wal, sizeof(wal), "%s-wal", path) >= (int)sizeof(wal) ||
+            stat(wal, &st) < 0 || st.st_size != 0)
+                return NOT_DIRECT;
+        if (sqlite3_file_control(src, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK ||
+            !file || file->pMethods != &w_methods)
+                return NOT_DIRECT;
+        f = (struct wfile *)file;
+        /* A file shorter than its pages (they would read as zeros): let SQLite decide. */
+        if (f->real->pMethods->xFileSize(f->real, &fsize) != SQLITE_OK || fsize < total)
+                return NOT_DIRECT;
+        buf = malloc(WINDOW);
+        if (!buf)
+                return -ENOMEM;
+        for (sqlite3_int64 off = 0; off < total; off += WINDOW) {
+                int n = (int)(total - off < (sqlite3_int64)WINDOW ? total - off : WINDOW);
+                int rc = f->real->pMethods->xRead(f->real, buf, n, off), r;
+                if (rc != SQLITE_OK)
+                        return failure(rc, reason, size);
+                r = fn(userdata, buf, (size_t)n);
+                if (r < 0)
+                        return r;
+        }
+        *ret_size = (uint64_t)total;
+        return 0;
+}
+
+/* The backup into @tmp (an existing empty file); the source's read transaction is open. */
+static int backup_to(sqlite3 *src, const char *tmp, struct stamp_capture_info *info, char *reason,
+                     size_t size)
+{
         _cleanup_(closep_db) sqlite3 *dest = NULL;
         int r;
 
-        r = open_source(path, &src, reason, size);
-        if (r != 0)
-                return r;
-        r = begin_read(src, reason, size);
-        if (r != 0)
-                return r;
-        info->wal = is_wal(src);
         if (!info->wal)
                 (void)sqlite3_exec(src, "COMMIT", NULL, NULL, NULL);
         info->pinned = info->wal;
@@ -534,23 +601,51 @@ static int capture_into(const char *path, const char *tmp, struct stamp_capture_
         r = copy(src, dest, info->wal, info, reason, size);
         if (r != 0)
                 return r;
-        if (sqlite3_get_autocommit(src) == 0)
-                (void)sqlite3_exec(src, "COMMIT", NULL, NULL, NULL);
         /* Closing the destination writes what is still in its page cache. */
         r = sqlite3_close_v2(TAKE_PTR(dest));
         return r == SQLITE_OK ? 0 : -EIO;
 }
 
-int stamp_sqlite_capture(const char *path, const char *tmp_dir, int *ret_fd,
-                         struct stamp_capture_info *ret_info, char *reason, size_t reason_size)
+/* Streams the file @path to @fn and removes it. */
+static int stream_file(const char *path, stamp_capture_write_fn fn, void *userdata,
+                       uint64_t *ret_size)
 {
-        struct stamp_capture_info info = { 0 };
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        _cleanup_free_ uint8_t *buf = NULL;
+        uint64_t total = 0;
+        ssize_t n;
+        int r;
+
+        (void)unlink(path);
+        if (fd < 0)
+                return negerrno();
+        buf = malloc(WINDOW);
+        if (!buf)
+                return -ENOMEM;
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        while ((n = read(fd, buf, WINDOW)) != 0) {
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negerrno();
+                }
+                r = fn(userdata, buf, (size_t)n);
+                if (r < 0)
+                        return r;
+                total += (uint64_t)n;
+        }
+        *ret_size = total;
+        return 0;
+}
+
+/* A database file path's copy through the backup API, streamed to @fn. */
+static int capture_by_backup(sqlite3 *src, const char *tmp_dir, stamp_capture_write_fn fn,
+                             void *userdata, struct stamp_capture_info *info, char *reason,
+                             size_t size)
+{
         char tmp[PATH_MAX];
         int fd, r;
-        off_t end;
 
-        if (!path || !tmp_dir || !ret_fd || !reason || reason_size == 0)
-                return -EINVAL;
         if (snprintf(tmp, sizeof(tmp), "%s/sqlite-XXXXXX", tmp_dir) >= (int)sizeof(tmp))
                 return -ENAMETOOLONG;
         fd = mkostemp(tmp, O_CLOEXEC);
@@ -558,27 +653,39 @@ int stamp_sqlite_capture(const char *path, const char *tmp_dir, int *ret_fd,
                 return negerrno();
         /* SQLite opens it by name; our fd must not outlive its locks' owner. */
         (void)close(fd);
-        r = capture_into(path, tmp, &info, reason, reason_size);
-        if (r != 0)
-                goto fail;
-        fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) {
-                r = negerrno();
-                goto fail;
-        }
-        (void)unlink(tmp);
-        end = lseek(fd, 0, SEEK_END);
-        if (end < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-                r = negerrno();
-                (void)close(fd);
+        r = backup_to(src, tmp, info, reason, size);
+        if (r != 0) {
+                (void)unlink(tmp);
                 return r;
         }
-        info.size = (uint64_t)end;
-        if (ret_info)
+        if (sqlite3_get_autocommit(src) == 0)
+                (void)sqlite3_exec(src, "COMMIT", NULL, NULL, NULL); /* writers may checkpoint */
+        return stream_file(tmp, fn, userdata, &info->size);
+}
+
+int stamp_sqlite_capture(const char *path, const char *tmp_dir, stamp_capture_write_fn fn,
+                         void *userdata, struct stamp_capture_info *ret_info, char *reason,
+                         size_t reason_size)
+{
+        _cleanup_(closep_db) sqlite3 *src = NULL;
+        struct stamp_capture_info info = { 0 };
+        int r;
+
+        if (!path || !tmp_dir || !fn || !reason || reason_size == 0)
+                return -EINVAL;
+        r = open_source(path, &src, reason, reason_size);
+        if (r != 0)
+                return r;
+        r = begin_read(src, reason, reason_size);
+        if (r != 0)
+                return r;
+        info.wal = is_wal(src);
+        r = info.wal ? direct(src, path, fn, userdata, &info.size, reason, reason_size) : NOT_DIRECT;
+        if (r == NOT_DIRECT)
+                r = capture_by_backup(src, tmp_dir, fn, userdata, &info, reason, reason_size);
+        else
+                info.direct = info.pinned = r == 0;
+        if (r == 0 && ret_info)
                 *ret_info = info;
-        *ret_fd = fd;
-        return 0;
-fail:
-        (void)unlink(tmp);
         return r;
 }

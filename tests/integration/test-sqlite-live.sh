@@ -5,13 +5,16 @@
 # (they live in the -wal, which a copy of app.db alone does not have).
 # The test fails if no plain copy was broken: then it would test nothing.
 # Then the same for a rollback-journal database, whose commits rewrite the
-# database file under the copy (auto mode only).
+# database file under the copy, and for a WAL database checkpointed after
+# every commit, so that its -wal is mostly empty and the database file is
+# often streamed as it is while commits go on (auto mode only).
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
 AUTO_TRIALS=${AUTO_TRIALS:-20}
 COPY_TRIALS=${COPY_TRIALS:-8}
 ROLLBACK_TRIALS=${ROLLBACK_TRIALS:-6}
+CHECKPOINT_TRIALS=${CHECKPOINT_TRIALS:-6}
 S="$WORK/store"
 mkdir "$WORK/src"
 echo "service config" >"$WORK/src/config.json"
@@ -135,4 +138,16 @@ python3 "$WORK/trials.py" "$STAMP" "$S" "$WORK" src2 "$ROLLBACK_TRIALS" 0
 kill "$WRITER"
 wait "$WRITER" || true
 cat "$WORK/writer2.stats"
+
+mkdir "$WORK/src3"
+python3 "$LIB/sqlite-writer.py" "$WORK/src3/app.db" "$WORK/ready3" --rows 8000 --rate 100 \
+        --seconds 150 --checkpoint-every 1 --stats "$WORK/writer3.stats" >"$WORK/writer3.log" 2>&1 &
+WRITER=$!
+at_exit "kill $WRITER"
+for _ in $(seq 600); do [ -e "$WORK/ready3" ] && break; sleep 0.1; done
+[ -e "$WORK/ready3" ] || { cat "$WORK/writer3.log" >&2; fail "the checkpointing writer did not start"; }
+python3 "$WORK/trials.py" "$STAMP" "$S" "$WORK" src3 "$CHECKPOINT_TRIALS" 0
+kill "$WRITER"
+wait "$WRITER" || true
+cat "$WORK/writer3.stats"
 echo "sqlite live ok"

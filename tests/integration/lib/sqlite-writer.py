@@ -2,7 +2,7 @@
 """A service that keeps writing a WAL-mode SQLite database, for the live-snapshot tests.
 
     sqlite-writer.py DB READY [--rows N] [--rate TXN_PER_S] [--seconds S] [--stats FILE]
-                              [--journal wal|delete]
+                              [--journal wal|delete] [--checkpoint-every N]
 
 Builds DB with N rows (checkpointed into the database file), creates the
 file READY, then commits transactions until SIGTERM or S seconds. Each
@@ -17,7 +17,9 @@ satisfies:
 In WAL mode (the default) automatic checkpoints are off: every commit
 after READY lives only in the -wal file, never in the database file. With
 --journal delete the database is in rollback-journal mode and every commit
-rewrites pages of the database file itself. At the end it writes "commits=N
+rewrites pages of the database file itself. --checkpoint-every N runs
+PRAGMA wal_checkpoint(TRUNCATE) after every N commits, so the -wal is often
+empty (and the database file is often being written by checkpoints). At the end it writes "commits=N
 max_ms=M" (M: the longest wait to begin and commit a transaction) to FILE.
 """
 
@@ -36,6 +38,7 @@ ap.add_argument("--rate", type=float, default=150)
 ap.add_argument("--seconds", type=float, default=120)
 ap.add_argument("--stats")
 ap.add_argument("--journal", choices=("wal", "delete"), default="wal")
+ap.add_argument("--checkpoint-every", type=int, default=0)
 args = ap.parse_args()
 
 stop = False
@@ -99,6 +102,8 @@ while not stop and time.monotonic() < end:
     con.execute("COMMIT")
     t3 = time.monotonic()
     worst = max(worst, (t1 - t0) + (t3 - t2))
+    if args.checkpoint_every and txn % args.checkpoint_every == 0:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # waits for readers: not timed
     time.sleep(1.0 / args.rate)
 
 if args.stats:

@@ -138,8 +138,9 @@ static int take_lock(struct live *l)
         if (l->lock_fd < 0 && (errno == EROFS || errno == EACCES))
                 l->lock_fd = open(l->lock_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (l->lock_fd < 0) {
-                log_error("lock file '%s': %s; no snapshot taken", l->lock_path, strerror(errno));
-                return errno == ENOENT ? EXIT_NOTFOUND : EXIT_FAILED;
+                int e = errno;
+                log_error("lock file '%s': %s; no snapshot taken", l->lock_path, strerror(e));
+                return e == ENOENT ? EXIT_NOTFOUND : EXIT_FAILED;
         }
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (;;) {

@@ -30,10 +30,10 @@ static const char *const queries[_Q_MAX] = {
         [Q_HAS_PACK] = "SELECT 1 FROM packs WHERE name = ?",
         [Q_FIND] = "SELECT o.offset, o.raw_len, o.stored_len, o.type, o.comp, p.name "
                    "FROM objects o JOIN packs p ON p.id = o.pack WHERE o.id = ?",
-        [Q_FILES_GET] = "SELECT content, xattrs FROM files WHERE dev = ? AND ino = ? AND size = ? "
-                        "AND mtime = ? AND ctime = ?",
-        [Q_FILES_PUT] = "INSERT OR REPLACE INTO files(dev, ino, size, mtime, ctime, content, xattrs) "
-                        "VALUES(?, ?, ?, ?, ?, ?, ?)",
+        [Q_FILES_GET] = "SELECT content, xattrs, flags FROM files WHERE dev = ? AND ino = ? "
+                        "AND size = ? AND mtime = ? AND ctime = ?",
+        [Q_FILES_PUT] = "INSERT OR REPLACE INTO files(dev, ino, size, mtime, ctime, content, xattrs, "
+                        "flags) VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
         [Q_SNAP_PUT] = "INSERT OR REPLACE INTO snapshots(stamp, root) VALUES(?, ?)",
         [Q_SNAP_HAS] = "SELECT 1 FROM snapshots WHERE stamp = ?",
         [Q_SNAP_DEL] = "DELETE FROM snapshots WHERE stamp = ?",
@@ -52,6 +52,7 @@ static const char schema[] =
         "CREATE TABLE IF NOT EXISTS files("
         " dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,"
         " mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, content BLOB NOT NULL, xattrs BLOB,"
+        " flags INTEGER NOT NULL DEFAULT 0,"
         " PRIMARY KEY(dev, ino)) WITHOUT ROWID;";
 
 /* Scratch sets for gc and stats (index.h). */
@@ -70,6 +71,17 @@ enum {
         S_PACK_ID,
         S_RELOCATE,
         _S_MAX,
+};
+
+/*
+ * One step per schema version, from the version in the key to the next.
+ * Version 0 is a new database: the schema above creates the newest tables.
+ */
+static const char *const upgrades[STAMP_INDEX_SCHEMA] = {
+        [0] = "PRAGMA user_version = 2",
+        /* Rows of version 1 get flags 0: "not looked at", which snapshot.c never trusts for a database. */
+        [1] = "ALTER TABLE files ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;"
+              "PRAGMA user_version = 2",
 };
 
 struct stamp_index {
@@ -145,13 +157,13 @@ static int migrate(struct stamp_index *ix)
                 return -EOPNOTSUPP;
         if (version == STAMP_INDEX_SCHEMA)
                 return 0;
-        /* version 0: a new database. Later upgrades go here, one step each. */
         r = exec(ix, "BEGIN IMMEDIATE");
         if (r < 0)
                 return r;
-        r = exec(ix, schema);
+        if (version == 0)
+                r = exec(ix, schema);
         if (r == 0)
-                r = exec(ix, "PRAGMA user_version = 1");
+                r = exec(ix, upgrades[version]);
         if (r == 0)
                 return exec(ix, "COMMIT");
         (void)exec(ix, "ROLLBACK");
@@ -347,6 +359,7 @@ int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
                         free(row.xattrs);
                         r = row.content ? -ENOMEM : 0; /* an empty content is a miss */
                 } else {
+                        row.flags = (unsigned)sqlite3_column_int(st, 2);
                         *ret = row;
                         r = 1;
                 }
@@ -358,7 +371,7 @@ int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
 
 int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
                           int64_t mtime_ns, int64_t ctime_ns, const uint8_t *content,
-                          size_t len, const uint8_t *xattrs, size_t xattrs_len)
+                          size_t len, const uint8_t *xattrs, size_t xattrs_len, unsigned flags)
 {
         sqlite3_stmt *st = ix->q[Q_FILES_PUT];
 
@@ -372,6 +385,7 @@ int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
                 sqlite3_bind_blob(st, 7, xattrs, (int)xattrs_len, SQLITE_STATIC);
         else
                 sqlite3_bind_null(st, 7);
+        sqlite3_bind_int(st, 8, (int)flags);
         return step_done(st);
 }
 

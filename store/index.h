@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * index.db: the SQLite index of a store. The only module that includes
- * <sqlite3.h>. It maps object ids to their place in a pack, lists packs and
- * snapshots, and holds the files cache. It is a cache of what the packs and
- * snapshot records say: `stamp reindex` can rebuild it from them.
+ * index.db: the SQLite index of a store. One of the two modules that
+ * include <sqlite3.h> (sqlite-capture.c, which reads the live databases of
+ * a snapshot's sources, is the other). It maps object ids to their place
+ * in a pack, lists packs and snapshots, and holds the files cache. It is a
+ * cache of what the packs and snapshot records say: `stamp reindex` can
+ * rebuild it from them.
  *
  * One connection per thread: a struct stamp_index must never be used by two
  * threads at once. WAL mode, synchronous=FULL, a busy timeout.
@@ -16,8 +18,11 @@
 #include "hash.h"
 #include "pack.h"
 
-/* Schema version in PRAGMA user_version. History: 1 = first. */
-#define STAMP_INDEX_SCHEMA 1
+/*
+ * Schema version in PRAGMA user_version. History: 1 = first; 2 = files.flags
+ * (whether a cached file is an SQLite database, and how it was stored).
+ */
+#define STAMP_INDEX_SCHEMA 2
 
 struct stamp_index;
 
@@ -64,20 +69,27 @@ int stamp_index_find(struct stamp_index *ix, const struct stamp_id *id, struct s
 
 /*
  * The files cache. A row holds a file's encoded content reference and its
- * encoded xattrs (a change to either bumps ctime, part of the key).
+ * encoded xattrs (a change to either bumps ctime, part of the key), and
+ * flags saying how the content was made.
  */
 struct stamp_files_row {
         uint8_t *content; /* caller frees */
         size_t content_len;
         uint8_t *xattrs;  /* caller frees; NULL if none */
         size_t xattrs_len;
+        unsigned flags;   /* STAMP_FILES_* */
 };
+
+/* Files-cache row flags. Frozen. */
+#define STAMP_FILES_CHECKED (1u << 0)  /* the header was looked at (rows of schema 1 have 0) */
+#define STAMP_FILES_SQLITE (1u << 1)   /* the file starts with the SQLite header */
+#define STAMP_FILES_CAPTURED (1u << 2) /* the content is a copy made through SQLite's backup API */
 /* 1 and *ret on a hit, 0 on a miss. */
 int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
                           int64_t mtime_ns, int64_t ctime_ns, struct stamp_files_row *ret);
 int stamp_index_files_put(struct stamp_index *ix, uint64_t dev, uint64_t ino, uint64_t size,
                           int64_t mtime_ns, int64_t ctime_ns, const uint8_t *content,
-                          size_t len, const uint8_t *xattrs, size_t xattrs_len);
+                          size_t len, const uint8_t *xattrs, size_t xattrs_len, unsigned flags);
 
 int stamp_index_snapshot_put(struct stamp_index *ix, const char *stamp,
                              const struct stamp_id *root);

@@ -282,6 +282,29 @@ static int put_duration(cJSON *obj, double d)
         return put_duration_key(obj, "duration_s", d);
 }
 
+/* Seconds with a fixed format, like duration_s. */
+static int put_seconds(cJSON *obj, const char *key, double d)
+{
+        char buf[32];
+
+        if (!(d >= 0))
+                d = 0;
+        if (d > 1e8)
+                d = 1e8;
+        snprintf(buf, sizeof(buf), "%.3f", d);
+        return cJSON_AddRawToObject(obj, key, buf) ? 0 : -ENOMEM;
+}
+
+static int get_seconds(const cJSON *obj, const char *key, double *ret)
+{
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+        if (!cJSON_IsNumber(j) || !(j->valuedouble >= 0 && j->valuedouble < 1e9))
+                return -EBADMSG;
+        *ret = j->valuedouble;
+        return 0;
+}
+
 static int put_i64_str(cJSON *obj, const char *key, int64_t v)
 {
         char buf[32];
@@ -457,7 +480,84 @@ void stamp_record_release(struct stamp_record *r)
         stamp_strv_release(&r->excludes);
         stamp_strv_release(&r->errors);
         stamp_strv_release(&r->changed);
+        stamp_strv_release(&r->sqlite);
+        stamp_strv_release(&r->warnings);
+        for (size_t i = 0; i < r->n_hooks; i++) {
+                free(r->hooks[i].stage);
+                free(r->hooks[i].command);
+        }
+        free(r->hooks);
+        free(r->stdin_path);
+        free(r->stdin_command);
+        free(r->lock_path);
         memset(r, 0, sizeof(*r));
+}
+
+int stamp_record_add_hook(struct stamp_record *r, const char *stage, const char *command,
+                          int exit_status, double duration_s)
+{
+        struct stamp_hook_run *v, *h;
+
+        if (r->n_hooks >= LIST_MAX)
+                return -E2BIG;
+        v = realloc(r->hooks, (r->n_hooks + 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        r->hooks = v;
+        h = &v[r->n_hooks];
+        h->stage = strdup(stage);
+        h->command = strdup(command);
+        if (!h->stage || !h->command) {
+                free(h->stage);
+                free(h->command);
+                return -ENOMEM;
+        }
+        h->exit_status = exit_status;
+        h->duration_s = duration_s;
+        r->n_hooks++;
+        return 0;
+}
+
+/* The optional fields of a record (see record.h). */
+static int encode_live(cJSON *j, const struct stamp_record *r)
+{
+        if (put_u64(j, "sqlite_count", r->n_sqlite) < 0 || put_strv(j, "sqlite", &r->sqlite) < 0 ||
+            put_u64(j, "warning_count", r->n_warnings) < 0 ||
+            put_strv(j, "warnings", &r->warnings) < 0)
+                return -ENOMEM;
+        if (r->n_hooks) {
+                cJSON *arr = cJSON_AddArrayToObject(j, "hooks");
+                if (!arr)
+                        return -ENOMEM;
+                for (size_t i = 0; i < r->n_hooks; i++) {
+                        const struct stamp_hook_run *h = &r->hooks[i];
+                        cJSON *o = cJSON_CreateObject();
+                        if (!o || !cJSON_AddItemToArray(arr, o)) {
+                                cJSON_Delete(o);
+                                return -ENOMEM;
+                        }
+                        if (put_str(o, "stage", h->stage) < 0 ||
+                            put_str(o, "command", h->command) < 0 ||
+                            !cJSON_AddNumberToObject(o, "exit_status", h->exit_status) ||
+                            put_seconds(o, "duration_s", h->duration_s) < 0)
+                                return -ENOMEM;
+                }
+        }
+        if (r->stdin_path) {
+                cJSON *o = cJSON_AddObjectToObject(j, "stdin");
+                if (!o || put_str(o, "path", r->stdin_path) < 0 ||
+                    put_str(o, "command", r->stdin_command) < 0 ||
+                    put_u64(o, "bytes", r->stdin_bytes) < 0)
+                        return -ENOMEM;
+        }
+        if (r->lock_path) {
+                cJSON *o = cJSON_AddObjectToObject(j, "lock");
+                if (!o || put_str(o, "path", r->lock_path) < 0 ||
+                    put_str(o, "mode", r->lock_shared ? "shared" : "exclusive") < 0 ||
+                    put_seconds(o, "waited_s", r->lock_wait_s) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
 }
 
 int stamp_record_encode(const struct stamp_record *r, char **ret)
@@ -482,7 +582,7 @@ int stamp_record_encode(const struct stamp_record *r, char **ret)
             put_str(j, "tool_version", r->tool_version) < 0 ||
             put_u64(j, "error_count", r->n_errors) < 0 || put_strv(j, "errors", &r->errors) < 0 ||
             put_u64(j, "changed_count", r->n_changed) < 0 ||
-            put_strv(j, "changed_during_snapshot", &r->changed) < 0)
+            put_strv(j, "changed_during_snapshot", &r->changed) < 0 || encode_live(j, r) < 0)
                 return -ENOMEM;
         {
                 cJSON *m = cJSON_AddObjectToObject(j, "root_meta");
@@ -514,9 +614,77 @@ int stamp_record_encode(const struct stamp_record *r, char **ret)
         if (!opt || put_strv(opt, "excludes", &r->excludes) < 0 ||
             !cJSON_AddBoolToObject(opt, "one_file_system", r->one_file_system) ||
             put_chunker(opt, "fastcdc-gear-nc2", &r->chunker) < 0 ||
-            !cJSON_AddNumberToObject(opt, "zstd_level", r->zstd_level))
+            !cJSON_AddNumberToObject(opt, "zstd_level", r->zstd_level) ||
+            (r->sqlite_mode[0] && put_str(opt, "sqlite", r->sqlite_mode) < 0))
                 return -ENOMEM;
         return print(j, ret);
+}
+
+static bool has(const cJSON *obj, const char *key)
+{
+        return cJSON_GetObjectItemCaseSensitive(obj, key) != NULL;
+}
+
+static int parse_hook(const cJSON *o, struct stamp_record *r)
+{
+        const char *stage, *command;
+        double d;
+        int status;
+
+        if (!cJSON_IsObject(o) || no_duplicates(o) < 0)
+                return -EBADMSG;
+        stage = get_str(o, "stage");
+        command = get_str(o, "command");
+        if (!stage || (strcmp(stage, "pre") != 0 && strcmp(stage, "post") != 0) || !command ||
+            get_int(o, "exit_status", &status) < 0 || status < -1 || status > 255 ||
+            get_seconds(o, "duration_s", &d) < 0)
+                return -EBADMSG;
+        return stamp_record_add_hook(r, stage, command, status, d);
+}
+
+/* The optional fields: each is checked when present. */
+static int parse_live(const cJSON *j, struct stamp_record *r)
+{
+        const cJSON *o;
+        int e;
+
+        if ((has(j, "sqlite_count") || has(j, "sqlite")) &&
+            (get_u64(j, "sqlite_count", &r->n_sqlite) < 0 || get_strv(j, "sqlite", &r->sqlite) < 0))
+                return -EBADMSG;
+        if ((has(j, "warning_count") || has(j, "warnings")) &&
+            (get_u64(j, "warning_count", &r->n_warnings) < 0 ||
+             get_strv(j, "warnings", &r->warnings) < 0))
+                return -EBADMSG;
+        if (has(j, "hooks")) {
+                const cJSON *h, *arr = cJSON_GetObjectItemCaseSensitive(j, "hooks");
+                if (!cJSON_IsArray(arr))
+                        return -EBADMSG;
+                cJSON_ArrayForEach(h, arr)
+                {
+                        e = parse_hook(h, r);
+                        if (e < 0)
+                                return e == -E2BIG ? -EBADMSG : e;
+                }
+        }
+        o = cJSON_GetObjectItemCaseSensitive(j, "stdin");
+        if (o && (!cJSON_IsObject(o) || no_duplicates(o) < 0 ||
+                  get_strdup(o, "path", &r->stdin_path) < 0 ||
+                  get_strdup(o, "command", &r->stdin_command) < 0 ||
+                  get_u64(o, "bytes", &r->stdin_bytes) < 0))
+                return -EBADMSG;
+        o = cJSON_GetObjectItemCaseSensitive(j, "lock");
+        if (o) {
+                const char *mode;
+                if (!cJSON_IsObject(o) || no_duplicates(o) < 0 ||
+                    get_strdup(o, "path", &r->lock_path) < 0 ||
+                    get_seconds(o, "waited_s", &r->lock_wait_s) < 0)
+                        return -EBADMSG;
+                mode = get_str(o, "mode");
+                if (!mode || (strcmp(mode, "shared") != 0 && strcmp(mode, "exclusive") != 0))
+                        return -EBADMSG;
+                r->lock_shared = strcmp(mode, "shared") == 0;
+        }
+        return 0;
 }
 
 static int record_parse(const cJSON *j, struct stamp_record *r)
@@ -546,6 +714,11 @@ static int record_parse(const cJSON *j, struct stamp_record *r)
             get_u64(j, "changed_count", &r->n_changed) < 0 ||
             get_strv(j, "changed_during_snapshot", &r->changed) < 0)
                 return -EBADMSG;
+        {
+                int e = parse_live(j, r);
+                if (e < 0)
+                        return e;
+        }
         {
                 const cJSON *d = cJSON_GetObjectItemCaseSensitive(j, "duration_s");
                 if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0 && d->valuedouble < 1e9))
@@ -594,6 +767,12 @@ static int record_parse(const cJSON *j, struct stamp_record *r)
         if (!cJSON_IsBool(ofs))
                 return -EBADMSG;
         r->one_file_system = cJSON_IsTrue(ofs);
+        if (has(opt, "sqlite")) {
+                const char *mode = get_str(opt, "sqlite");
+                if (!mode || (strcmp(mode, "auto") != 0 && strcmp(mode, "copy") != 0))
+                        return -EBADMSG;
+                strcpy(r->sqlite_mode, mode);
+        }
         return 0;
 }
 

@@ -42,6 +42,14 @@ struct stamp_strv {
         size_t n;
 };
 
+/* A --pre or --post command of a snapshot, as it ran. */
+struct stamp_hook_run {
+        char *stage;      /* "pre" or "post" */
+        char *command;
+        int exit_status;  /* as a shell reports it: 128 + N if killed by signal N; -1 if it never ran */
+        double duration_s;
+};
+
 struct stamp_record {
         unsigned version;
         char stamp[STAMP_STAMP_LEN + 1];
@@ -80,6 +88,23 @@ struct stamp_record {
         uint64_t validated_objects; /* new objects re-read and re-hashed */
         uint64_t validated_bytes;
         double validation_s;
+        /*
+         * Everything below is optional in the JSON (absent from records made
+         * before it existed), so the record version stays 1.
+         */
+        uint64_t n_sqlite;        /* databases captured through SQLite's backup API */
+        struct stamp_strv sqlite; /* their paths, at most STAMP_RECORD_LIST_MAX */
+        uint64_t n_warnings;      /* entries stored, but less well than asked */
+        struct stamp_strv warnings; /* "path: reason" (a database copied as plain bytes) */
+        struct stamp_hook_run *hooks;
+        size_t n_hooks;
+        char *stdin_path;         /* --stdin-name; NULL if the snapshot has none */
+        char *stdin_command;
+        uint64_t stdin_bytes;
+        char *lock_path;          /* --lock; NULL if none was taken */
+        bool lock_shared;
+        double lock_wait_s;
+        char sqlite_mode[8];      /* options: "auto" or "copy"; "" in older records */
 };
 
 int stamp_config_encode(const struct stamp_config *c, char **ret);
@@ -90,6 +115,9 @@ int stamp_record_encode(const struct stamp_record *r, char **ret);
 int stamp_record_parse(const char *text, size_t len, struct stamp_record *ret);
 /* Frees the strings a record owns and zeroes it. */
 void stamp_record_release(struct stamp_record *r);
+/* Appends a copy of a hook run to @r->hooks. */
+int stamp_record_add_hook(struct stamp_record *r, const char *stage, const char *command,
+                          int exit_status, double duration_s);
 
 /* Appends a copy of @s. */
 int stamp_strv_push(struct stamp_strv *v, const char *s);

@@ -22,10 +22,26 @@
  * ctime) reuses its content reference without being read. Files modified
  * within the last two seconds of the snapshot's start are not cached
  * ("racy" files), nor are files that changed while being read.
+ *
+ * Databases (--sqlite=auto): a file that starts with the SQLite header is
+ * copied through SQLite (sqlite-capture.h) by the walker, and the copy is
+ * chunked like a file. Small files are read by workers, so a worker that
+ * sees the header hands the file back to the walker instead of storing it.
+ * A name ending in -wal, -shm or -journal whose base name is listed in the
+ * same directory is held back until the directory's files are finished:
+ * if its database was captured it is not stored (the copy holds its
+ * committed content), else it is read like any file. A captured database
+ * is taken from the files cache only if its row says it was captured and
+ * its -wal is empty: commits in the -wal change the database without
+ * changing the database file, which is all the cache key sees.
+ *
+ * Files that vanish between the listing and the read are reported in the
+ * record's errors and left out of the snapshot.
  */
 
 #include "snapshot.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +62,7 @@
 #include "compress.h"
 #include "macro.h"
 #include "pack.h"
+#include "sqlite-capture.h"
 #include "tree.h"
 #include "writer.h"
 
@@ -111,6 +128,7 @@ struct filejob {
         uint64_t size;        /* bytes stored */
         int source_errno;     /* open/read failed: the entry is unreadable */
         bool changed;         /* kept changing while read */
+        bool sqlite_header;   /* starts like a database (then, in auto mode, nothing is stored) */
         int store_error;
         uint32_t nrefs;
         uint8_t refs[STAMP_INLINE_CHUNKS_MAX * STAMP_CHUNKREF_SIZE];
@@ -130,7 +148,11 @@ struct pentry {
         uint8_t *content;
         struct filejob *job;
         uint64_t dev, ino;
+        uint64_t st_size;   /* the file's size when its stat was taken: the cache key */
+        uint64_t counted;   /* bytes added to the record's logical_bytes */
         bool cacheable;
+        bool sqlite_header; /* the file starts with the SQLite header */
+        bool drop;          /* vanished: left out of the tree */
 };
 
 struct cache_row {
@@ -140,6 +162,7 @@ struct cache_row {
         size_t len;
         uint8_t *xattrs;
         size_t xattrs_len;
+        unsigned flags; /* STAMP_FILES_* */
 };
 
 struct ctx {
@@ -160,6 +183,11 @@ struct ctx {
         size_t path_len, path_cap;
         struct cache_row *rows;
         size_t n_rows, rows_cap;
+        char *tmp_dir;       /* the store's tmp/, where databases are copied */
+        struct pentry stream;/* the --stdin-from file until it is placed */
+        int64_t stream_time_ns;
+        bool stream_pending;
+        bool stream_conflict; /* its path appeared in the sources during the walk */
         struct stamp_progress prog;
         struct timespec last_progress;
 
@@ -221,6 +249,9 @@ static void small_file(struct ctx *c, struct stamp_zctx *z, uint8_t *buf, struct
                         job->source_errno = n < 0 ? (int)-n : errno;
                         return;
                 }
+                job->sqlite_header = stamp_capture_is_sqlite(buf, (size_t)n);
+                if (job->sqlite_header && c->o->sqlite == STAMP_SQLITE_AUTO)
+                        return; /* the walker copies it through SQLite (finish_small) */
                 if ((size_t)n > cap) /* grew past what a small file may hold */
                         n = (ssize_t)cap;
                 else if (same_file(&before, &job->st) && n == job->st.st_size)
@@ -560,6 +591,45 @@ static int source_changed(struct ctx *c)
         return stamp_strv_push(&c->rec->changed, c->path_len ? c->path : ".");
 }
 
+/* Records an entry that was stored, but less well than asked. */
+static int source_warning(struct ctx *c, const char *reason)
+{
+        char buf[PATH_MAX + 1024];
+
+        c->rec->n_warnings++;
+        if (c->rec->warnings.n >= STAMP_RECORD_LIST_MAX)
+                return 0;
+        snprintf(buf, sizeof(buf), "%s: %s", c->path_len ? c->path : ".", reason);
+        return stamp_strv_push(&c->rec->warnings, buf);
+}
+
+/* Records a database captured through SQLite. */
+static int source_sqlite(struct ctx *c)
+{
+        c->rec->n_sqlite++;
+        if (c->rec->sqlite.n >= STAMP_RECORD_LIST_MAX)
+                return 0;
+        return stamp_strv_push(&c->rec->sqlite, c->path_len ? c->path : ".");
+}
+
+/* A regular file that vanished after it was listed: reported and left out. */
+static int file_vanished(struct ctx *c, struct pentry *pe)
+{
+        c->rec->files--;
+        c->rec->logical_bytes -= pe->counted;
+        pe->counted = 0;
+        pe->drop = true;
+        return source_error(c, "vanished during the snapshot");
+}
+
+/* Sets the size of a file's entry, keeping the record's logical_bytes in step. */
+static void set_size(struct ctx *c, struct pentry *pe, uint64_t size)
+{
+        c->rec->logical_bytes += size - pe->counted;
+        pe->counted = size;
+        pe->e.size = size;
+}
+
 static void progress(struct ctx *c)
 {
         struct timespec now;
@@ -718,6 +788,7 @@ static void fill_stat(struct ctx *c, struct pentry *pe, const struct stat *st)
         pe->e.rdev = (pe->e.type == STAMP_T_CHR || pe->e.type == STAMP_T_BLK) ? st->st_rdev : 0;
         pe->dev = st->st_dev;
         pe->ino = st->st_ino;
+        pe->st_size = (uint64_t)st->st_size;
         if (pe->e.type != STAMP_T_DIR && st->st_nlink > 1) {
                 /* Stable across snapshots, so unchanged trees stay identical. */
                 uint8_t key[16];
@@ -772,18 +843,47 @@ static int job_reset(struct ctx *c, struct filejob *job)
 }
 
 /*
+ * Cuts the first @have bytes of c->rbuf into chunks and dispatches them:
+ * every chunk at @eof, else only those that a later byte cannot change.
+ * The rest is moved to the start of rbuf; returns its length or -errno.
+ */
+static ssize_t cut_chunks(struct ctx *c, struct filejob *job, size_t have, bool eof)
+{
+        size_t pos = 0, max = c->chunker.p.max;
+
+        while (have - pos >= max || (eof && pos < have)) {
+                size_t cut = stamp_chunker_cut(&c->chunker, c->rbuf + pos, have - pos);
+                struct slot *sl;
+                int r;
+                if (job->dispatched - job->consumed == job->nslots) {
+                        r = job_consume(c, job, job->consumed + 1);
+                        if (r < 0)
+                                return r;
+                }
+                sl = &job->slots[job->dispatched % job->nslots];
+                r = dispatch(c, job, c->rbuf + pos, cut, sl);
+                if (r < 0)
+                        return r;
+                job->dispatched++;
+                pos += cut;
+        }
+        memmove(c->rbuf, c->rbuf + pos, have - pos);
+        return (ssize_t)(have - pos);
+}
+
+/*
  * Reads @fd to the end, dispatching its chunks. Returns the bytes read, or
  * a negative errno: -EIO-like errors of the source are returned as they
  * are, store errors come back through the slots.
  */
 static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
 {
-        size_t have = 0, max = c->chunker.p.max;
+        size_t have = 0;
         uint64_t total = 0;
         bool eof = false;
 
         for (;;) {
-                size_t pos = 0;
+                ssize_t kept;
                 while (!eof && have < c->rbuf_size) {
                         ssize_t n = read(fd, c->rbuf + have, c->rbuf_size - have);
                         if (n < 0) {
@@ -797,27 +897,42 @@ static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
                         total += (uint64_t)n;
                         c->prog.read_bytes += (uint64_t)n;
                 }
-                while (have - pos >= max || (eof && pos < have)) {
-                        size_t cut = stamp_chunker_cut(&c->chunker, c->rbuf + pos, have - pos);
-                        struct slot *sl;
-                        int r;
-                        if (job->dispatched - job->consumed == job->nslots) {
-                                r = job_consume(c, job, job->consumed + 1);
-                                if (r < 0)
-                                        return r;
-                        }
-                        sl = &job->slots[job->dispatched % job->nslots];
-                        r = dispatch(c, job, c->rbuf + pos, cut, sl);
-                        if (r < 0)
-                                return r;
-                        job->dispatched++;
-                        pos += cut;
-                }
-                memmove(c->rbuf, c->rbuf + pos, have - pos);
-                have -= pos;
+                kept = cut_chunks(c, job, have, eof);
+                if (kept < 0)
+                        return kept;
+                have = (size_t)kept;
                 if (eof && have == 0)
                         return (int64_t)total;
         }
+}
+
+/* A file's bytes pushed to the walker (a database copy): they go through rbuf. */
+struct feed {
+        struct ctx *c;
+        struct filejob *job;
+        size_t have; /* bytes in c->rbuf */
+};
+
+static int feed_bytes(void *userdata, const void *buf, size_t len)
+{
+        struct feed *f = userdata;
+        struct ctx *c = f->c;
+
+        while (len > 0) {
+                size_t n = c->rbuf_size - f->have < len ? c->rbuf_size - f->have : len;
+                memcpy(c->rbuf + f->have, buf, n);
+                f->have += n;
+                buf = (const uint8_t *)buf + n;
+                len -= n;
+                c->prog.read_bytes += n;
+                if (f->have == c->rbuf_size) {
+                        ssize_t kept = cut_chunks(c, f->job, f->have, false);
+                        if (kept < 0)
+                                return (int)kept;
+                        f->have = (size_t)kept;
+                }
+        }
+        return 0;
 }
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -827,16 +942,213 @@ static bool same_file(const struct stat *a, const struct stat *b)
                a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
+static struct filejob *job_new(struct ctx *c, uint64_t size)
+{
+        struct filejob *job = calloc(1, sizeof(*job));
+        uint64_t est = size / c->chunker.p.min + 1;
+
+        if (!job)
+                return NULL;
+        job->nslots = est < RING ? (size_t)est : RING;
+        job->slots = calloc(job->nslots, sizeof(struct slot));
+        if (!job->slots) {
+                free(job);
+                return NULL;
+        }
+        return job;
+}
+
+static int open_source(int dirfd, const char *name)
+{
+        int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
+
+        if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
+                fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        return fd;
+}
+
 /*
- * Reads a regular file. Store errors are returned; source errors are
- * recorded and the entry marked (content empty, UNREADABLE).
+ * A regular file that could not be read (@err): one that vanished is left
+ * out (1), any other is recorded and stored empty, marked UNREADABLE.
  */
+static int file_unreadable(struct ctx *c, struct pentry *pe, int err)
+{
+        int r;
+
+        if (pe->job)
+                (void)job_reset(c, pe->job); /* no task may point at it once freed */
+        job_free(pe->job);
+        pe->job = NULL;
+        pe->cacheable = false;
+        if (err == ENOENT) {
+                r = file_vanished(c, pe);
+                return r < 0 ? r : 1;
+        }
+        r = source_error(c, strerror(err));
+        pe->e.flags |= STAMP_EF_UNREADABLE;
+        set_size(c, pe, 0);
+        if (r < 0)
+                return r;
+        r = stamp_content_encode_inline(NULL, 0, &pe->content, &pe->e.content_len);
+        pe->e.content = pe->content;
+        return r;
+}
+
+/*
+ * Reads @fd as plain bytes, again while the file changes (READ_ATTEMPTS),
+ * then marks it. Store errors are returned; source errors are recorded.
+ */
+static int read_plain(struct ctx *c, int fd, struct pentry *pe, struct stat *st)
+{
+        struct filejob *job;
+        int r;
+
+        job = job_new(c, (uint64_t)st->st_size);
+        if (!job)
+                return -ENOMEM;
+        pe->job = job;
+        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+
+        for (int attempt = 1;; attempt++) {
+                struct stat before, after;
+                int64_t n;
+
+                if (fstat(fd, &before) < 0)
+                        return file_unreadable(c, pe, errno);
+                n = read_chunks(c, fd, job);
+                if (n < 0) {
+                        /* A failed slot means a store error; a failed read, a source one. */
+                        if (job->dispatched > job->consumed) {
+                                r = job_consume(c, job, job->dispatched);
+                                if (r < 0)
+                                        return r;
+                        }
+                        return file_unreadable(c, pe, (int)-n);
+                }
+                if (fstat(fd, &after) < 0)
+                        return file_unreadable(c, pe, errno);
+                *st = after;
+                set_size(c, pe, (uint64_t)n);
+                if (same_file(&before, &after) && (uint64_t)n == (uint64_t)after.st_size)
+                        break;
+                if (attempt == READ_ATTEMPTS) {
+                        pe->e.flags |= STAMP_EF_CHANGED;
+                        pe->cacheable = false;
+                        return source_changed(c);
+                }
+                r = job_reset(c, job);
+                if (r < 0)
+                        return r;
+                if (lseek(fd, 0, SEEK_SET) < 0)
+                        return file_unreadable(c, pe, errno);
+        }
+        fill_stat(c, pe, st);
+        pe->cacheable = st->st_mtim.tv_sec < c->racy_after && st->st_ctim.tv_sec < c->racy_after;
+        return 0;
+}
+
+/* True if database @name has a -wal file with something in it. */
+static bool wal_has_content(int dirfd, const char *name)
+{
+        char wal[NAME_MAX + 8];
+        struct stat st;
+
+        if (snprintf(wal, sizeof(wal), "%s-wal", name) >= (int)sizeof(wal))
+                return false; /* no such name can exist */
+        return fstatat(dirfd, wal, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+               st.st_size > 0;
+}
+
+/*
+ * Copies database @name through SQLite and chunks the copy into @pe, with
+ * @st (taken before the copy) as its metadata. 0 if captured; 1 if it
+ * could not be (a warning is recorded, the caller reads the plain bytes);
+ * a negative errno for a store problem, the temporary copy included.
+ */
+static int capture_db(struct ctx *c, int dirfd, const char *name, struct pentry *pe,
+                      const struct stat *st)
+{
+        char proc[64 + NAME_MAX], reason[512], msg[600];
+        struct stamp_capture_info info;
+        bool wal = wal_has_content(dirfd, name);
+        struct feed f = { .c = c };
+        ssize_t kept;
+        int r;
+
+        f.job = pe->job = job_new(c, (uint64_t)st->st_size);
+        if (!pe->job)
+                return -ENOMEM;
+        /* SQLite opens it by name; through the directory fd it is this directory's file. */
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
+        r = stamp_sqlite_capture(proc, c->tmp_dir, feed_bytes, &f, &info, reason, sizeof(reason));
+        if (r == 0) {
+                kept = cut_chunks(c, f.job, f.have, true);
+                r = kept < 0 ? (int)kept : 0;
+        }
+        if (r < 0)
+                return r; /* the store's: the copy in tmp/ or the chunks' */
+        if (r > 0) {
+                /* What was passed on so far is not wanted. */
+                (void)job_reset(c, pe->job);
+                job_free(pe->job);
+                pe->job = NULL;
+                snprintf(msg, sizeof(msg), "not captured through SQLite (%s); stored as plain bytes",
+                         reason);
+                r = source_warning(c, msg);
+                return r < 0 ? r : 1;
+        }
+        fill_stat(c, pe, st);
+        set_size(c, pe, info.size);
+        pe->e.flags |= STAMP_EF_SQLITE;
+        pe->sqlite_header = true;
+        /* A hit is stored with the file's size, so the copy must have the same. */
+        pe->cacheable = !wal && info.size == (uint64_t)st->st_size &&
+                        st->st_mtim.tv_sec < c->racy_after && st->st_ctim.tv_sec < c->racy_after;
+        return source_sqlite(c);
+}
+
+/*
+ * Reads a regular file in the walker: a database through SQLite if
+ * @capture, anything else (or a database SQLite refused) as plain bytes.
+ * Store errors are returned; source errors are recorded and the entry
+ * marked (content empty, UNREADABLE); 1 if the file vanished.
+ */
+static int read_file(struct ctx *c, int dirfd, const char *name, struct pentry *pe,
+                     struct stat *st, bool capture)
+{
+        uint8_t head[STAMP_SQLITE_HEADER_SIZE];
+        _cleanup_close_ int fd = -1;
+        ssize_t n;
+        int r;
+
+        fd = open_source(dirfd, name);
+        if (fd < 0)
+                return file_unreadable(c, pe, errno);
+        n = pread(fd, head, sizeof(head), 0);
+        pe->sqlite_header = n > 0 && stamp_capture_is_sqlite(head, (size_t)n);
+        if (pe->sqlite_header && capture) {
+                /*
+                 * Closing any fd of a file drops every POSIX lock this process
+                 * holds on it, SQLite's included: ours is closed before SQLite
+                 * opens the database, and opened again only after it is done.
+                 */
+                closep(&fd);
+                fd = -1;
+                r = capture_db(c, dirfd, name, pe, st);
+                if (r <= 0)
+                        return r;
+                fd = open_source(dirfd, name);
+                if (fd < 0)
+                        return file_unreadable(c, pe, errno);
+        }
+        return read_plain(c, fd, pe, st);
+}
+
+/* Reads a regular file: a small one by a worker, any other by the walker. */
 static int read_regular(struct ctx *c, int dirfd, const char *name, struct pentry *pe,
                         struct stat *st)
 {
-        _cleanup_close_ int fd = -1;
         struct filejob *job;
-        size_t est;
         int r;
 
         if (c->async_small && (uint64_t)st->st_size <= (uint64_t)SMALL_CHUNKS * c->chunker.p.min) {
@@ -852,74 +1164,7 @@ static int read_regular(struct ctx *c, int dirfd, const char *name, struct pentr
                         job->done = true; /* never queued: nothing to wait for */
                 return r;
         }
-        fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME | O_NONBLOCK);
-        if (fd < 0 && errno == EPERM) /* O_NOATIME needs ownership */
-                fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0)
-                goto unreadable;
-        job = calloc(1, sizeof(*job));
-        if (!job)
-                return -ENOMEM;
-        pe->job = job;
-        est = (size_t)(st->st_size / c->chunker.p.min) + 1;
-        job->nslots = est < RING ? est : RING;
-        job->slots = calloc(job->nslots, sizeof(struct slot));
-        if (!job->slots)
-                return -ENOMEM;
-        (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-
-        for (int attempt = 1;; attempt++) {
-                struct stat before, after;
-                int64_t n;
-
-                if (fstat(fd, &before) < 0)
-                        goto unreadable;
-                n = read_chunks(c, fd, job);
-                if (n < 0) {
-                        /* A failed slot means a store error; a failed read, a source one. */
-                        if (job->dispatched > job->consumed) {
-                                r = job_consume(c, job, job->dispatched);
-                                if (r < 0)
-                                        return r;
-                        }
-                        errno = (int)-n;
-                        goto unreadable;
-                }
-                if (fstat(fd, &after) < 0)
-                        goto unreadable;
-                *st = after;
-                pe->e.size = (uint64_t)n;
-                if (same_file(&before, &after) && (uint64_t)n == (uint64_t)after.st_size)
-                        break;
-                if (attempt == READ_ATTEMPTS) {
-                        pe->e.flags |= STAMP_EF_CHANGED;
-                        pe->cacheable = false;
-                        return source_changed(c);
-                }
-                r = job_reset(c, job);
-                if (r < 0)
-                        return r;
-                if (lseek(fd, 0, SEEK_SET) < 0)
-                        goto unreadable;
-        }
-        fill_stat(c, pe, st);
-        pe->cacheable = st->st_mtim.tv_sec < c->racy_after && st->st_ctim.tv_sec < c->racy_after;
-        return 0;
-
-unreadable:
-        r = source_error(c, strerror(errno));
-        if (pe->job)
-                (void)job_reset(c, pe->job); /* no task may point at it once freed */
-        job_free(pe->job);
-        pe->job = NULL;
-        pe->e.flags |= STAMP_EF_UNREADABLE;
-        pe->e.size = 0;
-        pe->cacheable = false;
-        if (r < 0)
-                return r;
-        r = stamp_content_encode_inline(NULL, 0, &pe->content, &pe->e.content_len);
-        pe->e.content = pe->content;
-        return r;
+        return read_file(c, dirfd, name, pe, st, c->o->sqlite == STAMP_SQLITE_AUTO);
 }
 
 /* Collects what a worker made of a small file. Source problems are recorded here. */
@@ -935,14 +1180,30 @@ static int finish_small(struct ctx *c, struct pentry *pe)
         r = path_push(c, pe->name, &old);
         if (r < 0)
                 return r;
+        if (job->source_errno == ENOENT) {
+                r = file_vanished(c, pe);
+                path_pop(c, old);
+                return r;
+        }
+        if (job->sqlite_header && !job->source_errno && c->o->sqlite == STAMP_SQLITE_AUTO) {
+                /* A database: the walker reads it again, through SQLite. */
+                struct stat st = job->st;
+                int dirfd = job->dirfd;
+                job_free(job);
+                pe->job = NULL;
+                r = read_file(c, dirfd, pe->name, pe, &st, true);
+                path_pop(c, old);
+                return r < 0 ? r : 0; /* 1: vanished, pe->drop is set */
+        }
+        pe->sqlite_header = job->sqlite_header;
         if (job->source_errno) {
                 pe->e.flags |= STAMP_EF_UNREADABLE;
-                pe->e.size = 0;
+                set_size(c, pe, 0);
                 job->nrefs = 0;
                 r = source_error(c, strerror(job->source_errno));
         } else {
                 fill_stat(c, pe, &job->st);
-                pe->e.size = job->size;
+                set_size(c, pe, job->size);
                 pe->cacheable = !job->changed && job->st.st_mtim.tv_sec < c->racy_after &&
                                 job->st.st_ctim.tv_sec < c->racy_after;
                 if (job->changed) {
@@ -961,14 +1222,17 @@ static int finish_small(struct ctx *c, struct pentry *pe)
 /* Finishes a file whose chunks were dispatched: waits for them, builds its content. */
 static int finish_file(struct ctx *c, struct pentry *pe)
 {
-        struct filejob *job = pe->job;
+        struct filejob *job;
         int r;
 
-        if (job->small) {
+        if (pe->job->small) {
+                /* A database found by a worker comes back with a walker's job, or none. */
                 r = finish_small(c, pe);
                 if (r < 0)
                         return r;
-        } else {
+        }
+        job = pe->job;
+        if (job && !job->small) {
                 r = job_consume(c, job, job->dispatched);
                 if (r < 0)
                         return r;
@@ -977,7 +1241,7 @@ static int finish_file(struct ctx *c, struct pentry *pe)
                         return r;
                 pe->e.content = pe->content;
         }
-        if (pe->cacheable) {
+        if (pe->cacheable && !pe->drop) {
                 struct cache_row *row;
                 if (c->n_rows == c->rows_cap) {
                         size_t cap = c->rows_cap ? 2 * c->rows_cap : 256;
@@ -1002,7 +1266,9 @@ static int finish_file(struct ctx *c, struct pentry *pe)
                 row->xattrs_len = pe->e.xattrs_len;
                 row->dev = pe->dev;
                 row->ino = pe->ino;
-                row->size = pe->e.size;
+                row->size = pe->st_size;
+                row->flags = STAMP_FILES_CHECKED | (pe->sqlite_header ? STAMP_FILES_SQLITE : 0) |
+                             (pe->e.flags & STAMP_EF_SQLITE ? STAMP_FILES_CAPTURED : 0);
                 row->mtime = pe->e.mtime_ns;
                 row->ctime = pe->e.ctime_ns;
                 c->n_rows++;
@@ -1027,8 +1293,27 @@ static int xattr_count(const uint8_t *p, size_t len)
         return r < 0 ? r : count;
 }
 
+/*
+ * Whether a files-cache row may stand for file @name now. For a database
+ * the row must have been made the way this snapshot reads databases
+ * (captured in auto mode, plain bytes in copy mode), and a captured one
+ * holds only while the -wal is empty: its commits change the database
+ * without changing the database file, and so without changing the key.
+ */
+static bool cache_usable(struct ctx *c, int dirfd, const char *name, unsigned flags)
+{
+        if (c->o->sqlite == STAMP_SQLITE_COPY)
+                return !(flags & STAMP_FILES_CAPTURED);
+        if (!(flags & STAMP_FILES_CHECKED))
+                return false;
+        if (!(flags & STAMP_FILES_SQLITE))
+                return true;
+        return (flags & STAMP_FILES_CAPTURED) && !wal_has_content(dirfd, name);
+}
+
 /* Tries the files cache. 1 on a hit (content and xattrs set), 0 on a miss. */
-static int cache_lookup(struct ctx *c, struct pentry *pe, const struct stat *st)
+static int cache_lookup(struct ctx *c, int dirfd, const char *name, struct pentry *pe,
+                        const struct stat *st)
 {
         struct stamp_content parsed;
         struct stamp_files_row row;
@@ -1038,7 +1323,8 @@ static int cache_lookup(struct ctx *c, struct pentry *pe, const struct stat *st)
                                   ts_ns(st->st_mtim), ts_ns(st->st_ctim), &row);
         if (r <= 0)
                 return r;
-        if (stamp_content_parse(row.content, row.content_len, &parsed) < 0 ||
+        if (!cache_usable(c, dirfd, name, row.flags) ||
+            stamp_content_parse(row.content, row.content_len, &parsed) < 0 ||
             (row.xattrs && (n = xattr_count(row.xattrs, row.xattrs_len)) < 0)) {
                 free(row.content); /* a bad row is a miss */
                 free(row.xattrs);
@@ -1052,6 +1338,13 @@ static int cache_lookup(struct ctx *c, struct pentry *pe, const struct stat *st)
         pe->e.xattrs_len = row.xattrs_len;
         pe->e.xattr_count = (uint16_t)n;
         pe->e.size = (uint64_t)st->st_size;
+        pe->sqlite_header = row.flags & STAMP_FILES_SQLITE;
+        if (row.flags & STAMP_FILES_CAPTURED) {
+                pe->e.flags |= STAMP_EF_SQLITE;
+                r = source_sqlite(c);
+                if (r < 0)
+                        return r;
+        }
         return 1;
 }
 
@@ -1117,13 +1410,14 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
         if (pe->e.type == 0)
                 return 1;
         if (pe->e.type == STAMP_T_REG) {
-                r = cache_lookup(c, pe, &st);
+                r = cache_lookup(c, dirfd, name, pe, &st);
                 if (r < 0)
                         return r;
                 if (r > 0) {
                         c->prog.files++;
                         c->rec->files++;
                         c->rec->logical_bytes += (uint64_t)st.st_size;
+                        pe->counted = (uint64_t)st.st_size;
                         c->prog.bytes += (uint64_t)st.st_size;
                         return 0;
                 }
@@ -1144,6 +1438,7 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
                 c->prog.files++;
                 c->rec->files++;
                 c->rec->logical_bytes += (uint64_t)st.st_size;
+                pe->counted = (uint64_t)st.st_size;
                 c->prog.bytes += (uint64_t)st.st_size;
                 return read_regular(c, dirfd, name, pe, &st);
         case STAMP_T_DIR: {
@@ -1153,6 +1448,11 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
                 if (c->o->one_file_system && st.st_dev != c->root_dev)
                         return walk_dir(c, -1, depth + 1, &pe->e.subtree);
                 sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0 && errno == ENOENT) {
+                        c->rec->dirs--;
+                        r = source_error(c, "vanished during the snapshot");
+                        return r < 0 ? r : 1;
+                }
                 if (sub < 0) {
                         r = source_error(c, strerror(errno));
                         if (r < 0)
@@ -1165,7 +1465,10 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
                 ssize_t n = readlinkat(dirfd, name, buf, sizeof(buf));
                 c->rec->symlinks++;
                 if (n <= 0 || n > STAMP_TARGET_MAX) {
-                        r = source_error(c, n < 0 ? strerror(errno) : "symlink target too long");
+                        c->rec->symlinks--;
+                        r = source_error(c, n >= 0           ? "symlink target too long"
+                                            : errno == ENOENT ? "vanished during the snapshot"
+                                                              : strerror(errno));
                         return r < 0 ? r : 1;
                 }
                 pe->target = malloc((size_t)n);
@@ -1238,13 +1541,222 @@ static int put_tree(struct ctx *c, struct dirlist *d, struct stamp_id *ret)
         if (!b)
                 return -ENOMEM;
         for (size_t i = 0; i < d->n && r == 0; i++)
-                r = stamp_tree_builder_add(b, &d->v[i].e);
+                if (!d->v[i].drop)
+                        r = stamp_tree_builder_add(b, &d->v[i].e);
         if (r == 0)
                 r = stamp_tree_builder_encode(b, &obj, &len);
         stamp_tree_builder_free(b);
         if (r < 0)
                 return r;
         return stamp_writer_put(c->w, c->z, STAMP_OBJ_TREE, obj, len, ret);
+}
+
+/* Appends @pe to @d, taking over what it owns. */
+static int dirlist_push(struct dirlist *d, struct pentry *pe)
+{
+        if (d->n == d->cap) {
+                size_t cap = d->cap ? 2 * d->cap : 4;
+                struct pentry *v = realloc(d->v, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                d->v = v;
+                d->cap = cap;
+        }
+        d->v[d->n++] = *pe;
+        memset(pe, 0, sizeof(*pe));
+        return 0;
+}
+
+/* Reads entry @name of the directory open at @fd into @d, which has room for it. */
+static int walk_entry(struct ctx *c, int fd, const char *name, struct dirlist *d, int depth)
+{
+        struct pentry *pe = &d->v[d->n];
+        size_t old;
+        int r;
+
+        assert(d->n < d->cap);
+        r = path_push(c, name, &old);
+        if (r < 0)
+                return r;
+        r = read_entry(c, fd, name, pe, depth);
+        if (r == 0)
+                d->n++;
+        else {
+                if (pe->job) /* skipped or failed: no worker may keep it */
+                        (void)job_reset(c, pe->job);
+                pentry_release(pe);
+                memset(pe, 0, sizeof(*pe));
+        }
+        progress(c);
+        path_pop(c, old);
+        return r;
+}
+
+static int finish_files(struct ctx *c, struct dirlist *d, size_t from)
+{
+        int r = 0;
+
+        for (size_t i = from; i < d->n && r >= 0; i++)
+                if (d->v[i].job)
+                        r = finish_file(c, &d->v[i]);
+        return r;
+}
+
+/* The length of @name without a -wal, -shm or -journal suffix, or 0 if it has none. */
+static size_t sidecar_base(const char *name)
+{
+        static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
+        size_t len = strlen(name);
+
+        for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
+                size_t sl = strlen(suffixes[i]);
+                if (len > sl && strcmp(name + len - sl, suffixes[i]) == 0)
+                        return len - sl;
+        }
+        return 0;
+}
+
+/* strcmp() of the first @len bytes of @key, taken as a whole name, with @name. */
+static int cmp_prefix(const char *key, size_t len, const char *name)
+{
+        int d = strncmp(key, name, len);
+
+        if (d != 0)
+                return d;
+        return name[len] ? -1 : 0;
+}
+
+/* Binary search of a name in sorted @names. */
+static bool names_have(char *const *names, size_t n, const char *key, size_t len)
+{
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int d = cmp_prefix(key, len, names[mid]);
+                if (d == 0)
+                        return true;
+                if (d < 0)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        return false;
+}
+
+/* Binary search of a name in the first @n entries of @d (added in name order). */
+static struct pentry *entries_find(struct dirlist *d, size_t n, const char *key, size_t len)
+{
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int r = cmp_prefix(key, len, d->v[mid].name);
+                if (r == 0)
+                        return &d->v[mid];
+                if (r < 0)
+                        hi = mid;
+                else
+                        lo = mid + 1;
+        }
+        return NULL;
+}
+
+/*
+ * Reads the held-back -wal, -shm and -journal files (@later indexes
+ * @names) once their databases are finished: those of a database captured
+ * through SQLite are left out, the others are read like any file.
+ */
+static int walk_sidecars(struct ctx *c, int fd, struct dirlist *d, char *const *names,
+                         const size_t *later, size_t n_later, int depth)
+{
+        size_t n0 = d->n;
+        bool async = c->async_small;
+        int r = 0;
+
+        c->async_small = false; /* read here, then finished below */
+        for (size_t k = 0; k < n_later && r >= 0; k++) {
+                const char *name = names[later[k]];
+                struct pentry *db = entries_find(d, n0, name, sidecar_base(name));
+                if (db && !db->drop && (db->e.flags & STAMP_EF_SQLITE))
+                        continue;
+                r = walk_entry(c, fd, name, d, depth);
+        }
+        c->async_small = async;
+        if (r >= 0)
+                r = finish_files(c, d, n0);
+        return r;
+}
+
+/* The entry for @rest ("dir/.../file"): the stream's file, or a new directory on its way. */
+static int stream_entry(struct ctx *c, const char *rest, struct pentry *ret)
+{
+        const char *slash = strchr(rest, '/');
+        struct pentry child = { 0 };
+        struct dirlist sub = { .v = &child, .n = 1, .cap = 1 };
+        int r;
+
+        if (!slash) {
+                *ret = c->stream;
+                memset(&c->stream, 0, sizeof(c->stream));
+                c->stream_pending = false;
+                return 0;
+        }
+        r = stream_entry(c, slash + 1, &child);
+        if (r == 0)
+                r = put_tree(c, &sub, &ret->e.subtree);
+        pentry_release(&child);
+        if (r < 0)
+                return r;
+        ret->name = strndup(rest, (size_t)(slash - rest));
+        if (!ret->name)
+                return -ENOMEM;
+        ret->e.name = ret->name;
+        ret->e.name_len = (size_t)(slash - rest);
+        ret->e.type = STAMP_T_DIR;
+        ret->e.mode = S_IFDIR | 0700;
+        ret->e.uid = geteuid();
+        ret->e.gid = getegid();
+        ret->e.nlink = 2;
+        ret->e.mtime_ns = ret->e.ctime_ns = c->stream_time_ns;
+        c->rec->dirs++;
+        return 0;
+}
+
+/*
+ * Puts the --stdin-from file into directory @d (the one at c->path) if its
+ * path leads here and no directory of the sources below placed it: the
+ * file itself, or the first of the directories made on the way to it.
+ */
+static int place_stream(struct ctx *c, struct dirlist *d)
+{
+        struct pentry pe = { 0 };
+        const char *rest;
+        size_t len;
+        int r;
+
+        if (!c->stream_pending)
+                return 0;
+        rest = c->o->stream->path;
+        if (c->path_len > 0) {
+                if (strncmp(rest, c->path, c->path_len) != 0 || rest[c->path_len] != '/')
+                        return 0;
+                rest += c->path_len + 1;
+        }
+        len = strcspn(rest, "/");
+        for (size_t i = 0; i < d->n; i++) {
+                struct pentry *e = &d->v[i];
+                if (e->drop || e->e.name_len != len || memcmp(e->name, rest, len) != 0)
+                        continue;
+                /* It appeared after stamp_snapshot_create() checked. */
+                c->stream_conflict = true;
+                return rest[len] && e->e.type != STAMP_T_DIR ? -ENOTDIR : -EEXIST;
+        }
+        r = stream_entry(c, rest, &pe);
+        if (r == 0)
+                r = dirlist_push(d, &pe);
+        pentry_release(&pe);
+        return r;
 }
 
 /*
@@ -1255,7 +1767,8 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
 {
         struct dirlist d = { 0 };
         char **names = NULL;
-        size_t n_names = 0;
+        size_t n_names = 0, n_later = 0;
+        _cleanup_free_ size_t *later = NULL;
         int r = 0;
 
         if (depth > DEPTH_MAX) {
@@ -1268,32 +1781,28 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
         }
         if (r == 0 && n_names > 0) {
                 d.v = calloc(n_names, sizeof(struct pentry));
-                if (!d.v)
+                later = calloc(n_names, sizeof(size_t));
+                d.cap = n_names;
+                if (!d.v || !later)
                         r = -ENOMEM;
         }
         for (size_t i = 0; i < n_names && r >= 0; i++) {
-                size_t old;
-                r = path_push(c, names[i], &old);
-                if (r < 0)
-                        break;
-                r = read_entry(c, fd, names[i], &d.v[d.n], depth);
-                if (r == 0)
-                        d.n++;
-                else {
-                        if (d.v[d.n].job) /* skipped or failed: no worker may keep it */
-                                (void)job_reset(c, d.v[d.n].job);
-                        pentry_release(&d.v[d.n]);
-                        memset(&d.v[d.n], 0, sizeof(d.v[d.n]));
+                size_t base = c->o->sqlite == STAMP_SQLITE_AUTO ? sidecar_base(names[i]) : 0;
+                if (base && names_have(names, n_names, names[i], base)) {
+                        later[n_later++] = i; /* after its database */
+                        continue;
                 }
-                progress(c);
-                path_pop(c, old);
+                r = walk_entry(c, fd, names[i], &d, depth);
         }
+        if (r >= 0)
+                r = finish_files(c, &d, 0);
+        if (r >= 0)
+                r = walk_sidecars(c, fd, &d, names, later, n_later, depth);
+        if (r >= 0)
+                r = place_stream(c, &d);
         for (size_t i = 0; i < n_names; i++)
                 free(names[i]);
         free(names);
-        for (size_t i = 0; i < d.n && r >= 0; i++)
-                if (d.v[i].job)
-                        r = finish_file(c, &d.v[i]);
         if (r >= 0)
                 r = put_tree(c, &d, ret);
         else
@@ -1338,12 +1847,150 @@ static int check_sources(const struct stamp_snapshot_options *o, const char **re
         return 0;
 }
 
+/* A stream path: relative, its components valid names. */
+static bool stream_path_valid(const char *p)
+{
+        size_t len = strlen(p);
+
+        if (len == 0 || len >= PATH_MAX || p[0] == '/')
+                return false;
+        for (const char *q = p; *q;) {
+                size_t n = strcspn(q, "/");
+                if (!stamp_name_valid(q, n))
+                        return false;
+                q += n;
+                if (*q == '/' && !*++q)
+                        return false; /* a trailing slash: an empty last component */
+        }
+        return true;
+}
+
+/*
+ * Where the stream's path already is in the sources: -EEXIST if it exists,
+ * -ENOTDIR if something on its way is not a directory, 0 if it is free.
+ * @dir is the source directory the path is relative to, @rel the rest.
+ */
+static int stream_path_free(const char *dir, const char *rel)
+{
+        char path[PATH_MAX];
+        struct stat st;
+        size_t len;
+
+        if (snprintf(path, sizeof(path), "%s/%s", dir, rel) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        len = strlen(dir) + 1;
+        for (;;) {
+                size_t n = strcspn(path + len, "/");
+                bool last = path[len + n] == 0;
+                path[len + n] = 0;
+                if (lstat(path, &st) < 0)
+                        return errno == ENOENT ? 0 : negerrno();
+                if (last)
+                        return -EEXIST;
+                if (!S_ISDIR(st.st_mode))
+                        return -ENOTDIR;
+                path[len + n] = '/';
+                len += n + 1;
+        }
+}
+
+/* Checks the stream's path against the sources, as snapshot_sources() maps them. */
+static int check_stream(const struct stamp_snapshot_options *o, const char **ret_bad)
+{
+        const char *p = o->stream->path;
+        struct stat st;
+        size_t first = strcspn(p, "/");
+        int r = 0;
+
+        if (!stream_path_valid(p) || !o->stream->open || !o->stream->close)
+                r = -EINVAL;
+        else if (o->n_sources == 1 && stat(o->sources[0], &st) == 0 && S_ISDIR(st.st_mode))
+                r = stream_path_free(o->sources[0], p);
+        else
+                for (size_t i = 0; i < o->n_sources && r == 0; i++) {
+                        const char *b = base_name(o->sources[i]);
+                        if (strcspn(b, "/") != first || memcmp(b, p, first) != 0)
+                                continue;
+                        if (!p[first])
+                                r = -EEXIST;
+                        else if (stat(o->sources[i], &st) < 0 || !S_ISDIR(st.st_mode))
+                                r = -ENOTDIR;
+                        else
+                                r = stream_path_free(o->sources[i], p + first + 1);
+                }
+        if (r < 0)
+                *ret_bad = p;
+        return r;
+}
+
+/*
+ * Reads the --stdin-from command's output to its end into c->stream, which
+ * the walk then places. Fails if the command fails.
+ */
+static int read_stream(struct ctx *c)
+{
+        const struct stamp_snapshot_stream *s = c->o->stream;
+        const char *base = strrchr(s->path, '/');
+        struct pentry *pe = &c->stream;
+        struct timespec now;
+        int64_t n;
+        int fd, r;
+
+        pe->name = strdup(base ? base + 1 : s->path);
+        pe->job = job_new(c, UINT64_MAX);
+        if (!pe->name || !pe->job)
+                return -ENOMEM;
+        fd = s->open(s->userdata);
+        if (fd < 0)
+                return fd;
+        n = read_chunks(c, fd, pe->job);
+        (void)close(fd);
+        r = s->close(s->userdata);
+        if (n < 0)
+                return (int)n; /* in-flight chunks are drained by pool_stop() */
+        if (r < 0)
+                return r;
+        r = job_consume(c, pe->job, pe->job->dispatched);
+        if (r == 0)
+                r = listb_finish(c, &pe->job->lb, &pe->content, &pe->e.content_len);
+        if (r < 0)
+                return r;
+        job_free(TAKE_PTR(pe->job));
+        clock_gettime(CLOCK_REALTIME, &now);
+        c->stream_time_ns = ts_ns(now);
+        pe->e.name = pe->name;
+        pe->e.name_len = strlen(pe->name);
+        pe->e.content = pe->content;
+        pe->e.type = STAMP_T_REG;
+        pe->e.mode = S_IFREG | 0600;
+        pe->e.uid = geteuid();
+        pe->e.gid = getegid();
+        pe->e.nlink = 1;
+        pe->e.mtime_ns = pe->e.ctime_ns = c->stream_time_ns;
+        pe->e.size = (uint64_t)n;
+        c->rec->files++;
+        c->rec->logical_bytes += (uint64_t)n;
+        c->rec->stdin_bytes = (uint64_t)n;
+        c->rec->stdin_path = strdup(s->path);
+        c->rec->stdin_command = strdup(s->command ? s->command : "");
+        if (!c->rec->stdin_path || !c->rec->stdin_command)
+                return -ENOMEM;
+        c->stream_pending = true;
+        return 0;
+}
+
 static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
 {
         const struct stamp_snapshot_options *o = c->o;
         struct dirlist d = { 0 };
         struct stat st;
         int r = 0;
+
+        if (o->stream) {
+                r = read_stream(c);
+                if (r < 0)
+                        return r;
+        }
 
         if (o->n_sources == 1 && stat(o->sources[0], &st) == 0 && S_ISDIR(st.st_mode)) {
                 _cleanup_close_ int fd = open(o->sources[0],
@@ -1377,6 +2024,7 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
         d.v = calloc(o->n_sources, sizeof(struct pentry));
         if (!d.v)
                 return -ENOMEM;
+        d.cap = o->n_sources;
         for (size_t i = 0; i < o->n_sources && r >= 0; i++) {
                 _cleanup_free_ char *copy = strdup(o->sources[i]);
                 _cleanup_close_ int parent = -1;
@@ -1423,9 +2071,10 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                 }
                 path_pop(c, old);
         }
-        for (size_t i = 0; i < d.n && r >= 0; i++)
-                if (d.v[i].job)
-                        r = finish_file(c, &d.v[i]);
+        if (r >= 0)
+                r = finish_files(c, &d, 0);
+        if (r >= 0)
+                r = place_stream(c, &d);
         if (r >= 0)
                 r = put_tree(c, &d, ret_root);
         else
@@ -1447,7 +2096,7 @@ static int write_cache_rows(struct ctx *c)
                 struct cache_row *row = &c->rows[i];
                 r = stamp_index_files_put(c->ix, row->dev, row->ino, row->size, row->mtime,
                                           row->ctime, row->content, row->len, row->xattrs,
-                                          row->xattrs_len);
+                                          row->xattrs_len, row->flags);
         }
         if (r < 0) {
                 stamp_index_rollback(c->ix);
@@ -1501,6 +2150,7 @@ static int fill_record(struct ctx *c, const struct stamp_snapshot_options *o)
         for (size_t i = 0; i < o->n_excludes && r == 0; i++)
                 r = stamp_strv_push(&rec->excludes, o->excludes[i]);
         rec->one_file_system = o->one_file_system;
+        strcpy(rec->sqlite_mode, o->sqlite == STAMP_SQLITE_COPY ? "copy" : "auto");
         rec->chunker = cfg->chunker;
         rec->zstd_level = cfg->zstd_level;
         return r;
@@ -1518,7 +2168,9 @@ static void raise_fd_limit(void)
 
 static void ctx_release(struct ctx *c)
 {
-        pool_stop(c);
+        pool_stop(c); /* no worker uses a job after this */
+        pentry_release(&c->stream);
+        free(c->tmp_dir);
         stamp_writer_free(c->w);
         stamp_zctx_free(c->z);
         for (size_t i = 0; i < c->n_rows; i++) {
@@ -1545,6 +2197,11 @@ int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_opt
         r = check_sources(o, ret_bad);
         if (r < 0)
                 return r;
+        if (o->stream) {
+                r = check_stream(o, ret_bad);
+                if (r < 0)
+                        return r;
+        }
         raise_fd_limit();
         stamp_store_dev_ino(s, &c.store_dev, &c.store_ino);
         stamp_chunker_init(&c.chunker, &stamp_store_config(s)->chunker, stamp_store_hasher(s));
@@ -1554,7 +2211,9 @@ int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_opt
                 c.rbuf_size = 2 * (size_t)c.chunker.p.max;
         c.rbuf = malloc(c.rbuf_size);
         c.z = stamp_zctx_new(stamp_store_config(s)->zstd_level);
-        if (!c.rbuf || !c.z) {
+        if (asprintf(&c.tmp_dir, "%s/tmp", stamp_store_path(s)) < 0)
+                c.tmp_dir = NULL;
+        if (!c.rbuf || !c.z || !c.tmp_dir) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -1581,8 +2240,13 @@ int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_opt
                 goto out;
 
         r = snapshot_sources(&c, &rec.root);
-        if (r < 0)
+        if (r == 0 && c.stream_pending)
+                r = -ENOTDIR; /* every directory on its way places it: not reached */
+        if (r < 0) {
+                if (o->stream && (c.stream_conflict || c.stream_pending))
+                        *ret_bad = o->stream->path;
                 goto out;
+        }
         r = stamp_writer_flush(c.w);
         if (r < 0)
                 goto out;
@@ -1616,6 +2280,11 @@ int stamp_snapshot_create(struct stamp_store *s, const struct stamp_snapshot_opt
         }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         rec.duration_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (o->before_commit) {
+                r = o->before_commit(&rec, o->userdata);
+                if (r < 0)
+                        goto out;
+        }
         /* The commit point: everything it names is durable and indexed. */
         r = stamp_store_record_write(s, &rec);
         if (r < 0)

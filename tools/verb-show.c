@@ -11,8 +11,10 @@ static void help(void)
         printf("Usage: stamp [--store DIR] show [--json] STAMP\n"
                "\n"
                "Show the record of snapshot STAMP ('latest' for the newest): when and where\n"
-               "it was taken, what it holds, what it added to the store, and any entries\n"
-               "that could not be read. --json prints the record as stored.\n");
+               "it was taken, what it holds, what it added to the store, the databases\n"
+               "captured through SQLite, the --pre/--post hooks, --stdin-from and --lock\n"
+               "it ran with, and any entries that could not be read, changed while read\n"
+               "or were stored with a warning. --json prints the record as stored.\n");
 }
 
 static void print_list(const char *title, const struct stamp_strv *v, uint64_t total)
@@ -53,8 +55,21 @@ static void print_human(const struct stamp_record *r)
                        fmt_bytes(r->validated_bytes, b1), r->validation_s);
         else if (r->validation[0])
                 printf("validated:   %s\n", r->validation);
+        if (r->sqlite_mode[0])
+                printf("sqlite:      %s\n", r->sqlite_mode);
+        if (r->lock_path)
+                printf("lock:        %s (%s, waited %.2f s)\n", r->lock_path,
+                       r->lock_shared ? "shared" : "exclusive", r->lock_wait_s);
+        for (size_t i = 0; i < r->n_hooks; i++)
+                printf("%-4s hook:   %s: exit status %d, %.2f s\n", r->hooks[i].stage,
+                       r->hooks[i].command, r->hooks[i].exit_status, r->hooks[i].duration_s);
+        if (r->stdin_path)
+                printf("stdin:       %s, %s from %s\n", r->stdin_path, fmt_bytes(r->stdin_bytes, b1),
+                       r->stdin_command);
+        print_list("databases captured through SQLite", &r->sqlite, r->n_sqlite);
         print_list("unreadable entries", &r->errors, r->n_errors);
         print_list("changed while read", &r->changed, r->n_changed);
+        print_list("warnings", &r->warnings, r->n_warnings);
 }
 
 int verb_show(int argc, char **argv)

@@ -39,16 +39,19 @@ int main(void)
         CHECK(packs == 2 && objects == 3 && bytes == 5100);
 
         /* Files cache: a hit needs every key field to match. */
-        CHECK_OK(stamp_index_files_put(ix, 1, 2, 3, 4, 5, (const uint8_t *)"abc", 3, NULL, 0));
+        CHECK_OK(stamp_index_files_put(ix, 1, 2, 3, 4, 5, (const uint8_t *)"abc", 3, NULL, 0, 0));
         CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 5, &row) == 1);
         CHECK(row.content_len == 3 && memcmp(row.content, "abc", 3) == 0 && !row.xattrs);
+        CHECK(row.flags == 0);
         free(row.content);
         CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 6, &row) == 0);
         CHECK(stamp_index_files_get(ix, 1, 2, 4, 4, 5, &row) == 0);
         CHECK_OK(stamp_index_files_put(ix, 1, 2, 3, 4, 5, (const uint8_t *)"abc", 3,
-                                       (const uint8_t *)"xy", 2));
+                                       (const uint8_t *)"xy", 2,
+                                       STAMP_FILES_CHECKED | STAMP_FILES_CAPTURED));
         CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 5, &row) == 1);
         CHECK(row.xattrs_len == 2 && memcmp(row.xattrs, "xy", 2) == 0);
+        CHECK(row.flags == (STAMP_FILES_CHECKED | STAMP_FILES_CAPTURED));
         free(row.content);
         free(row.xattrs);
 
@@ -84,6 +87,25 @@ int main(void)
                 CHECK(stamp_index_stack_pop(ix, &got) == 1 && stamp_id_cmp(&got, &x) == 0);
                 CHECK(stamp_index_stack_pop(ix, &got) == 0);
                 CHECK_OK(stamp_index_scratch_commit(ix));
+                stamp_index_free(ix);
+        }
+        /* A schema-1 index is upgraded in place; its cache rows get flags 0. */
+        {
+                char cmd[2048];
+                snprintf(path, sizeof(path), "%s/v1.db", dir);
+                CHECK_OK(stamp_index_open(path, STAMP_INDEX_CREATE, &ix));
+                stamp_index_free(ix);
+                snprintf(cmd, sizeof(cmd),
+                         "python3 -c \"\nimport sqlite3\nc = sqlite3.connect('%s')\n"
+                         "c.execute('ALTER TABLE files DROP COLUMN flags')\n"
+                         "c.execute('INSERT INTO files VALUES(1, 2, 3, 4, 5, x\\'616263\\', NULL)')\n"
+                         "c.execute('PRAGMA user_version = 1'); c.commit()\"",
+                         path);
+                CHECK(system(cmd) == 0);
+                CHECK_OK(stamp_index_open(path, 0, &ix));
+                CHECK(stamp_index_files_get(ix, 1, 2, 3, 4, 5, &row) == 1);
+                CHECK(row.content_len == 3 && row.flags == 0);
+                free(row.content);
                 stamp_index_free(ix);
         }
 

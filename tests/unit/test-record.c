@@ -70,6 +70,90 @@ static void test_record(void)
         free(text);
 }
 
+/* Replaces the first @from in @text by @to (a fresh string). */
+static char *edit(const char *text, const char *from, const char *to)
+{
+        const char *p = strstr(text, from);
+        char *out;
+
+        CHECK(p);
+        CHECK(asprintf(&out, "%.*s%s%s", (int)(p - text), text, to, p + strlen(from)) > 0);
+        return out;
+}
+
+/* The fields of live snapshots: optional, so records without them still parse. */
+static void test_record_live(void)
+{
+        struct stamp_record r = { 0 }, back;
+        char *text, *text2, *bad;
+
+        strcpy(r.stamp, "20260407T060000Z");
+        strcpy(r.created, "2026-04-07T06:00:00.000000001Z");
+        r.host = strdup("h");
+        r.tool_version = strdup("stamp 0.1");
+        r.chunker = (struct stamp_chunker_params){ 4096, 16384, 131072 };
+        CHECK_OK(stamp_strv_push(&r.sqlite, "db/app.db"));
+        r.n_sqlite = 1;
+        CHECK_OK(stamp_strv_push(&r.warnings, "db/old.db: database is locked"));
+        r.n_warnings = 1;
+        CHECK_OK(stamp_strv_push(&r.changed, "log/app.log"));
+        r.n_changed = 1;
+        CHECK_OK(stamp_record_add_hook(&r, "pre", "docker compose stop app", 0, 1.25));
+        CHECK_OK(stamp_record_add_hook(&r, "post", "docker compose start app", 143, 0.5));
+        r.stdin_path = strdup("exports/app.sql");
+        r.stdin_command = strdup("sqlite3 app.db .dump");
+        r.stdin_bytes = 12345;
+        r.lock_path = strdup("/run/app/ingest.lock");
+        r.lock_wait_s = 2.5;
+        strcpy(r.sqlite_mode, "auto");
+        CHECK_OK(stamp_record_encode(&r, &text));
+        CHECK(strstr(text, "\"changed_during_snapshot\""));
+        CHECK_OK(stamp_record_parse(text, strlen(text), &back));
+        CHECK(back.n_sqlite == 1 && strcmp(back.sqlite.v[0], "db/app.db") == 0);
+        CHECK(back.n_warnings == 1 && back.warnings.n == 1);
+        CHECK(back.n_hooks == 2 && strcmp(back.hooks[1].stage, "post") == 0);
+        CHECK(back.hooks[1].exit_status == 143 && back.hooks[0].duration_s == 1.25);
+        CHECK(strcmp(back.stdin_path, "exports/app.sql") == 0 && back.stdin_bytes == 12345);
+        CHECK(!back.lock_shared && back.lock_wait_s == 2.5);
+        CHECK(strcmp(back.sqlite_mode, "auto") == 0);
+        CHECK_OK(stamp_record_encode(&back, &text2));
+        CHECK(strcmp(text, text2) == 0);
+        free(text2);
+        stamp_record_release(&back);
+
+        /* Checked when present. */
+        bad = edit(text, "\"pre\"", "\"during\"");
+        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+        free(bad);
+        bad = edit(text, "\"exclusive\"", "\"sometimes\"");
+        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+        free(bad);
+        bad = edit(text, "\"sqlite\":\t\"auto\"", "\"sqlite\":\t\"maybe\"");
+        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+        free(bad);
+        free(text);
+
+        /* A record from before these fields existed. */
+        stamp_record_release(&r);
+        strcpy(r.stamp, "20260407T060000Z");
+        r.chunker = (struct stamp_chunker_params){ 4096, 16384, 131072 };
+        CHECK_OK(stamp_record_encode(&r, &text));
+        text2 = edit(text, "\"sqlite_count\":\t0,", "");
+        free(text);
+        text = edit(text2, "\"sqlite\":\t[],", "");
+        free(text2);
+        text2 = edit(text, "\"warning_count\":\t0,", "");
+        free(text);
+        text = edit(text2, "\"warnings\":\t[],", "");
+        free(text2);
+        CHECK(!strstr(text, "sqlite") && !strstr(text, "warning"));
+        CHECK_OK(stamp_record_parse(text, strlen(text), &back));
+        CHECK(back.n_sqlite == 0 && back.n_hooks == 0 && !back.stdin_path && !back.sqlite_mode[0]);
+        stamp_record_release(&back);
+        free(text);
+        stamp_record_release(&r);
+}
+
 static void expect_bad(const char *json)
 {
         struct stamp_config c;
@@ -118,6 +202,7 @@ int main(void)
 {
         test_stamps();
         test_record();
+        test_record_live();
         test_config();
         printf("test-record: ok\n");
         return 0;

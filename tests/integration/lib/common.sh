@@ -3,8 +3,17 @@
 : "${STAMP:?STAMP must point at the stamp binary}"
 LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 WORK=$(mktemp -d /tmp/stamp-test.XXXXXX)
+# Commands run before WORK is removed (e.g. stopping a background writer):
+# at_exit 'kill $PID'.
+EXIT_HOOKS=()
+at_exit() {
+        EXIT_HOOKS+=("$1")
+}
 cleanup() {
-        local rc=$?
+        local rc=$? h
+        for h in ${EXIT_HOOKS[@]+"${EXIT_HOOKS[@]}"}; do
+                eval "$h" >/dev/null 2>&1 || true
+        done
         # Unmount anything a test mounted below WORK before removing it.
         { grep -o " $WORK[^ ]*" /proc/mounts 2>/dev/null || true; } | sort -r | while read -r m; do
                 umount -l "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true

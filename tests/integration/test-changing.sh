@@ -1,0 +1,104 @@
+#!/bin/bash
+# Files that change while they are read (growing, shrinking, rewritten in
+# place) are read again, then stored as read and marked in the record's
+# changed_during_snapshot, with a warning; a file deleted after the
+# directory was listed is reported and left out. Exit status 1: warnings.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+S="$WORK/store"
+SRC="$WORK/src"
+mkdir "$SRC"
+"$STAMP" init "$S" >/dev/null
+head -c 24000000 /dev/urandom >"$SRC/grow"
+head -c 48000000 /dev/urandom >"$SRC/shrink"
+head -c 24000000 /dev/urandom >"$SRC/rewrite"
+head -c 1000000 /dev/urandom >"$SRC/stable"
+echo "doomed" >"$SRC/zz-victim"
+
+python3 - "$STAMP" "$S" "$SRC" "$WORK" <<'PY'
+import json, os, random, subprocess, sys, threading, time
+stamp, store, src, work = sys.argv[1:]
+stop = False
+
+
+def mutate():
+    """Changes three files without pause, 4 KiB at a time."""
+    rng = random.Random(1)
+    g = open(os.path.join(src, "grow"), "ab")
+    s = os.open(os.path.join(src, "shrink"), os.O_WRONLY)
+    w = os.open(os.path.join(src, "rewrite"), os.O_WRONLY)
+    size = os.fstat(s).st_size
+    while not stop:
+        g.write(os.urandom(4096))
+        g.flush()
+        size -= 4096
+        os.ftruncate(s, size)
+        os.pwrite(w, os.urandom(4096), rng.randrange(0, 24000000 - 4096))
+        time.sleep(0.001)
+
+
+t = threading.Thread(target=mutate)
+t.start()
+time.sleep(0.1)
+p = subprocess.Popen([stamp, "--store", store, "--json", "-q", "snapshot", src],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+# Once the walker reads "grow", the directory is listed: delete zz-victim.
+victim = os.path.join(src, "zz-victim")
+deleted = False
+end = time.monotonic() + 60
+while not deleted and p.poll() is None and time.monotonic() < end:
+    try:
+        fds = os.listdir("/proc/%d/fd" % p.pid)
+    except FileNotFoundError:
+        break
+    for fd in fds:
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (p.pid, fd)) == os.path.join(src, "grow"):
+                os.unlink(victim)
+                deleted = True
+                break
+        except OSError:
+            pass
+    time.sleep(0.0005)
+out, err = p.communicate()
+stop = True
+t.join()
+sys.stderr.write(err)
+if not deleted:
+    sys.exit("FAIL: the snapshot never read 'grow' (or ended first)")
+if p.returncode != 1:
+    sys.exit("FAIL: exit status %d, expected 1 (warnings)" % p.returncode)
+rec = json.loads(out)
+changed = sorted(rec["changed_during_snapshot"])
+if changed != ["grow", "rewrite", "shrink"] or rec["changed_count"] != 3:
+    sys.exit("FAIL: changed_during_snapshot = %r" % changed)
+for name in changed:
+    if "warning: %s: changed while it was read, stored as read (marked)" % name not in err:
+        sys.exit("FAIL: no warning for %s" % name)
+if rec["errors"] != ["zz-victim: vanished during the snapshot"]:
+    sys.exit("FAIL: errors = %r" % rec["errors"])
+if "warning: zz-victim: vanished during the snapshot" not in err:
+    sys.exit("FAIL: the vanished file was not reported")
+if rec["files"] != 4:
+    sys.exit("FAIL: %d files recorded, expected 4" % rec["files"])
+c = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "zz-victim"], capture_output=True)
+if c.returncode != 3:
+    sys.exit("FAIL: the vanished file is in the snapshot")
+c = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "stable"], capture_output=True)
+if c.stdout != open(os.path.join(src, "stable"), "rb").read():
+    sys.exit("FAIL: the stable file differs")
+# What was stored is one of the reads: its size is the entry's size.
+c = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "shrink"], capture_output=True)
+if c.returncode != 0 or (48000000 - len(c.stdout)) % 4096 != 0 or not 0 < len(c.stdout) < 48000000:
+    sys.exit("FAIL: shrink stored as %d bytes" % len(c.stdout))
+print("changed: %r, errors: %r" % (changed, rec["errors"]))
+PY
+
+# The next snapshot, with nothing changing, reads them again (they were
+# not cached) and marks nothing.
+"$STAMP" --store "$S" --json -q snapshot "$SRC" >"$WORK/rec.json"
+[ "$(json_field "$WORK/rec.json" changed_count)" = 0 ] || fail "unchanged files marked"
+ST=$(json_field "$WORK/rec.json" stamp)
+cat_compare "$S" "$ST" "$SRC"
+echo "changing ok"

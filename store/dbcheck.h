@@ -4,6 +4,8 @@
  * SQLite databases (PRAGMA integrity_check, read through a read-only SQLite
  * VFS that pulls pages from any reader, such as a file of a snapshot) and
  * JSON documents (a streaming RFC 8259 validator with bounded memory).
+ * One of the three store modules that include <sqlite3.h> (with index.c
+ * and sqlite-capture.c); no SQLite type leaves it.
  */
 #pragma once
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * index.db: the SQLite index of a store. One of the two modules that
- * include <sqlite3.h> (sqlite-capture.c, which reads the live databases of
- * a snapshot's sources, is the other). It maps object ids to their place
+ * index.db: the SQLite index of a store. One of the three modules that
+ * include <sqlite3.h> (sqlite-capture.c reads the live databases of a
+ * snapshot's sources; dbcheck.c checks databases inside snapshots and
+ * restored ones). It maps object ids to their place
  * in a pack, lists packs and snapshots, and holds the files cache. It is a
  * cache of what the packs and snapshot records say: `stamp reindex` can
  * rebuild it from them.

@@ -59,6 +59,7 @@
 
 #include <sqlite3.h>
 
+#include "dbcheck.h"
 #include "macro.h"
 
 #define BUSY_MS 3000
@@ -74,11 +75,10 @@
 #define WINDOW (64u << 10)
 #define VFS_NAME "stamp-capture"
 
-static const char magic[STAMP_SQLITE_MAGIC_SIZE] = "SQLite format 3";
-
 bool stamp_capture_is_sqlite(const uint8_t *head, size_t len)
 {
-        return len >= STAMP_SQLITE_HEADER_SIZE && memcmp(head, magic, sizeof(magic)) == 0;
+        /* A whole header: a shorter file cannot be a database worth capturing. */
+        return len >= STAMP_SQLITE_HEADER_SIZE && stamp_is_sqlite_header(head, len);
 }
 
 /* ---- the wrapping VFS ---- */

@@ -6,8 +6,9 @@
  * file, not in the database file. This module asks SQLite itself for one
  * committed state and passes its bytes on, to be chunked like a file's.
  *
- * One of the two store modules that include <sqlite3.h> (index.c, the
- * store's own index, is the other); no SQLite type leaves this module.
+ * One of the three store modules that include <sqlite3.h> (with index.c,
+ * the store's own index, and dbcheck.c, the integrity checks); no SQLite
+ * type leaves this module.
  */
 #pragma once
 
@@ -17,7 +18,6 @@
 
 /* Bytes of the database header; its first 16 are "SQLite format 3\0". Frozen (SQLite's). */
 #define STAMP_SQLITE_HEADER_SIZE 100
-#define STAMP_SQLITE_MAGIC_SIZE 16
 
 /* True if @head (@len bytes of a file's start) begins with the SQLite 3 magic. */
 bool stamp_capture_is_sqlite(const uint8_t *head, size_t len);

@@ -533,20 +533,27 @@ static int recover_pack(const char *name, void *userdata)
         return r;
 }
 
+/* The stamp of a record's object name ("snapshots/STAMP.json"); false if it is not one. */
+static bool record_stamp(const char *name, char ret[STAMP_STAMP_LEN + 1])
+{
+        const char *base = strrchr(name, '/');
+
+        base = base ? base + 1 : name;
+        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
+                return false;
+        memcpy(ret, base, STAMP_STAMP_LEN);
+        ret[STAMP_STAMP_LEN] = 0;
+        return stamp_stamp_valid(ret);
+}
+
 static int recover_record(const char *name, void *userdata)
 {
         struct recover_ctx *c = userdata;
         struct stamp_record rec;
         char stamp[STAMP_STAMP_LEN + 1];
-        const char *base = strrchr(name, '/');
         int r;
 
-        base = base ? base + 1 : name;
-        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
-                return 0;
-        memcpy(stamp, base, STAMP_STAMP_LEN);
-        stamp[STAMP_STAMP_LEN] = 0;
-        if (!stamp_stamp_valid(stamp))
+        if (!record_stamp(name, stamp))
                 return 0;
         r = stamp_index_snapshot_has(c->ix, stamp);
         if (r != 0)
@@ -608,15 +615,9 @@ static int reindex_record(const char *name, void *userdata)
         struct reindex_ctx *c = userdata;
         struct stamp_record rec;
         char stamp[STAMP_STAMP_LEN + 1];
-        const char *base = strrchr(name, '/');
         int r;
 
-        base = base ? base + 1 : name;
-        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
-                return 0;
-        memcpy(stamp, base, STAMP_STAMP_LEN);
-        stamp[STAMP_STAMP_LEN] = 0;
-        if (!stamp_stamp_valid(stamp))
+        if (!record_stamp(name, stamp))
                 return 0;
         r = stamp_store_record_load(c->s, stamp, &rec);
         if (r == -EBADMSG || r == -EOPNOTSUPP) {
@@ -843,15 +844,9 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
 static int collect_stamp(const char *name, void *userdata)
 {
         struct stamp_strv *v = userdata;
-        const char *base = strrchr(name, '/');
         char stamp[STAMP_STAMP_LEN + 1];
 
-        base = base ? base + 1 : name;
-        if (strlen(base) != STAMP_STAMP_LEN + 5 || strcmp(base + STAMP_STAMP_LEN, ".json") != 0)
-                return 0;
-        memcpy(stamp, base, STAMP_STAMP_LEN);
-        stamp[STAMP_STAMP_LEN] = 0;
-        if (!stamp_stamp_valid(stamp))
+        if (!record_stamp(name, stamp))
                 return 0;
         return stamp_strv_push(v, stamp);
 }

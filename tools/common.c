@@ -273,3 +273,20 @@ void print_escaped_max(FILE *f, const char *s, size_t max)
         }
         fput_escaped(f, s);
 }
+
+int lock_store(struct stamp_store *s, int timeout_s, const char *what)
+{
+        char holder[256] = "";
+        int r = stamp_store_lock(s, timeout_s, what, holder, sizeof(holder));
+
+        if (r == -EBUSY) {
+                log_error("store '%s' is locked by %s (waited %d s)", stamp_store_path(s), holder,
+                          timeout_s);
+                return EXIT_BUSY;
+        }
+        if (r < 0) {
+                log_error("cannot lock store '%s': %s", stamp_store_path(s), describe(r));
+                return exit_code(r);
+        }
+        return EXIT_OK;
+}

@@ -50,6 +50,12 @@ const char *describe(int r);
  */
 int open_store(struct stamp_store **ret);
 
+/*
+ * Takes the store's write lock for @what ("stamp forget"), waiting up to
+ * @timeout_s; on failure prints one line naming the holder. An exit code.
+ */
+int lock_store(struct stamp_store *s, int timeout_s, const char *what);
+
 /* Resolves a stamp argument ("latest" too), printing an error line on failure. */
 int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_LEN + 1]);
 

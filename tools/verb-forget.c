@@ -24,7 +24,7 @@ int verb_forget(int argc, char **argv)
                                                { "lock-timeout", required_argument, NULL, 'L' },
                                                {} };
         struct stamp_store *s = NULL;
-        char stamps[64][STAMP_STAMP_LEN + 1], holder[256] = "";
+        char stamps[64][STAMP_STAMP_LEN + 1];
         int c, r, n, lock_timeout = 60;
 
         while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
@@ -52,17 +52,9 @@ int verb_forget(int argc, char **argv)
                 r = resolve_stamp(s, argv[optind + i], stamps[i]);
         if (r != EXIT_OK)
                 goto out;
-        r = stamp_store_lock(s, lock_timeout, "stamp forget", holder, sizeof(holder));
-        if (r == -EBUSY) {
-                log_error("store '%s' is locked by %s", stamp_store_path(s), holder);
-                r = EXIT_BUSY;
+        r = lock_store(s, lock_timeout, "stamp forget");
+        if (r != EXIT_OK)
                 goto out;
-        }
-        if (r < 0) {
-                log_error("cannot lock store '%s': %s", stamp_store_path(s), describe(r));
-                r = exit_code(r);
-                goto out;
-        }
         if (arg_json)
                 printf("{\"forgotten\": [");
         for (int i = 0; i < n; i++) {

@@ -339,23 +339,6 @@ static void print_json(const struct plan *p, bool dry_run)
                p->n - p->kept);
 }
 
-static int lock_store(struct stamp_store *s, int timeout)
-{
-        char holder[256] = "";
-        int r = stamp_store_lock(s, timeout, "stamp prune", holder, sizeof(holder));
-
-        if (r == -EBUSY) {
-                log_error("store '%s' is locked by %s (waited %d s)", stamp_store_path(s), holder,
-                          timeout);
-                return EXIT_BUSY;
-        }
-        if (r < 0) {
-                log_error("cannot lock store '%s': %s", stamp_store_path(s), describe(r));
-                return exit_code(r);
-        }
-        return EXIT_OK;
-}
-
 static int prune(const struct prune_args *a)
 {
         struct stamp_store *s = NULL;
@@ -367,7 +350,7 @@ static int prune(const struct prune_args *a)
                 return r;
         /* The list is read under the lock, so no writer changes it in between. */
         if (!a->dry_run)
-                r = lock_store(s, a->lock_timeout);
+                r = lock_store(s, a->lock_timeout, "stamp prune");
         if (r == EXIT_OK)
                 r = plan_load(s, &p);
         if (r == EXIT_OK)

@@ -142,21 +142,12 @@ static int take_pre_snapshot(struct stamp_store *s, const char *target, int lock
         };
         struct stamp_record rec;
         struct check_report rep;
-        char holder[256] = "";
         const char *bad = NULL;
         int r;
 
-        r = stamp_store_lock(s, lock_timeout, "stamp restore (pre-restore snapshot)", holder,
-                             sizeof(holder));
-        if (r == -EBUSY) {
-                log_error("store '%s' is locked by %s (waited %d s)", stamp_store_path(s), holder,
-                          lock_timeout);
-                return EXIT_BUSY;
-        }
-        if (r < 0) {
-                log_error("cannot lock store '%s': %s", stamp_store_path(s), describe(r));
-                return exit_code(r);
-        }
+        r = lock_store(s, lock_timeout, "stamp restore (pre-restore snapshot)");
+        if (r != EXIT_OK)
+                return r;
         r = stamp_store_recover(s);
         if (r < 0) {
                 log_error("store '%s': recovery failed: %s", stamp_store_path(s), describe(r));

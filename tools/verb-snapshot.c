@@ -355,19 +355,11 @@ static int run_snapshot(struct stamp_store *s, struct stamp_snapshot_options *o,
 static int take(struct stamp_store *s, struct stamp_snapshot_options *o, int lock_timeout,
                 struct live *l)
 {
-        char holder[256] = "";
         int r;
 
-        r = stamp_store_lock(s, lock_timeout, "stamp snapshot", holder, sizeof(holder));
-        if (r == -EBUSY) {
-                log_error("store '%s' is locked by %s (waited %d s)", stamp_store_path(s), holder,
-                          lock_timeout);
-                return EXIT_BUSY;
-        }
-        if (r < 0) {
-                log_error("cannot lock store '%s': %s", stamp_store_path(s), describe(r));
-                return exit_code(r);
-        }
+        r = lock_store(s, lock_timeout, "stamp snapshot");
+        if (r != EXIT_OK)
+                return r;
         if (l->lock_path) {
                 r = take_lock(l);
                 if (r != EXIT_OK)

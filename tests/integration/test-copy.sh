@@ -170,4 +170,41 @@ grep -q "(packs/[0-9a-f]*/[0-9a-f]*\.pack)" "$WORK/err" || fail "the damaged pac
 "$STAMP" init --like "$S" --compression-level 6 "$WORK/d5" >/dev/null
 expect_rc 0 "$STAMP" copy "$WORK/d5" "$A"
 check_all "$WORK/d5" "init --like"
+# stamp serve on garbage: random bytes, then well-framed messages with random
+# payloads after a valid hello. It ends with an error, never a crash, and
+# commits nothing.
+"$STAMP" init --like "$S" "$WORK/g" >/dev/null
+head -c 100000 /dev/urandom >"$WORK/garbage"
+expect_rc 6 "$STAMP" serve "$WORK/g" <"$WORK/garbage"
+python3 - "$S/config" "$WORK/streams" <<'PY'
+import os, random, struct, sys
+cfg = open(sys.argv[1], "rb").read()
+os.makedirs(sys.argv[2])
+rnd = random.Random(7)
+def msg(t, payload):
+    return struct.pack("<B3xI", t, len(payload)) + payload
+hello = msg(1, struct.pack("<IIi", 1, 0, 0) + cfg)
+for i in range(40):
+    out = hello
+    for _ in range(rnd.randrange(1, 6)):
+        t = rnd.choice([2, 3, 4, 4, 4, 5, 9])
+        n = rnd.choice([0, 3, 16, 28, 29, 44, 200, 5000])
+        body = bytearray(rnd.randbytes(n))
+        if t == 4 and n >= 28:   # a plausible PUT: small lengths, known type
+            body[16] = rnd.choice([1, 2, 3, 7]); body[17] = rnd.choice([0, 1, 5])
+            body[18:20] = b"\0\0"
+            body[20:24] = struct.pack("<I", rnd.randrange(0, 100))
+            body[24:28] = struct.pack("<I", n - 28)
+        out += msg(t, bytes(body))
+    if rnd.random() < 0.5:
+        out = out[:rnd.randrange(len(hello), len(out) + 1)]   # cut anywhere
+    open(os.path.join(sys.argv[2], "%02d" % i), "wb").write(out)
+PY
+for f in "$WORK"/streams/*; do
+        rc=0
+        "$STAMP" serve "$WORK/g" <"$f" >/dev/null 2>"$WORK/err" || rc=$?
+        [ $rc = 0 ] || [ $rc = 6 ] || { cat "$WORK/err"; fail "serve exited $rc on $f"; }
+done
+[ -z "$(ls "$WORK/g/snapshots")" ] || fail "serve committed a snapshot from garbage"
+"$STAMP" --store "$WORK/g" verify >/dev/null || fail "garbage left the store unsound"
 echo "ok"

@@ -36,7 +36,7 @@ enum {
         MSG_COMMIT = 5, /* 16 root, 16 stamp, record text -> OK: see commit_encode() */
         MSG_BYE = 6,    /* -> OK */
         MSG_OK = 0x80,
-        MSG_ERR = 0x81, /* u32 errno, message text */
+        MSG_ERR = 0x81, /* u32 errno, 16-byte id of the object concerned (or zeros), message */
 };
 
 struct conn {
@@ -200,9 +200,10 @@ static int remote_call(struct remote *rm, uint8_t type, const void *a, size_t al
                 r = conn_recv(&rm->c, &t, ret_len);
         if (r < 0)
                 return remote_fail(rm, r, "copy connection");
-        if (t == MSG_ERR && *ret_len >= 4) {
+        if (t == MSG_ERR && *ret_len >= 20) {
                 uint32_t e = le32_read(rm->c.rbuf);
-                snprintf(rm->d.error, sizeof(rm->d.error), "%s", (char *)rm->c.rbuf + 4);
+                memcpy(rm->d.bad_id.b, rm->c.rbuf + 4, 16);
+                snprintf(rm->d.error, sizeof(rm->d.error), "%s", (char *)rm->c.rbuf + 20);
                 return e > 0 && e < 4096 ? -(int)e : -EIO;
         }
         if (t != MSG_OK)
@@ -377,14 +378,22 @@ struct server {
         struct stamp_copy_dest *d;
         int put_error; /* the first failed PUT, reported at the next request */
         char put_msg[512];
+        struct stamp_id put_id;
 };
+
+static int reply_err_id(struct server *sv, int r, const struct stamp_id *id, const char *msg)
+{
+        uint8_t e[20] = { 0 };
+
+        le32_write(e, (uint32_t)-r);
+        if (id)
+                memcpy(e + 4, id->b, 16);
+        return conn_send(&sv->c, MSG_ERR, e, sizeof(e), msg, strlen(msg) + 1);
+}
 
 static int reply_err(struct server *sv, int r, const char *msg)
 {
-        uint8_t e[4];
-
-        le32_write(e, (uint32_t)-r);
-        return conn_send(&sv->c, MSG_ERR, e, sizeof(e), msg, strlen(msg) + 1);
+        return reply_err_id(sv, r, NULL, msg);
 }
 
 static int serve_hello(struct server *sv, size_t len)
@@ -432,7 +441,7 @@ static int put_failure(struct server *sv)
 
         if (!sv->put_error)
                 return 0;
-        r = reply_err(sv, sv->put_error, sv->put_msg);
+        r = reply_err_id(sv, sv->put_error, &sv->put_id, sv->put_msg);
         return r < 0 ? r : 1;
 }
 
@@ -458,6 +467,7 @@ static int serve_put(struct server *sv, size_t len)
         r = sv->d->ops->put(sv->d, &o);
         if (r < 0) {
                 sv->put_error = r;
+                sv->put_id = o.id;
                 snprintf(sv->put_msg, sizeof(sv->put_msg), "%s", sv->d->error);
         }
         return 0;

@@ -157,6 +157,8 @@ static int local_put(struct stamp_copy_dest *d, const struct stamp_copy_obj *o)
                 return -EINVAL;
         stamp_id_to_hex(&o->id, hex);
         r = local_decode(l, o, &raw);
+        if (r < 0)
+                d->bad_id = o->id;
         if (r < 0) {
                 dest_error(d, "object %s arrived damaged: %s", hex,
                            r == -EBADMSG ? "it does not decode to its id" : strerror(-r));
@@ -174,10 +176,14 @@ static int local_put(struct stamp_copy_dest *d, const struct stamp_copy_obj *o)
         else
                 r = stamp_writer_put_stored(l->w, o->type, &o->id, raw, o->raw_len, o->comp,
                                             o->payload, o->stored_len);
-        if (r == -EBADMSG)
+        if (r < 0)
+                d->bad_id = o->id;
+        if (r == -EBADMSG) {
                 dest_error(d, "store '%s': object %s differs from the object of the same id "
                            "it already holds (a suspected id collision, or damage there)",
                            l->path, hex);
+                r = -ENOTUNIQ; /* not the source's fault */
+        }
         else if (r < 0)
                 dest_error(d, "store '%s': cannot store object %s: %s", l->path, hex,
                            strerror(-r));
@@ -629,7 +635,7 @@ static int copy_one(struct cp *c, const char *stamp)
                 r = -EUCLEAN;
         }
         if (r < 0 && stamp_id_is_null(&c->res->bad_id))
-                c->res->bad_id = c->walk.bad;
+                c->res->bad_id = stamp_id_is_null(&c->d->bad_id) ? c->walk.bad : c->d->bad_id;
         if (r < 0 || c->o->dry_run) {
                 stamp_record_release(&rec);
                 c->res->copied += r == 0;
@@ -724,6 +730,8 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                         continue;
                 }
                 r = copy_one(&c, want->v[i]);
+                if (r < 0 && stamp_id_is_null(&ret->bad_id))
+                        ret->bad_id = d->bad_id;
                 if (r < 0) {
                         snprintf(ret->bad_stamp, sizeof(ret->bad_stamp), "%s", want->v[i]);
                         goto out;

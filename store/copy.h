@@ -67,7 +67,11 @@ struct stamp_copy_dest_ops {
         /* For each of @n ids, ret[i] = 1 if the destination has it, else 0. */
         int (*have)(struct stamp_copy_dest *d, const struct stamp_id *ids, size_t n,
                     uint8_t *ret);
-        /* Stores one object (verified on arrival). May report an earlier failure. */
+        /*
+         * Stores one object (verified on arrival: -EBADMSG if it does not
+         * decode to its id; -ENOTUNIQ if the destination holds different
+         * bytes under that id). May report an earlier failure.
+         */
         int (*put)(struct stamp_copy_dest *d, const struct stamp_copy_obj *o);
         /*
          * Makes everything put so far durable, validates snapshot @stamp
@@ -82,6 +86,7 @@ struct stamp_copy_dest_ops {
 struct stamp_copy_dest {
         const struct stamp_copy_dest_ops *ops;
         char error[512]; /* the last failure explained (names the thing and the reason) */
+        struct stamp_id bad_id; /* the object a failure concerns, if one does */
 };
 
 /*

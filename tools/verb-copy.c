@@ -311,6 +311,10 @@ static int report_failure(struct stamp_store *s, struct stamp_copy_dest *d,
                           res->bad_stamp, hex, pack[0] ? pack : "not in its index");
                 return EXIT_CORRUPT;
         }
+        if (r == -ENOTUNIQ) {
+                log_error("snapshot %s: %s", res->bad_stamp, d->error);
+                return EXIT_CORRUPT;
+        }
         if (r == -ENOENT && !d->error[0]) {
                 log_error("snapshot %s: no such snapshot in the source", res->bad_stamp);
                 return EXIT_NOTFOUND;

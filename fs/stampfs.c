@@ -1035,6 +1035,12 @@ int main(int argc, char **argv)
                 goto out;
         }
         ret = 3;
+        /* The daemon's cwd becomes /: a relative STORE must not stay relative. */
+        char *store_abs = realpath(pos.store, NULL);
+        if (store_abs) {
+                free(pos.store);
+                pos.store = store_abs;
+        }
         if (open_store(pos.store, &fs.s) < 0)
                 goto out;
         if (check_mountpoint(pos.mountpoint) < 0)

@@ -65,6 +65,7 @@ void stamp_init_options_default(struct stamp_init_options *o)
         o->zstd_level = 1;
         o->pack_size = 16u << 20;
         o->dedup_verify_max = 4096;
+        o->have_secret = false;
 }
 
 static int write_file_at(int dirfd, const char *name, const char *data)
@@ -97,6 +98,29 @@ static int dir_is_empty(int fd)
                 }
         closedir(d);
         return empty;
+}
+
+void stamp_init_options_like(const struct stamp_config *c, struct stamp_init_options *o)
+{
+        *o = (struct stamp_init_options){
+                .chunker = c->chunker,
+                .zstd_level = c->zstd_level,
+                .pack_size = c->pack_size,
+                .dedup_verify_max = c->dedup_verify_max,
+                .have_secret = true,
+        };
+        memcpy(o->secret, c->secret, sizeof(o->secret));
+}
+
+int stamp_config_copy_compatible(const struct stamp_config *src, const struct stamp_config *dst)
+{
+        if (strcmp(src->chunker_alg, dst->chunker_alg) != 0 ||
+            strcmp(src->chunk_id_alg, dst->chunk_id_alg) != 0 ||
+            src->chunker.min != dst->chunker.min || src->chunker.avg != dst->chunker.avg ||
+            src->chunker.max != dst->chunker.max ||
+            memcmp(src->secret, dst->secret, sizeof(src->secret)) != 0)
+                return -EXDEV;
+        return 0;
 }
 
 int stamp_store_init(const char *dir, const struct stamp_init_options *o)
@@ -137,9 +161,13 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o)
         c.dedup_verify_max = o->dedup_verify_max;
         clock_gettime(CLOCK_REALTIME, &now);
         stamp_iso8601(now.tv_sec, now.tv_nsec, c.created);
-        r = stamp_secret_generate(c.secret);
-        if (r < 0)
-                return r;
+        if (o->have_secret)
+                memcpy(c.secret, o->secret, sizeof(c.secret));
+        else {
+                r = stamp_secret_generate(c.secret);
+                if (r < 0)
+                        return r;
+        }
         r = stamp_config_encode(&c, &text);
         if (r < 0)
                 return r;
@@ -900,6 +928,31 @@ int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct sta
                 return -EBADMSG;
         }
         return 0;
+}
+
+int stamp_store_record_write_text(struct stamp_store *s, const char *stamp, const char *text,
+                                  size_t len)
+{
+        struct stamp_record rec;
+        struct stamp_index *ix;
+        char name[64];
+        int e;
+
+        if (!stamp_stamp_valid(stamp))
+                return -EINVAL;
+        e = stamp_record_parse(text, len, &rec);
+        if (e < 0)
+                return e;
+        if (strcmp(rec.stamp, stamp) != 0) {
+                stamp_record_release(&rec);
+                return -EBADMSG;
+        }
+        record_name(stamp, name);
+        e = stamp_backend_put(s->backend, name, text, len);
+        if (e == 0 && stamp_store_index(s, &ix) == 0)
+                (void)stamp_index_snapshot_put(ix, stamp, &rec.root);
+        stamp_record_release(&rec);
+        return e;
 }
 
 int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r)

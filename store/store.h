@@ -36,10 +36,28 @@ struct stamp_init_options {
         int zstd_level;
         uint32_t pack_size;
         uint32_t dedup_verify_max;
+        /*
+         * Use this secret instead of a new random one (a copy destination
+         * must share its source's secret: it names every chunk).
+         */
+        bool have_secret;
+        uint8_t secret[STAMP_SECRET_SEED_SIZE];
 };
 
 /* The defaults (see FORMAT.md for how they were chosen). */
 void stamp_init_options_default(struct stamp_init_options *o);
+/*
+ * Options for a store that can receive copies of @c's snapshots: the same
+ * chunker, secret, pack size and dedup check; the same compression level
+ * (change it after the call if the copy should use another).
+ */
+void stamp_init_options_like(const struct stamp_config *c, struct stamp_init_options *o);
+/*
+ * 0 if objects of a store configured as @src can be copied verbatim into
+ * one configured as @dst (same chunker, chunk-id algorithm and secret),
+ * else -EXDEV.
+ */
+int stamp_config_copy_compatible(const struct stamp_config *src, const struct stamp_config *dst);
 
 /*
  * Creates a store in @dir, which must not exist or be an empty directory.
@@ -142,6 +160,13 @@ int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret);
 int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct stamp_record *ret);
 /* Writes a record durably (the snapshot's commit point). -EEXIST if the stamp is taken. */
 int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r);
+/*
+ * Writes the record text @text of another store (stamp copy) byte for byte,
+ * after checking it parses as the record of @stamp. -EEXIST if the stamp is
+ * taken, -EBADMSG if @text is not such a record.
+ */
+int stamp_store_record_write_text(struct stamp_store *s, const char *stamp, const char *text,
+                                  size_t len);
 /*
  * Deletes a snapshot's record (its data stays until gc). Requires the write
  * lock. -ENOENT if there is no such snapshot.

@@ -673,6 +673,28 @@ int stamp_check_snapshot(struct stamp_store *s, const char *stamp,
         return r;
 }
 
+int stamp_check_root(struct stamp_store *s, const char *stamp, const struct stamp_id *root,
+                     const struct stamp_check_options *o, struct stamp_check_stats *st)
+{
+        struct ctx c;
+        int r;
+
+        memset(st, 0, sizeof(*st));
+        r = ctx_init(&c, s, o, st);
+        if (r == 0) {
+                c.stamp = stamp;
+                path_pop(&c, 0);
+                if (stamp_index_begin_read(c.ix) < 0)
+                        r = -EIO;
+                else {
+                        r = walk_tree(&c, root, 0);
+                        stamp_index_end_read(c.ix);
+                }
+        }
+        ctx_release(&c);
+        return r;
+}
+
 /*
  * Pack checks. A pack is read whole (packs are a few MiB; the size is
  * capped), its checksum compared, every record header matched with the

@@ -86,6 +86,13 @@ int stamp_check_snapshot(struct stamp_store *s, const char *stamp,
                          const struct stamp_check_options *o, struct stamp_check_stats *st);
 
 /*
+ * Validates the tree @root as if it were snapshot @stamp's (whose record
+ * is not written yet: stamp copy checks what arrived before committing).
+ */
+int stamp_check_root(struct stamp_store *s, const char *stamp, const struct stamp_id *root,
+                     const struct stamp_check_options *o, struct stamp_check_stats *st);
+
+/*
  * Checks the packs named in @packs (e.g. the ones a snapshot just wrote):
  * reads each whole, checks its checksum, decodes and re-hashes every object,
  * parses every tree and chunk list, and checks that every object they refer

@@ -44,6 +44,11 @@ static int visit(struct ctx *c, const struct stamp_id *id)
                 c->w->bytes += (uint64_t)stored;
         else if (c->w->missing++ == 0)
                 c->w->first_missing = *id;
+        if (c->w->news) {
+                r = c->w->news(id, stored, c->w->userdata);
+                if (r < 0)
+                        return r;
+        }
         r = batch_tick(c);
         return r < 0 ? r : 1;
 }

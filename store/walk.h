@@ -28,6 +28,12 @@ struct stamp_walk {
         uint64_t missing;       /* reached, but not in the index */
         struct stamp_id first_missing; /* the first of them */
         struct stamp_id bad;    /* the object that failed the walk */
+        /*
+         * Called for each object this pass reaches for the first time, with
+         * the stored length the index gives (-1: not indexed); may be NULL.
+         * A negative return stops the walk with that error.
+         */
+        int (*news)(const struct stamp_id *id, int64_t stored_len, void *userdata);
         /* Called every few thousand objects; may be NULL. */
         void (*progress)(const struct stamp_walk *w, void *userdata);
         void *userdata;

@@ -328,6 +328,18 @@ int stamp_writer_put(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
         return stamp_writer_put_flags(w, z, type, data, len, 0, NULL, ret_id);
 }
 
+/* A failure other than a suspected collision fails every later put too. */
+static int put_failed(struct stamp_writer *w, int r)
+{
+        if (r != -EBADMSG) {
+                pthread_mutex_lock(&w->lock);
+                if (w->error == 0)
+                        w->error = r;
+                pthread_mutex_unlock(&w->lock);
+        }
+        return r;
+}
+
 int stamp_writer_put_flags(struct stamp_writer *w, struct stamp_zctx *z, uint8_t type,
                            const void *data, size_t len, unsigned flags, int *ret_compressed,
                            struct stamp_id *ret_id)
@@ -351,18 +363,30 @@ int stamp_writer_put_flags(struct stamp_writer *w, struct stamp_zctx *z, uint8_t
                 r = compare_stored(w, &id, type, data, len);
         else if (r == 1)
                 r = 0;
-        if (r < 0) {
-                /* A collision fails this put only; anything else is a store failure. */
-                if (r != -EBADMSG) {
-                        pthread_mutex_lock(&w->lock);
-                        if (w->error == 0)
-                                w->error = r;
-                        pthread_mutex_unlock(&w->lock);
-                }
-                return r;
-        }
+        if (r < 0)
+                return put_failed(w, r);
         *ret_id = id;
         return 0;
+}
+
+int stamp_writer_put_stored(struct stamp_writer *w, uint8_t type, const struct stamp_id *id,
+                            const void *raw, size_t raw_len, uint8_t comp, const void *payload,
+                            size_t stored_len)
+{
+        int r;
+
+        if (raw_len > STAMP_OBJECT_MAX || stored_len > STAMP_OBJECT_MAX)
+                return -EFBIG;
+        pthread_mutex_lock(&w->lock);
+        r = w->error ? w->error : dedup_or_claim(w, type, id, raw, raw_len);
+        if (r == 0)
+                r = w->error ? w->error : append(w, id, type, comp, raw_len, payload, stored_len);
+        pthread_mutex_unlock(&w->lock);
+        if (r == 2)
+                r = compare_stored(w, id, type, raw, raw_len);
+        else if (r == 1)
+                r = 0;
+        return r < 0 ? put_failed(w, r) : 0;
 }
 
 int stamp_writer_flush(struct stamp_writer *w)

@@ -58,6 +58,16 @@ int stamp_writer_put_flags(struct stamp_writer *w, struct stamp_zctx *z, uint8_t
                            const void *data, size_t len, unsigned flags, int *ret_compressed,
                            struct stamp_id *ret_id);
 
+/*
+ * Stores an object that arrives already encoded (stamp copy): @payload is
+ * @stored_len bytes compressed per @comp, @raw its @raw_len decoded bytes,
+ * and @id their id, which the caller has verified. Dedup and collision
+ * checks as for stamp_writer_put(); the payload is stored as is, so the
+ * object keeps the compression it had.
+ */
+int stamp_writer_put_stored(struct stamp_writer *w, uint8_t type, const struct stamp_id *id,
+                            const void *raw, size_t raw_len, uint8_t comp, const void *payload,
+                            size_t stored_len);
 /* Makes every object put so far durable and indexed. */
 int stamp_writer_flush(struct stamp_writer *w);
 

@@ -99,3 +99,5 @@ int verb_diff(int argc, char **argv);
 int verb_gc(int argc, char **argv);
 int verb_stats(int argc, char **argv);
 int verb_reindex(int argc, char **argv);
+int verb_copy(int argc, char **argv);
+int verb_serve(int argc, char **argv);

@@ -28,6 +28,8 @@ static const struct verb verbs[] = {
         { "gc", verb_gc, "reclaim the space of data no snapshot references" },
         { "reindex", verb_reindex, "rebuild the index from the packs and snapshot records" },
         { "stats", verb_stats, "sizes, dedup, and what each snapshot alone holds" },
+        { "copy", verb_copy, "copy snapshots to another store (a path or ssh://), incrementally" },
+        { "serve", verb_serve, "the far end of 'stamp copy ssh://...' (run through ssh)" },
 };
 
 static void help(void)

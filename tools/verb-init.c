@@ -21,6 +21,10 @@ static void help(void)
                "  --chunk-max BYTES          largest chunk (default 131072)\n"
                "  --compression-level N      zstd level, -7..19 (default 1)\n"
                "  --pack-size MIB            target pack size in MiB (default 16)\n"
+               "  --like STORE               take the chunker, secret and pack size of\n"
+               "                             STORE (and its level unless --compression-level\n"
+               "                             is given): a store that can receive\n"
+               "                             'stamp copy' from STORE with full dedup\n"
                "  --json                     print the result as JSON\n");
 }
 
@@ -46,11 +50,13 @@ int verb_init(int argc, char **argv)
                 { "chunk-max", required_argument, NULL, 'M' },
                 { "compression-level", required_argument, NULL, 'l' },
                 { "pack-size", required_argument, NULL, 'p' },
+                { "like", required_argument, NULL, 'L' },
                 {}
         };
         struct stamp_init_options o;
-        const char *dir;
+        const char *dir, *like = NULL;
         uint32_t pack_mib = 16;
+        bool chunker_set = false, level_set = false, pack_set = false;
         int c, r;
 
         stamp_init_options_default(&o);
@@ -68,6 +74,8 @@ int verb_init(int argc, char **argv)
                 case 'p':
                         if (parse_u32(optarg, &v) < 0)
                                 return usage_error("init", "'%s' is not a number", optarg);
+                        chunker_set |= c != 'p';
+                        pack_set |= c == 'p';
                         if (c == 'm')
                                 o.chunker.min = v;
                         else if (c == 'a')
@@ -83,8 +91,12 @@ int verb_init(int argc, char **argv)
                         if (*end || !*optarg)
                                 return usage_error("init", "'%s' is not a number", optarg);
                         o.zstd_level = (int)l;
+                        level_set = true;
                         break;
                 }
+                case 'L':
+                        like = optarg;
+                        break;
                 default:
                         return usage_error("init", "unknown option");
                 }
@@ -94,6 +106,23 @@ int verb_init(int argc, char **argv)
         dir = optind < argc ? argv[optind] : arg_store ? arg_store : getenv("STAMP_STORE");
         if (!dir || !*dir)
                 return usage_error("init", "no store directory given");
+        if (like) {
+                struct stamp_store *src = NULL;
+                int level = o.zstd_level;
+
+                if (chunker_set || pack_set)
+                        return usage_error("init", "--like takes the chunk and pack sizes of "
+                                                   "its store; do not give them too");
+                r = stamp_store_open(like, &src);
+                if (r < 0) {
+                        log_error("store '%s': %s", like, describe(r));
+                        return exit_code(r);
+                }
+                stamp_init_options_like(stamp_store_config(src), &o);
+                stamp_store_free(src);
+                if (level_set)
+                        o.zstd_level = level;
+        }
         if (stamp_chunker_params_check(&o.chunker) < 0)
                 return usage_error("init",
                                    "bad chunk sizes %u/%u/%u: need 64 <= min < avg < max <= 16 MiB, "
@@ -101,7 +130,8 @@ int verb_init(int argc, char **argv)
                                    o.chunker.min, o.chunker.avg, o.chunker.max);
         if (pack_mib < 1 || pack_mib > 1024)
                 return usage_error("init", "pack size must be 1..1024 MiB");
-        o.pack_size = pack_mib << 20;
+        if (!like)
+                o.pack_size = pack_mib << 20;
 
         r = stamp_store_init(dir, &o);
         if (r == -EEXIST) {

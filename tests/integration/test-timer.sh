@@ -23,7 +23,8 @@
 #   - nothing is left for gc, and the store verifies;
 #   - the second store has every snapshot of the first, each validating
 #     with --read-data there, with the same bytes.
-# A third run with COPY_DEST empty skips the copy step and still succeeds.
+# A third run with COPY_DEST empty skips the copy step and still succeeds; a
+# fourth copies to an ssh:// destination (through a stand-in for ssh).
 # `systemd-analyze verify` checks every unit first, where it is installed.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -127,7 +128,7 @@ PY
 
 # --- /etc/stampfs/test.conf
 CONF="$WORK/test.conf"
-write_conf() { # COPY_DEST
+write_conf() { # COPY_DEST COPY_OPTIONS
         cat >"$CONF" <<EOF
 # stamp-snapshot@test
 STORE=$S
@@ -137,7 +138,7 @@ VALIDATE_OPTIONS=--read-data
 PRUNE_OPTIONS=--keep-daily 3 --keep-weekly 2
 GC_OPTIONS=--max-unused 0
 COPY_DEST=$1
-COPY_OPTIONS=--read-data
+COPY_OPTIONS=$2
 EOF
 }
 
@@ -156,12 +157,12 @@ c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True, timeout=10)
 print(c.execute("SELECT last_txn FROM totals").fetchone()[0])' "$APP/db/app.db"
 }
 
-# check_run N COPIED: the checks listed at the top, after run N. COPIED:
-# whether the copy step ran.
+# check_run N [DEST]: the checks listed at the top, after run N; DEST: the
+# copy's directory, if the copy step ran.
 check_run() {
-        python3 - "$STAMP" "$S" "$D" "$WORK" "$1" "$2" "$LIB" <<'PY'
+        python3 - "$STAMP" "$S" "${2:-}" "$WORK" "$1" "$LIB" <<'PY'
 import json, os, sqlite3, subprocess, sys
-stamp, store, dest, work, n, copied, lib = sys.argv[1:]
+stamp, store, dest, work, n, lib = sys.argv[1:]
 sys.path.insert(0, lib)
 import prune_oracle
 
@@ -248,7 +249,7 @@ if gc["dead_objects"] or gc["plan_free_bytes"]:
 st("verify")
 
 # The copy: every snapshot of the store, valid there, the same bytes.
-if copied == "yes":
+if dest:
     there = stamps(dest)
     if not set(after) <= set(there):
         sys.exit("FAIL: run %s: the copy lacks %s" % (n, sorted(set(after) - set(there))))
@@ -266,7 +267,7 @@ open(os.path.join(work, "removed%s" % n), "w").write(str(removed))
 PY
 }
 
-write_conf "$D"
+write_conf "$D" --read-data
 # The history's snapshots (run as root, unconfined) made rest.db's -wal and
 # -shm: without them the unit's snapshot makes them again.
 rm "$APP/db/rest.db-wal" "$APP/db/rest.db-shm"
@@ -274,7 +275,7 @@ for n in 1 2; do
         "$STAMP" --store "$S" list --short >"$WORK/before$n"
         committed >"$WORK/n0-$n"
         run_unit $n
-        check_run $n yes
+        check_run $n "$D"
 done
 # The history guarantees removals on the first run (two snapshots on one day).
 [ "$(cat "$WORK/removed1")" -ge 1 ] || fail "the first run pruned nothing"
@@ -286,13 +287,35 @@ c = sqlite3.connect(sys.argv[1]); c.execute("INSERT INTO t VALUES (1)"); c.commi
 
 # Without COPY_DEST the copy step is skipped, and the run still succeeds.
 "$STAMP" --store "$D" list --short >"$WORK/dest-before"
-write_conf ""
+write_conf "" --read-data
 "$STAMP" --store "$S" list --short >"$WORK/before3"
 committed >"$WORK/n0-3"
 run_unit 3
-check_run 3 no
+check_run 3
 "$STAMP" --store "$D" list --short | cmp -s - "$WORK/dest-before" || fail "the copy changed"
+
+# An ssh:// COPY_DEST, with COPY_OPTIONS holding a quoted --rsh command: a
+# stand-in for ssh that checks its arguments and runs the remote command
+# here. The new store gets every snapshot.
+R="$WORK/remote/store"
+mkdir "$WORK/remote"
+cat >"$WORK/fake-ssh" <<'EOF'
+#!/bin/sh
+# fake-ssh -o BatchMode=yes -p PORT USER@HOST COMMAND: as sshd, the words
+# of COMMAND are joined and run by a shell.
+[ "$1 $2 $3 $4 $5" = "-o BatchMode=yes -p 2222 backup@backup.example" ] || {
+        echo "fake-ssh: unexpected arguments: $*" >&2; exit 255; }
+shift 5
+exec sh -c "$*"
+EOF
+chmod +x "$WORK/fake-ssh"
+write_conf "ssh://backup@backup.example:2222$R" \
+        "--rsh \"$WORK/fake-ssh -o BatchMode=yes\" --remote-stamp $STAMP --read-data"
+"$STAMP" --store "$S" list --short >"$WORK/before4"
+committed >"$WORK/n0-4"
+run_unit 4
+check_run 4 "$R"
 
 kill "$WRITER"
 wait "$WRITER" 2>/dev/null || true
-echo "ok: three runs of stamp-snapshot@test.service"
+echo "ok: four runs of stamp-snapshot@test.service"

@@ -1060,7 +1060,7 @@ int main(int argc, char **argv)
         pthread_mutex_init(&fs.nodes_lock, NULL);
 
         snprintf(fsname, sizeof(fsname), "-ofsname=stampfs:%s", pos.store);
-        if (fuse_opt_add_arg(&args, "-oro,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
+        if (fuse_opt_add_arg(&args, "-oro,nosuid,nodev,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
             fuse_opt_add_arg(&args, fsname) < 0)
                 goto out;
         if (fuse_parse_cmdline(&args, &cl) != 0)

@@ -2,8 +2,9 @@
 # The manual pages render without a warning, and cannot drift from the
 # programs: every verb in `stamp --help` has a page that stamp(1) points
 # to, and every option named in a --help (stamp's, each verb's, stampfs's)
-# appears in the page documenting it. Pages come from meson as MAN_PAGES
-# (colon-separated paths of the built roff files).
+# appears in the page documenting it; and README.md's commands use only
+# real options. Pages come from meson as MAN_PAGES (colon-separated paths
+# of the built roff files), the README as README.
 set -euo pipefail
 export LC_ALL=C # one collation for sort and comm
 : "${STAMP:?STAMP must point at the stamp binary}"
@@ -87,5 +88,56 @@ for v in $verbs; do
 done
 if [ -n "${STAMPFS:-}" ]; then
         check_help stampfs.1 "$STAMPFS"
+fi
+# README.md, the operator's guide: every `stamp` command it shows (in code
+# blocks and inline) uses only options its verb's --help names. Verbs not
+# built yet are skipped with a note.
+if [ -n "${README:-}" ]; then
+        python3 - "$STAMP" "$README" <<'PY' || fail "README.md shows options stamp does not have"
+import re, shlex, subprocess, sys
+stamp, readme = sys.argv[1], sys.argv[2]
+text = open(readme).read()
+lines, block = [], False
+for line in text.splitlines():
+    if line.startswith("```"):
+        block = not block
+    elif block:
+        lines.append(line)
+lines += re.findall(r"`(stamp [^`]*)`", text)
+helps = {}
+def help_of(verb):
+    if verb not in helps:
+        p = subprocess.run([stamp] + ([verb] if verb else []) + ["--help"],
+                           capture_output=True, text=True)
+        helps[verb] = p.stdout if p.returncode == 0 else ""
+    return helps[verb]
+listing = help_of(None).split("Commands:")[1].split("\n\n")[0]
+verbs = re.findall(r"^  ([a-z]+) ", listing, re.M)
+common = {"--store", "--json", "--quiet", "-q", "--help"}
+bad = 0
+for line in lines:
+    for cmd in re.split(r"\s*(?:\||&&|;|>)\s*", line.split(" #")[0].strip()):
+        if not cmd.startswith("stamp "):
+            continue
+        words = shlex.split(cmd.rstrip("\\"))[1:]
+        verb, opts, i = None, [], 0
+        while i < len(words):
+            w = words[i]
+            if w.startswith("-"):
+                opts.append((verb, w.split("=")[0]))
+                i += verb is None and w == "--store"
+            elif verb is None:
+                verb = w
+            i += 1
+        if verb not in verbs:
+            print(f"README: skipped (no verb {verb!r} in stamp --help yet): {cmd}")
+            continue
+        for v, o in opts:
+            pattern = r"(^|[^A-Za-z0-9-])" + re.escape(o) + r"([^A-Za-z0-9-]|$)"
+            if o not in common and not re.search(pattern, help_of(v), re.M):
+                print(f"README: '{cmd}': {o} is not in 'stamp {v or ''} --help'".replace("  ", " "))
+                bad += 1
+sys.exit(1 if bad else 0)
+PY
 fi
 echo "ok: ${#page[@]} pages, verbs: $(echo $verbs)"

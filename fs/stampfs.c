@@ -889,8 +889,14 @@ static void usage(const char *prog)
                "  -o cache_size=MIB   shared cache of decompressed chunks and trees (default 128)\n"
                "  -o allow_other      let other users in (permissions are still checked)\n"
                "  -o <fuse option>    any other FUSE mount option (see fuse(8))\n"
+               "  -h, --help          this help\n"
+               "  -V, --version       print the version\n"
                "\n"
-               "Always mounted ro,default_permissions,nosuid,nodev.\n",
+               "Always mounted ro,default_permissions,nosuid,nodev.\n"
+               "\n"
+               "Exit status: 0 mounted (in the background), or unmounted cleanly (-f);\n"
+               "1 the mount failed; 2 usage error; 3 no such store, not a store, or the\n"
+               "mountpoint is missing or in use.\n",
                prog);
 }
 

@@ -51,7 +51,8 @@ static void help(void)
                "Exit codes: 0 ok; 1 done with warnings; 2 usage error; 3 store, snapshot\n"
                "or path not found; 4 store locked; 5 corrupt or unsupported data;\n"
                "6 other failure (I/O error, disk full, permission denied); 7 checked and\n"
-               "found invalid (validate, verify, restore).\n");
+               "found invalid (a snapshot failing its own check, validate, verify,\n"
+               "restore, copy, drill).\n");
 }
 
 int main(int argc, char **argv)

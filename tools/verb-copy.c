@@ -533,7 +533,8 @@ static void serve_help(void)
                "Options:\n"
                "  --init    allow the client to create PATH (stamp copy --init)\n"
                "\n"
-               "Exit status: 0 when the client said goodbye; 6 if the connection failed.\n");
+               "Exit status: 0 when the client said goodbye; 2 usage error (or run on a\n"
+               "terminal); 6 if the connection failed or the client was refused.\n");
 }
 
 int verb_serve(int argc, char **argv)

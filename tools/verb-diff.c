@@ -38,7 +38,7 @@ static void help(void)
                "             \"counts\": {\"added\", \"removed\", \"modified\"}}; paths have no\n"
                "             trailing '/', and bytes that are not UTF-8 appear as\n"
                "             \\udc80..\\udcff (Python's os.fsencode() restores them)\n"
-               "  -q         no summary line\n"
+               "  -q, --quiet  no summary line\n"
                "\n"
                "Examples:\n"
                "  stamp diff 20260406T060000Z latest\n"

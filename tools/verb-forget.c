@@ -9,13 +9,20 @@
 
 static void help(void)
 {
-        printf("Usage: stamp [--store DIR] forget [--json] STAMP...\n"
+        printf("Usage: stamp [--store DIR] forget [--lock-timeout S] [--json] STAMP...\n"
                "\n"
                "Delete the named snapshots. Their records are removed at once, so they\n"
                "vanish from `stamp list` and from a running mount; the chunks only they\n"
                "used stay in the store until garbage collection reclaims them.\n"
                "'latest' names the newest snapshot. Every stamp is checked before any is\n"
-               "deleted.\n");
+               "deleted.\n"
+               "\n"
+               "Options:\n"
+               "  --lock-timeout S   wait up to S seconds for the store lock (default 60)\n"
+               "  --json             the deleted stamps as JSON\n"
+               "\n"
+               "Exit status: 0 deleted; 3 no such snapshot (nothing deleted); 4 store\n"
+               "locked; see 'stamp --help'.\n");
 }
 
 int verb_forget(int argc, char **argv)

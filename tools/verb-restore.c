@@ -20,7 +20,7 @@ static void help(void)
 {
         printf("Usage: stamp [--store DIR] restore STAMP TARGET --confirm-service-stopped\n"
                "                     [--path SUBPATH] [--no-pre-snapshot] [--dry-run]\n"
-               "                     [--checksum] [--verbose] [--json]\n"
+               "                     [--checksum] [--verbose] [--lock-timeout S] [--json] [-q]\n"
                "\n"
                "Make the contents of directory TARGET equal to snapshot STAMP ('latest' for\n"
                "the newest), or with --path only TARGET/SUBPATH equal to SUBPATH of the\n"

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #define BUF_SIZE (1u << 20)
 #define DEPTH_MAX 4096 /* as restore's */
 #define LINK_BUCKETS 1024
+#define XATTR_LIST_SIZE 65536
 #define SCRATCH_PREFIX "drill-"
 #define SCRATCH_NAME_LEN 12 /* "drill-XXXXXX" */
 
@@ -62,6 +64,7 @@ struct drill {
         struct timespec last_progress;
         uint8_t *a, *b;      /* BUF_SIZE each: the snapshot's and the copy's bytes */
         char *xval;          /* STAMP_XATTR_VALUE_MAX + 1 */
+        char *xlist;         /* XATTR_LIST_SIZE */
         struct link *links[LINK_BUCKETS];
 };
 
@@ -270,6 +273,36 @@ static void on_restore_progress(const struct stamp_restore_stats *st, const char
         d->files = st->files_restored;
         d->bytes = st->bytes_written;
         progress(d, path);
+}
+
+/*
+ * A restore that fills the filesystem fails, and meanwhile makes the
+ * snapshots written beside it fail too: when the snapshot's files cannot
+ * fit, say so instead (sparse files are counted whole, so this errs on the
+ * side of trying). 1 if there is room (or it cannot be told), else 0.
+ */
+static int room_for(struct drill *d, int scratch_fd)
+{
+        struct stamp_record rec;
+        struct statvfs sv;
+        uint64_t avail;
+        int r = stamp_store_record_load(d->s, d->o->stamp, &rec);
+
+        if (r < 0)
+                return r == -ENOMEM ? r : 1; /* the restore reports it */
+        if (fstatvfs(scratch_fd, &sv) < 0) {
+                stamp_record_release(&rec);
+                return 1;
+        }
+        avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+        r = rec.logical_bytes <= avail;
+        if (!r)
+                problem(d, "no_space", NULL,
+                        "the snapshot's files take %llu bytes, the scratch filesystem has %llu "
+                        "bytes free; not restored",
+                        (unsigned long long)rec.logical_bytes, (unsigned long long)avail);
+        stamp_record_release(&rec);
+        return r;
 }
 
 /* Returns 1 if the copy is complete, 0 if the restore failed (a problem), or -ENOMEM. */
@@ -500,17 +533,12 @@ static bool entry_xattr(const struct stamp_entry *e, const char *name, const uin
 static void compare_xattrs(struct drill *d, int dfd, const char *name,
                            const struct stamp_entry *e, const char *rel)
 {
-        _cleanup_free_ char *list = malloc(65536);
         const uint8_t *p = e->xattrs, *end = e->xattrs + e->xattrs_len;
-        char path[320];
+        char *list = d->xlist, path[320];
         ssize_t n;
 
-        if (!list) {
-                d->error = -ENOMEM;
-                return;
-        }
         snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dfd, name);
-        n = llistxattr(path, list, 65536);
+        n = llistxattr(path, list, XATTR_LIST_SIZE);
         if (n < 0 && errno != ENOTSUP) {
                 problem(d, "read_error", rel, "cannot list extended attributes: %s",
                         strerror(errno));
@@ -857,7 +885,8 @@ static int drill_init(struct drill *d, struct stamp_store *s, const struct stamp
         d->a = malloc(BUF_SIZE);
         d->b = malloc(BUF_SIZE);
         d->xval = malloc(STAMP_XATTR_VALUE_MAX + 1);
-        return d->a && d->b && d->xval ? 0 : -ENOMEM;
+        d->xlist = malloc(XATTR_LIST_SIZE);
+        return d->a && d->b && d->xval && d->xlist ? 0 : -ENOMEM;
 }
 
 static void drill_release(struct drill *d)
@@ -866,6 +895,7 @@ static void drill_release(struct drill *d)
         free(d->a);
         free(d->b);
         free(d->xval);
+        free(d->xlist);
 }
 
 int stamp_drill_check_tree(int dirfd, struct stamp_drill_entry *e)
@@ -915,6 +945,8 @@ int stamp_drill_run(struct stamp_store *s, int scratch_fd, const struct stamp_dr
         r = timed(&d, STAMP_DRILL_VALIDATE, run_validate, -1);
         /* An invalid snapshot is not restored: stamp restore would refuse it. */
         if (r == 0 && e.n_problems == 0)
+                r = room_for(&d, scratch_fd);
+        if (r == 1)
                 r = timed(&d, STAMP_DRILL_RESTORE, step_restore, scratch_fd);
         else if (r == 0)
                 r = -ECANCELED;

@@ -8,7 +8,8 @@
  *               chunk read back and re-hashed), as `stamp restore` does
  *               first; an invalid snapshot is not restored (a real restore
  *               would refuse it), and the other steps do not run;
- *  2. restore   it into the scratch directory with stamp_restore();
+ *  2. restore   it into the scratch directory with stamp_restore(), if its
+ *               files fit in the free space there;
  *  3. check     every SQLite database (PRAGMA integrity_check) and every
  *               *.json file of the restored copy, read from disk;
  *  4. compare   every entry of the snapshot with the copy: type, mode, owner
@@ -20,6 +21,9 @@
  *
  * Steps 3 and 4 run only after a restore that succeeded. Every problem has
  * a kind: validate's (stamp_problem_name()), or one of
+ *   no_space        the snapshot's files do not fit in the scratch
+ *                   filesystem's free space: not restored (a restore
+ *                   that fills the disk would fail snapshots beside it)
  *   restore_failed  the restore stopped: the path it stopped at
  *   db_integrity_check_failed, json_invalid   (as validate names them)
  *   missing, unexpected, type_mismatch, mode_mismatch, owner_mismatch,

@@ -125,6 +125,21 @@ if [ -d /dev/shm ] && [ "$(stat -c %d /dev/shm)" != "$(stat -c %d "$S")" ]; then
         [ ! -e /dev/shm/stamp-drill-test.$$ ] || fail "the scratch in /dev/shm was left"
 fi
 
+# No room for the snapshot's files: not restored, the drill fails saying so.
+if [ "$(id -u)" = 0 ]; then
+        mkdir "$WORK/tiny"
+        mount -t tmpfs -o size=256k tmpfs "$WORK/tiny"
+        expect_rc 7 drill --scratch "$WORK/tiny/s" --json
+        python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert [p["kind"] for p in d["problems"]] == ["no_space"] and d["problems"][0]["path"] is None, d
+assert d["steps"]["restore_s"] is None, d["steps"]
+' "$WORK/out"
+        [ ! -e "$WORK/tiny/s" ] || fail "the scratch on the full filesystem was left"
+        umount "$WORK/tiny"
+fi
+
 # The store's own tools ignore drill.log and the kept copy.
 before=$(log_lines)
 expect_rc 0 "$STAMP" --store "$S" verify

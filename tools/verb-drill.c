@@ -213,8 +213,8 @@ static void print_human(const struct stamp_drill_entry *e)
                        (unsigned long long)(e->n_warnings - e->warnings.n));
         print_step(e, STAMP_DRILL_VALIDATE,
                    e->read_data ? "every chunk read back and re-hashed" : "metadata level");
-        snprintf(what, sizeof(what), "%s%llu files, %s", restored ? "" : "stopped after ",
-                 (unsigned long long)e->files, fmt_bytes(e->bytes, b));
+        snprintf(what, sizeof(what), "%s%llu file%s, %s", restored ? "" : "stopped after ",
+                 (unsigned long long)e->files, e->files == 1 ? "" : "s", fmt_bytes(e->bytes, b));
         print_step(e, STAMP_DRILL_RESTORE, what);
         snprintf(what, sizeof(what), "%llu SQLite database%s, %llu JSON file%s",
                  (unsigned long long)e->databases, e->databases == 1 ? "" : "s",

@@ -1090,9 +1090,9 @@ static unsigned remove_stale(int tmpfd)
 int stamp_drill_scratch_new(struct stamp_store *s, char **ret_path, unsigned *ret_stale)
 {
         _cleanup_close_ int tmpfd = -1;
-        _cleanup_free_ char *path = NULL;
+        _cleanup_free_ char *hidden = NULL, *path = NULL;
         unsigned stale;
-        int fd;
+        int fd, r;
 
         if (mkdirat(stamp_store_dirfd(s), "tmp", 0700) < 0 && errno != EEXIST)
                 return negerrno();
@@ -1100,23 +1100,41 @@ int stamp_drill_scratch_new(struct stamp_store *s, char **ret_path, unsigned *re
         if (tmpfd < 0)
                 return negerrno();
         stale = remove_stale(tmpfd);
-        if (asprintf(&path, "%s/tmp/" SCRATCH_PREFIX "XXXXXX", stamp_store_path(s)) < 0) {
-                path = NULL;
+        /*
+         * Made under a name remove_stale() ignores, locked, then renamed:
+         * so no other drill ever sees it unlocked. (A crash in between
+         * leaves an empty ".drill-XXXXXX", which nothing removes.)
+         */
+        if (asprintf(&hidden, "%s/tmp/." SCRATCH_PREFIX "XXXXXX", stamp_store_path(s)) < 0) {
+                hidden = NULL;
                 return -ENOMEM;
         }
-        if (!mkdtemp(path))
+        if (!mkdtemp(hidden))
                 return negerrno();
-        fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                int r = negerrno();
-                if (fd >= 0)
-                        close(fd);
-                (void)rmdir(path);
-                return r;
+        fd = open(hidden, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                goto fail;
+        path = strdup(hidden);
+        if (!path)
+                goto fail;
+        {
+                char *base = strrchr(path, '/') + 1; /* ".drill-XXXXXX" */
+                memmove(base, base + 1, strlen(base)); /* "drill-XXXXXX", with its NUL */
         }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                goto fail;
+        if (renameat2(AT_FDCWD, hidden, AT_FDCWD, path, RENAME_NOREPLACE) < 0 &&
+            (errno != EINVAL || rename(hidden, path) < 0))
+                goto fail;
         *ret_path = TAKE_PTR(path);
         *ret_stale = stale;
         return fd;
+fail:
+        r = fd >= 0 && !path ? -ENOMEM : negerrno();
+        if (fd >= 0)
+                close(fd);
+        (void)rmdir(hidden);
+        return r;
 }
 
 int stamp_drill_scratch_keep(const char *path, char **ret_path)

@@ -1035,6 +1035,12 @@ int main(int argc, char **argv)
                 goto out;
         }
         ret = 3;
+        /* The daemon's cwd becomes /: a relative STORE must not stay relative. */
+        char *store_abs = realpath(pos.store, NULL);
+        if (store_abs) {
+                free(pos.store);
+                pos.store = store_abs;
+        }
         if (open_store(pos.store, &fs.s) < 0)
                 goto out;
         if (check_mountpoint(pos.mountpoint) < 0)
@@ -1054,7 +1060,7 @@ int main(int argc, char **argv)
         pthread_mutex_init(&fs.nodes_lock, NULL);
 
         snprintf(fsname, sizeof(fsname), "-ofsname=stampfs:%s", pos.store);
-        if (fuse_opt_add_arg(&args, "-oro,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
+        if (fuse_opt_add_arg(&args, "-oro,nosuid,nodev,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
             fuse_opt_add_arg(&args, fsname) < 0)
                 goto out;
         if (fuse_parse_cmdline(&args, &cl) != 0)

@@ -32,6 +32,18 @@ grep -q " $MNT ro,nosuid,nodev[^ ]* .*- fuse.stampfs " /proc/self/mountinfo || f
 expect_rc 3 "$STAMPFS" "$S" "$MNT"
 expect_err "already in use"
 
+# A relative STORE works too: the daemon leaves the caller's directory.
+mkdir "$WORK/mnt-rel"
+(cd "$(dirname "$S")" && "$STAMPFS" "$(basename "$S")" "$WORK/mnt-rel")
+ls "$WORK/mnt-rel/latest/" >/dev/null || fail "a mount of a relative store path cannot read"
+fusermount3 -u "$WORK/mnt-rel"
+# An explicit dev,suid (as mount.fuse passes from an fstab line) does not
+# open the mount to setuid files or device nodes: nosuid,nodev always win.
+"$STAMPFS" -o dev,suid "$S" "$WORK/mnt-rel"
+grep -q " $WORK/mnt-rel ro,nosuid,nodev[^ ]* " /proc/self/mountinfo ||
+        fail "-o dev,suid dropped nosuid,nodev"
+fusermount3 -u "$WORK/mnt-rel"
+
 # The stamp directory is the source, exactly.
 [ "$(readlink "$MNT/latest")" = "$ST" ] || fail "latest does not point at $ST"
 python3 "$LIB/manifest.py" "$WORK/src" >"$WORK/m.src"

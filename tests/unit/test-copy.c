@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * stamp copy through the library: a local destination and one reached
+ * through the protocol (stamp_copy_serve in a thread on a pipe pair) both
+ * receive every snapshot byte-exact; a second copy sends nothing; a store
+ * with another secret is refused; an object that does not decode to its id
+ * is refused on arrival and named; the server survives garbage.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "copy.h"
+#include "reader.h"
+#include "snapshot.h"
+#include "store.h"
+#include "tests.h"
+
+#define FILE_SIZE (300u * 1024)
+
+static void write_file(const char *dir, const char *name, unsigned long long seed)
+{
+        unsigned char *data = malloc(FILE_SIZE);
+        char path[700];
+        int fd;
+
+        fill_random(data, FILE_SIZE, seed);
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        CHECK(fd >= 0);
+        CHECK(write(fd, data, FILE_SIZE) == (ssize_t)FILE_SIZE);
+        close(fd);
+        free(data);
+}
+
+static void check_content(const char *dir, const char *stamp, const char *name,
+                          unsigned long long seed)
+{
+        unsigned char *want = malloc(FILE_SIZE), *got = malloc(FILE_SIZE + 1);
+        struct stamp_store *s;
+        struct stamp_record rec;
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        struct stamp_file *f;
+
+        CHECK_OK(stamp_store_open(dir, &s));
+        fill_random(want, FILE_SIZE, seed);
+        CHECK_OK(stamp_store_record_load(s, stamp, &rec));
+        CHECK_OK(stamp_path_resolve(s, &rec.root, name, &parent, &e));
+        CHECK_OK(stamp_file_open(s, &e, NULL, &f));
+        CHECK(stamp_file_pread(f, got, FILE_SIZE + 1, 0) == (ssize_t)FILE_SIZE);
+        CHECK(memcmp(got, want, FILE_SIZE) == 0);
+        stamp_file_free(f);
+        stamp_tree_obj_release(&parent);
+        stamp_record_release(&rec);
+        stamp_store_free(s);
+        free(want);
+        free(got);
+}
+
+static void take(struct stamp_store *s, const char *src, char ret[STAMP_STAMP_LEN + 1])
+{
+        const char *sources[1] = { src };
+        struct stamp_snapshot_options o = { .sources = sources, .n_sources = 1, .threads = 2 };
+        struct stamp_record rec;
+        const char *bad = NULL;
+
+        CHECK_OK(stamp_store_lock(s, 0, "test", NULL, 0));
+        CHECK_OK(stamp_store_recover(s));
+        CHECK_OK(stamp_snapshot_create(s, &o, &rec, &bad));
+        strcpy(ret, rec.stamp);
+        stamp_record_release(&rec);
+        stamp_store_unlock(s);
+}
+
+static void copy_all(struct stamp_store *src, struct stamp_copy_dest *d,
+                     struct stamp_copy_result *res)
+{
+        struct stamp_copy_options o = { 0 };
+
+        CHECK_OK(stamp_copy(src, d, &o, res));
+        stamp_copy_dest_close(d);
+}
+
+struct server {
+        int in, out;
+        const char *path;
+        int result;
+};
+
+static void *server_main(void *arg)
+{
+        struct server *sv = arg;
+
+        sv->result = stamp_copy_serve(sv->in, sv->out, sv->path, true);
+        close(sv->out);
+        close(sv->in);
+        return NULL;
+}
+
+/* A server thread on a pipe pair; the client's ends in *ret_in / *ret_out. */
+static pthread_t start_server(struct server *sv, const char *path, int *ret_in, int *ret_out)
+{
+        int to[2], from[2];
+        pthread_t t;
+
+        CHECK(pipe(to) == 0 && pipe(from) == 0);
+        *sv = (struct server){ .in = to[0], .out = from[1], .path = path };
+        *ret_out = to[1];
+        *ret_in = from[0];
+        CHECK(pthread_create(&t, NULL, server_main, sv) == 0);
+        return t;
+}
+
+static void remote_copy(struct stamp_store *src, const char *path, uint64_t *ret_sent,
+                        uint64_t *ret_copied)
+{
+        struct stamp_copy_dest *d;
+        struct stamp_copy_result res;
+        struct server sv;
+        int in, out;
+        pthread_t t = start_server(&sv, path, &in, &out);
+
+        CHECK_OK(stamp_copy_remote_open(in, out, path, STAMP_COPY_INIT, stamp_store_config(src),
+                                        3, &d));
+        copy_all(src, d, &res);
+        close(out);
+        close(in);
+        CHECK(pthread_join(t, NULL) == 0);
+        CHECK_OK(sv.result);
+        *ret_sent = res.bytes_sent;
+        *ret_copied = res.copied;
+}
+
+static void test_garbage(const char *path)
+{
+        unsigned char junk[4096];
+
+        for (unsigned i = 0; i < 50; i++) {
+                struct server sv;
+                int in, out;
+                pthread_t t = start_server(&sv, path, &in, &out);
+                size_t n = 1 + i * 73 % sizeof(junk);
+
+                fill_random(junk, n, i);
+                if (i % 2 == 0) { /* a well-framed message of some type */
+                        junk[0] = (unsigned char)(i % 8 == 6 ? 5 : i % 8); /* not BYE */
+                        junk[1] = junk[2] = junk[3] = 0;
+                        if (n >= 8) {
+                                uint32_t len = (uint32_t)(n - 8);
+                                memcpy(junk + 4, &len, 4);
+                        }
+                }
+                CHECK(write(out, junk, n) == (ssize_t)n);
+                close(out);
+                CHECK(pthread_join(t, NULL) == 0);
+                CHECK(sv.result < 0);
+                close(in);
+        }
+}
+
+int main(void)
+{
+        char *tmp = make_tmpdir();
+        char src_dir[600], store[600], local[600], remote[600], other[600], junk[600];
+        char a[STAMP_STAMP_LEN + 1], b[STAMP_STAMP_LEN + 1];
+        struct stamp_init_options io;
+        struct stamp_store *s;
+        struct stamp_copy_dest *d;
+        struct stamp_copy_result res;
+        uint64_t sent, copied;
+
+        snprintf(src_dir, sizeof(src_dir), "%s/src", tmp);
+        snprintf(store, sizeof(store), "%s/store", tmp);
+        snprintf(local, sizeof(local), "%s/local", tmp);
+        snprintf(remote, sizeof(remote), "%s/remote", tmp);
+        snprintf(other, sizeof(other), "%s/other", tmp);
+        snprintf(junk, sizeof(junk), "%s/junk", tmp);
+        CHECK(mkdir(src_dir, 0755) == 0);
+        stamp_init_options_default(&io);
+        io.pack_size = 1u << 20;
+        CHECK_OK(stamp_store_init(store, &io));
+        CHECK_OK(stamp_store_open(store, &s));
+        write_file(src_dir, "one", 1);
+        write_file(src_dir, "two", 2);
+        take(s, src_dir, a);
+        sleep(1);
+        write_file(src_dir, "two", 3);
+        take(s, src_dir, b);
+
+        /* Local: missing without INIT, then created, then nothing to send. */
+        CHECK_RC(stamp_copy_local_open(local, 0, stamp_store_config(s), 0, &d), -ENOENT);
+        CHECK(strstr(d->error, "no such store"));
+        stamp_copy_dest_close(d);
+        CHECK_OK(stamp_copy_local_open(local, STAMP_COPY_INIT, stamp_store_config(s), 0, &d));
+        copy_all(s, d, &res);
+        CHECK(res.copied == 2 && res.skipped == 0 && res.bytes_sent > 2 * FILE_SIZE);
+        check_content(local, a, "two", 2);
+        check_content(local, b, "two", 3);
+        check_content(local, b, "one", 1);
+        CHECK_OK(stamp_copy_local_open(local, 0, stamp_store_config(s), 0, &d));
+        copy_all(s, d, &res);
+        CHECK(res.copied == 0 && res.skipped == 2 && res.bytes_sent == 0);
+
+        /* Through the protocol, into a store with its own compression level. */
+        remote_copy(s, remote, &sent, &copied);
+        CHECK(copied == 2 && sent > 2 * FILE_SIZE);
+        check_content(remote, b, "two", 3);
+        check_content(remote, a, "two", 2);
+        remote_copy(s, remote, &sent, &copied);
+        CHECK(copied == 0 && sent == 0);
+
+        /* A store with its own secret. */
+        stamp_init_options_default(&io);
+        CHECK_OK(stamp_store_init(other, &io));
+        CHECK_RC(stamp_copy_local_open(other, 0, stamp_store_config(s), 0, &d), -EXDEV);
+        stamp_copy_dest_close(d);
+
+        /* An object that does not decode to its id is refused and named. */
+        {
+                struct stamp_copy_obj o = { .type = STAMP_OBJ_DATA, .comp = 0, .raw_len = 5,
+                                            .stored_len = 5,
+                                            .payload = (const uint8_t *)"hello" };
+                memset(o.id.b, 0x5a, sizeof(o.id.b));
+                CHECK_OK(stamp_copy_local_open(local, 0, stamp_store_config(s), 0, &d));
+                CHECK_RC(d->ops->put(d, &o), -EBADMSG);
+                CHECK(stamp_id_cmp(&d->bad_id, &o.id) == 0);
+                CHECK(strstr(d->error, "arrived damaged"));
+                stamp_copy_dest_close(d);
+        }
+
+        test_garbage(junk);
+        stamp_store_free(s);
+        rm_rf(tmp);
+        free(tmp);
+        printf("ok\n");
+        return 0;
+}

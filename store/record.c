@@ -793,3 +793,235 @@ int stamp_record_parse(const char *text, size_t len, struct stamp_record *ret)
         *ret = r;
         return 0;
 }
+
+/* drill.log lines. */
+
+static const char *const drill_step_keys[_STAMP_DRILL_STEP_MAX] = {
+        [STAMP_DRILL_VALIDATE] = "validate_s",
+        [STAMP_DRILL_RESTORE] = "restore_s",
+        [STAMP_DRILL_CHECK] = "check_s",
+        [STAMP_DRILL_COMPARE] = "compare_s",
+};
+
+void stamp_drill_entry_release(struct stamp_drill_entry *e)
+{
+        for (size_t i = 0; i < e->problems_len; i++) {
+                free(e->problems[i].kind);
+                free(e->problems[i].path);
+                free(e->problems[i].detail);
+        }
+        free(e->problems);
+        stamp_strv_release(&e->warnings);
+        free(e->scratch);
+        free(e->host);
+        memset(e, 0, sizeof(*e));
+}
+
+int stamp_drill_entry_add_problem(struct stamp_drill_entry *e, const char *kind, const char *path,
+                                  const char *detail, size_t max)
+{
+        struct stamp_drill_problem *v, *p;
+
+        e->n_problems++;
+        if (e->problems_len >= max)
+                return 0;
+        v = realloc(e->problems, (e->problems_len + 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        e->problems = v;
+        p = &v[e->problems_len];
+        p->kind = strdup(kind);
+        p->path = path ? strdup(path) : NULL;
+        p->detail = strdup(detail ? detail : "");
+        if (!p->kind || (path && !p->path) || !p->detail) {
+                free(p->kind);
+                free(p->path);
+                free(p->detail);
+                return -ENOMEM;
+        }
+        e->problems_len++;
+        return 0;
+}
+
+static int put_drill_steps(cJSON *j, const struct stamp_drill_entry *e)
+{
+        cJSON *steps = cJSON_AddObjectToObject(j, "steps");
+
+        if (!steps)
+                return -ENOMEM;
+        for (int i = 0; i < _STAMP_DRILL_STEP_MAX; i++) {
+                if (!e->step_ran[i]) {
+                        if (!cJSON_AddNullToObject(steps, drill_step_keys[i]))
+                                return -ENOMEM;
+                } else if (put_seconds(steps, drill_step_keys[i], e->step_s[i]) < 0) {
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+static int put_drill_problems(cJSON *j, const struct stamp_drill_entry *e)
+{
+        cJSON *arr = cJSON_AddArrayToObject(j, "problems");
+
+        if (!arr)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->problems_len && i < STAMP_DRILL_LOG_LIST_MAX; i++) {
+                const struct stamp_drill_problem *p = &e->problems[i];
+                cJSON *o = cJSON_CreateObject();
+                if (!o || !cJSON_AddItemToArray(arr, o)) {
+                        cJSON_Delete(o);
+                        return -ENOMEM;
+                }
+                if (put_str(o, "kind", p->kind) < 0 ||
+                    (p->path ? put_str(o, "path", p->path) < 0
+                             : !cJSON_AddNullToObject(o, "path")) ||
+                    put_str(o, "detail", p->detail) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+int stamp_drill_entry_encode(const struct stamp_drill_entry *e, char **ret)
+{
+        _cleanup_json_ cJSON *j = cJSON_CreateObject();
+        struct stamp_strv first = { .v = e->warnings.v, .n = e->warnings.n };
+        char *s;
+
+        if (!j)
+                return -ENOMEM;
+        if (first.n > STAMP_DRILL_LOG_LIST_MAX)
+                first.n = STAMP_DRILL_LOG_LIST_MAX;
+        if (put_u64(j, "v", STAMP_DRILL_LOG_VERSION) < 0 ||
+            (e->host && put_str(j, "host", e->host) < 0) || put_str(j, "stamp", e->stamp) < 0 ||
+            put_str(j, "result", e->pass ? "pass" : "fail") < 0 ||
+            put_str(j, "started", e->started) < 0 || put_duration(j, e->duration_s) < 0 ||
+            put_drill_steps(j, e) < 0 || !cJSON_AddBoolToObject(j, "read_data", e->read_data) ||
+            put_u64(j, "files", e->files) < 0 || put_u64(j, "bytes", e->bytes) < 0 ||
+            put_u64(j, "databases", e->databases) < 0 ||
+            put_u64(j, "json_files", e->json_files) < 0 ||
+            put_u64(j, "problem_count", e->n_problems) < 0 || put_drill_problems(j, e) < 0 ||
+            put_u64(j, "warning_count", e->n_warnings) < 0 || put_strv(j, "warnings", &first) < 0 ||
+            put_str(j, "scratch", e->scratch) < 0 || !cJSON_AddBoolToObject(j, "kept", e->kept))
+                return -ENOMEM;
+        /* One line: drill.log is read line by line. cJSON escapes control characters. */
+        s = cJSON_PrintUnformatted(j);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static int get_bool(const cJSON *obj, const char *key, bool *ret)
+{
+        const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+
+        if (!cJSON_IsBool(j))
+                return -EBADMSG;
+        *ret = cJSON_IsTrue(j);
+        return 0;
+}
+
+static int parse_drill_steps(const cJSON *j, struct stamp_drill_entry *e)
+{
+        const cJSON *steps = cJSON_GetObjectItemCaseSensitive(j, "steps");
+
+        if (!cJSON_IsObject(steps) || no_duplicates(steps) < 0)
+                return -EBADMSG;
+        for (int i = 0; i < _STAMP_DRILL_STEP_MAX; i++) {
+                const cJSON *v = cJSON_GetObjectItemCaseSensitive(steps, drill_step_keys[i]);
+                if (cJSON_IsNull(v))
+                        continue;
+                if (get_seconds(steps, drill_step_keys[i], &e->step_s[i]) < 0)
+                        return -EBADMSG;
+                e->step_ran[i] = true;
+        }
+        return 0;
+}
+
+static int parse_drill_problems(const cJSON *j, struct stamp_drill_entry *e)
+{
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "problems"), *o;
+        uint64_t total = e->n_problems;
+
+        if (!cJSON_IsArray(arr))
+                return -EBADMSG;
+        cJSON_ArrayForEach(o, arr)
+        {
+                const cJSON *path;
+                const char *kind, *detail;
+                int r;
+                if (!cJSON_IsObject(o) || no_duplicates(o) < 0)
+                        return -EBADMSG;
+                kind = get_str(o, "kind");
+                detail = get_str(o, "detail");
+                path = cJSON_GetObjectItemCaseSensitive(o, "path");
+                if (!kind || !detail || !(cJSON_IsNull(path) || get_str(o, "path")) ||
+                    e->problems_len >= LIST_MAX)
+                        return -EBADMSG;
+                r = stamp_drill_entry_add_problem(e, kind, cJSON_IsNull(path) ? NULL : get_str(o, "path"),
+                                                  detail, LIST_MAX);
+                if (r < 0)
+                        return r;
+        }
+        /* add_problem counted them again: the line's own count stands. */
+        e->n_problems = total;
+        return e->problems_len <= total ? 0 : -EBADMSG;
+}
+
+static int drill_parse(const cJSON *j, struct stamp_drill_entry *e)
+{
+        uint64_t version;
+        const char *result;
+        int r;
+
+        if (no_duplicates(j) < 0 || get_u64(j, "v", &version) < 0)
+                return -EBADMSG;
+        if (version != STAMP_DRILL_LOG_VERSION)
+                return -EOPNOTSUPP;
+        e->version = (unsigned)version;
+        result = get_str(j, "result");
+        if (get_strcpy(j, "stamp", e->stamp, sizeof(e->stamp)) < 0 ||
+            !stamp_stamp_valid(e->stamp) || !result ||
+            (strcmp(result, "pass") != 0 && strcmp(result, "fail") != 0) ||
+            get_strcpy(j, "started", e->started, sizeof(e->started)) < 0 ||
+            get_seconds(j, "duration_s", &e->duration_s) < 0 || parse_drill_steps(j, e) < 0 ||
+            get_bool(j, "read_data", &e->read_data) < 0 || get_u64(j, "files", &e->files) < 0 ||
+            get_u64(j, "bytes", &e->bytes) < 0 || get_u64(j, "databases", &e->databases) < 0 ||
+            get_u64(j, "json_files", &e->json_files) < 0 ||
+            get_u64(j, "problem_count", &e->n_problems) < 0 ||
+            get_u64(j, "warning_count", &e->n_warnings) < 0 ||
+            get_bool(j, "kept", &e->kept) < 0)
+                return -EBADMSG;
+        e->pass = strcmp(result, "pass") == 0;
+        r = parse_drill_problems(j, e);
+        if (r < 0)
+                return r;
+        r = get_strv(j, "warnings", &e->warnings);
+        if (r < 0)
+                return r;
+        r = get_strdup(j, "scratch", &e->scratch);
+        if (r < 0)
+                return r;
+        if (has(j, "host"))
+                return get_strdup(j, "host", &e->host);
+        return 0;
+}
+
+int stamp_drill_entry_parse(const char *text, size_t len, struct stamp_drill_entry *ret)
+{
+        _cleanup_json_ cJSON *j = NULL;
+        struct stamp_drill_entry e = { 0 };
+        int r;
+
+        r = parse_text(text, len, &j);
+        if (r < 0)
+                return r;
+        r = drill_parse(j, &e);
+        if (r < 0) {
+                stamp_drill_entry_release(&e);
+                return r;
+        }
+        *ret = e;
+        return 0;
+}

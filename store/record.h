@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * JSON documents of a store: the config and the snapshot records
- * (snapshots/STAMP.json). The only module that includes <cJSON.h>.
+ * JSON documents of a store: the config, the snapshot records
+ * (snapshots/STAMP.json) and the lines of drill.log. The only module that
+ * includes <cJSON.h>.
  *
  * Parsing treats the text as untrusted: it must be NUL-terminated within
  * its length, keys are case-sensitive and unique, integers must be whole
@@ -106,6 +107,67 @@ struct stamp_record {
         double lock_wait_s;
         char sqlite_mode[8];      /* options: "auto" or "copy"; "" in older records */
 };
+
+/*
+ * A line of drill.log: the result of one `stamp drill` (FORMAT.md,
+ * "drill.log"). Version history of the line format ("v"):
+ *   1  first version
+ */
+#define STAMP_DRILL_LOG_VERSION 1
+/* Problems and warnings a drill.log line lists; its counts say how many there were. */
+#define STAMP_DRILL_LOG_LIST_MAX 20
+
+/* The timed steps of a drill, in the order they run. Frozen (drill.log keys). */
+enum stamp_drill_step {
+        STAMP_DRILL_VALIDATE, /* "validate_s" */
+        STAMP_DRILL_RESTORE,  /* "restore_s" */
+        STAMP_DRILL_CHECK,    /* "check_s" */
+        STAMP_DRILL_COMPARE,  /* "compare_s" */
+        _STAMP_DRILL_STEP_MAX,
+};
+
+struct stamp_drill_problem {
+        char *kind;   /* "restore_failed", "content_mismatch", ...: see drill.h */
+        char *path;   /* relative to the snapshot's root, or NULL */
+        char *detail;
+};
+
+struct stamp_drill_entry {
+        unsigned version;         /* "v" of a parsed line */
+        char stamp[STAMP_STAMP_LEN + 1];
+        bool pass;
+        char started[40];         /* ISO 8601 UTC, as stamp_iso8601() */
+        double duration_s;
+        bool step_ran[_STAMP_DRILL_STEP_MAX]; /* a step not run is null in the JSON */
+        double step_s[_STAMP_DRILL_STEP_MAX];
+        bool read_data;
+        uint64_t files, bytes;    /* regular files restored, and their bytes */
+        uint64_t databases, json_files;
+        uint64_t n_problems;
+        struct stamp_drill_problem *problems; /* the first ones (how many: the caller's cap) */
+        size_t problems_len;
+        uint64_t n_warnings;
+        struct stamp_strv warnings; /* "path: what", the first ones */
+        char *scratch;            /* where the copy was restored */
+        bool kept;                /* ... and left for inspection */
+        char *host;               /* may be NULL */
+};
+
+/*
+ * Appends a copy of a problem to @e->problems if it holds fewer than @max,
+ * and counts it in @e->n_problems either way. @path may be NULL.
+ */
+int stamp_drill_entry_add_problem(struct stamp_drill_entry *e, const char *kind, const char *path,
+                                  const char *detail, size_t max);
+/*
+ * Encodes @e as one drill.log line (no newline): "v", the host if any, and
+ * at most STAMP_DRILL_LOG_LIST_MAX problems and warnings. Caller frees *ret.
+ */
+int stamp_drill_entry_encode(const struct stamp_drill_entry *e, char **ret);
+/* -EBADMSG if @text is not a drill.log line, -EOPNOTSUPP if its "v" is unknown. */
+int stamp_drill_entry_parse(const char *text, size_t len, struct stamp_drill_entry *ret);
+/* Frees what an entry owns and zeroes it. */
+void stamp_drill_entry_release(struct stamp_drill_entry *e);
 
 int stamp_config_encode(const struct stamp_config *c, char **ret);
 /* -EBADMSG if malformed, -EOPNOTSUPP for an unknown version or algorithm. */

@@ -118,6 +118,7 @@ static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
                 if (c->err_size)
                         snprintf(c->err, c->err_size, "%s: %s%s%s", rel && *rel ? rel : ".", what,
                                  r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
+                c->st->error_path = strdup(rel && *rel ? rel : "."); /* NULL: only less detail */
         }
         pthread_mutex_unlock(&c->lock);
 }
@@ -646,7 +647,7 @@ static int db_maybe(struct ctx *c, int dfd, const char *name, const char *rel,
         }
         if (!stamp_is_sqlite_header(head, head_len))
                 return 0;
-        if (fd >= 0 && !c->dry) {
+        if (fd >= 0 && !c->dry && !c->o->no_db_check) {
                 struct stat st;
                 check = fstat(fd, &st) < 0 ? -errno
                                            : sqlite_check_fd(fd, (uint64_t)st.st_size, msg, sizeof(msg));
@@ -712,9 +713,10 @@ static int check_dbs(struct ctx *c)
                                 continue;
                         }
                 }
-                if (c->dry) {
+                if (c->dry || c->o->no_db_check) {
                         out->integrity_ok = true;
-                        snprintf(out->message, sizeof(out->message), "not checked (dry run)");
+                        snprintf(out->message, sizeof(out->message), "%s",
+                                 c->dry ? "not checked (dry run)" : "not checked");
                         continue;
                 }
                 if (d->check != 2) {
@@ -1731,5 +1733,6 @@ void stamp_restore_stats_release(struct stamp_restore_stats *st)
         for (size_t i = 0; i < st->n_dbs; i++)
                 free(st->dbs[i].path);
         free(st->dbs);
+        free(st->error_path);
         memset(st, 0, sizeof(*st));
 }

@@ -49,6 +49,11 @@ struct stamp_restore_stats {
         uint64_t meta_updated;
         uint64_t bytes_written;
         uint64_t warnings;
+        /*
+         * On failure: the path the error is about (relative to TARGET, "."
+         * for TARGET itself), or NULL; freed by stamp_restore_stats_release().
+         */
+        char *error_path;
         struct stamp_restore_db *dbs;
         size_t n_dbs;
         bool dbs_ok;              /* every restored database passed integrity_check */
@@ -66,6 +71,12 @@ struct stamp_restore_options {
         bool dry_run;            /* change nothing; report what would be done */
         bool checksum;           /* compare the content of files whose size and mtime match */
         unsigned threads;        /* file writers; 0: a default */
+        /*
+         * Leave restored databases unchecked (integrity_ok true, message
+         * "not checked"): for a caller that checks them itself (stamp drill).
+         * Stale sidecars are still removed.
+         */
+        bool no_db_check;
         stamp_restore_event_fn event;
         stamp_restore_warning_fn warning;
         stamp_restore_progress_fn progress;

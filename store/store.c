@@ -19,6 +19,7 @@
 #include "gc.h"
 #include "macro.h"
 #include "pack.h"
+#include "store-internal.h"
 #include "tmpfile.h"
 
 #define CONFIG_NAME "config"
@@ -300,6 +301,11 @@ struct stamp_backend *stamp_store_backend(struct stamp_store *s)
 const char *stamp_store_path(const struct stamp_store *s)
 {
         return s->path;
+}
+
+int stamp_store_dirfd(const struct stamp_store *s)
+{
+        return s->dirfd;
 }
 
 void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino)

@@ -10,7 +10,8 @@
  *   lock                   flock()ed by writers; holds the holder's pid
  *   packs/XX/<sum>.pack    pack files
  *   snapshots/STAMP.json   snapshot records (the commit points)
- *   tmp/                   temporary objects of writers
+ *   tmp/                   temporary objects of writers (and drill scratch copies)
+ *   drill.log              results of `stamp drill` (drill.h)
  *
  * Errors (negative errno): -ENOENT absent; -EMEDIUMTYPE not a stampfs
  * store; -EBADMSG corrupt (hash mismatch, bad magic, truncation);

@@ -101,3 +101,4 @@ int verb_stats(int argc, char **argv);
 int verb_reindex(int argc, char **argv);
 int verb_copy(int argc, char **argv);
 int verb_serve(int argc, char **argv);
+int verb_drill(int argc, char **argv);

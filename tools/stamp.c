@@ -23,6 +23,7 @@ static const struct verb verbs[] = {
         { "validate", verb_validate, "check that a snapshot can be restored" },
         { "verify", verb_verify, "check the whole store: packs, index, snapshots" },
         { "restore", verb_restore, "make a directory equal to a snapshot, safely" },
+        { "drill", verb_drill, "rehearse a restore into scratch space and check it (weekly)" },
         { "prune", verb_prune, "delete the snapshots no keep rule keeps (--keep-daily ...)" },
         { "diff", verb_diff, "show the paths added, removed and modified between two snapshots" },
         { "gc", verb_gc, "reclaim the space of data no snapshot references" },

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fuzzes the JSON parsers of store/record.c (snapshot records and the
- * store config). The input is the JSON text; it is copied into a
+ * Fuzzes the JSON parsers of store/record.c (snapshot records, the store
+ * config and drill.log lines). The input is the JSON text; it is copied into a
  * NUL-terminated buffer (texts with a NUL inside are rejected by the
  * parsers, as they must be). Whatever parses must re-encode to a text the
  * parser accepts again, and the two encodings must be identical (round
@@ -103,6 +103,56 @@ static void fuzz_config(const char *text, size_t len)
         free(enc2);
 }
 
+static void check_drill_eq(const struct stamp_drill_entry *a, const struct stamp_drill_entry *b)
+{
+        FUZZ_CHECK(a->version == b->version && a->pass == b->pass);
+        FUZZ_CHECK(strcmp(a->stamp, b->stamp) == 0 && strcmp(a->started, b->started) == 0);
+        FUZZ_CHECK(a->files == b->files && a->bytes == b->bytes);
+        FUZZ_CHECK(a->databases == b->databases && a->json_files == b->json_files);
+        FUZZ_CHECK(a->n_problems == b->n_problems && a->problems_len == b->problems_len);
+        for (size_t i = 0; i < a->problems_len; i++) {
+                FUZZ_CHECK(strcmp(a->problems[i].kind, b->problems[i].kind) == 0);
+                FUZZ_CHECK(!a->problems[i].path == !b->problems[i].path);
+                FUZZ_CHECK(!a->problems[i].path ||
+                           strcmp(a->problems[i].path, b->problems[i].path) == 0);
+                FUZZ_CHECK(strcmp(a->problems[i].detail, b->problems[i].detail) == 0);
+        }
+        FUZZ_CHECK(a->n_warnings == b->n_warnings);
+        check_strv_eq(&a->warnings, &b->warnings);
+        FUZZ_CHECK(strcmp(a->scratch, b->scratch) == 0 && a->kept == b->kept);
+        FUZZ_CHECK(!a->host == !b->host && (!a->host || strcmp(a->host, b->host) == 0));
+        for (int i = 0; i < _STAMP_DRILL_STEP_MAX; i++)
+                FUZZ_CHECK(a->step_ran[i] == b->step_ran[i]);
+}
+
+/*
+ * The encoder keeps the first STAMP_DRILL_LOG_LIST_MAX problems and
+ * warnings and rounds times to milliseconds: the first encoding may lose
+ * those, every later trip must be exact.
+ */
+static void fuzz_drill(const char *text, size_t len)
+{
+        struct stamp_drill_entry e1 = { 0 }, e2 = { 0 };
+        char *enc1 = NULL, *enc2 = NULL;
+
+        if (stamp_drill_entry_parse(text, len, &e1) < 0)
+                return;
+        FUZZ_CHECK(stamp_stamp_valid(e1.stamp) && e1.scratch);
+        FUZZ_CHECK(e1.problems_len <= e1.n_problems);
+        FUZZ_CHECK(stamp_drill_entry_encode(&e1, &enc1) == 0);
+        FUZZ_CHECK(!strchr(enc1, '\n'));
+        stamp_drill_entry_release(&e1);
+        FUZZ_CHECK(stamp_drill_entry_parse(enc1, strlen(enc1), &e1) == 0);
+        FUZZ_CHECK(stamp_drill_entry_encode(&e1, &enc2) == 0);
+        FUZZ_CHECK(strcmp(enc1, enc2) == 0);
+        FUZZ_CHECK(stamp_drill_entry_parse(enc2, strlen(enc2), &e2) == 0);
+        check_drill_eq(&e1, &e2);
+        free(enc1);
+        free(enc2);
+        stamp_drill_entry_release(&e1);
+        stamp_drill_entry_release(&e2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
         char *text;
@@ -118,6 +168,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         text[size] = 0;
         fuzz_record(text, size);
         fuzz_config(text, size);
+        fuzz_drill(text, size);
         free(text);
         return 0;
 }

@@ -198,12 +198,84 @@ static void test_config(void)
         expect_bad("{\"format\":\"stampfs\",\"version\":-1}");
 }
 
+/* drill.log lines: round trip, skipped steps, capped lists, damage refused. */
+static void test_drill_entry(void)
+{
+        struct stamp_drill_entry e = { 0 }, back;
+        char *text = NULL, detail[32];
+
+        strcpy(e.stamp, "20260407T060000Z");
+        strcpy(e.started, "2026-04-12T05:00:01.123456789Z");
+        e.duration_s = 12.5;
+        e.step_ran[STAMP_DRILL_VALIDATE] = e.step_ran[STAMP_DRILL_RESTORE] = true;
+        e.step_s[STAMP_DRILL_VALIDATE] = 0.25;
+        e.step_s[STAMP_DRILL_RESTORE] = 3;
+        e.files = 1000;
+        e.bytes = 1ull << 40;
+        e.databases = 2;
+        e.json_files = 3;
+        e.host = strdup("backup-1");
+        e.scratch = strdup("/srv/store/tmp/drill-ab12cd");
+        CHECK_OK(stamp_drill_entry_add_problem(&e, "restore_failed", "db/a\"b\n.db", "Bad message", 100));
+        CHECK_OK(stamp_drill_entry_add_problem(&e, "read_error", NULL, "x", 100));
+        for (int i = 0; i < 30; i++) {
+                snprintf(detail, sizeof(detail), "more %d", i);
+                CHECK_OK(stamp_drill_entry_add_problem(&e, "content_mismatch", "f", detail, 25));
+        }
+        CHECK(e.n_problems == 32 && e.problems_len == 25);
+        CHECK_OK(stamp_strv_push(&e.warnings, "a: cannot set the owner"));
+        e.n_warnings = 1;
+
+        CHECK_OK(stamp_drill_entry_encode(&e, &text));
+        CHECK(!strchr(text, '\n'));
+        CHECK_OK(stamp_drill_entry_parse(text, strlen(text), &back));
+        CHECK(back.version == STAMP_DRILL_LOG_VERSION && strcmp(back.stamp, e.stamp) == 0);
+        CHECK(!back.pass && strcmp(back.started, e.started) == 0 && back.duration_s == 12.5);
+        CHECK(back.step_ran[STAMP_DRILL_VALIDATE] && back.step_s[STAMP_DRILL_VALIDATE] == 0.25);
+        CHECK(back.step_ran[STAMP_DRILL_RESTORE] && back.step_s[STAMP_DRILL_RESTORE] == 3);
+        CHECK(!back.step_ran[STAMP_DRILL_CHECK] && !back.step_ran[STAMP_DRILL_COMPARE]);
+        CHECK(back.files == 1000 && back.bytes == 1ull << 40);
+        CHECK(back.databases == 2 && back.json_files == 3);
+        /* The line keeps the first problems; the count stays the true one. */
+        CHECK(back.n_problems == 32 && back.problems_len == STAMP_DRILL_LOG_LIST_MAX);
+        CHECK(strcmp(back.problems[0].path, "db/a\"b\n.db") == 0);
+        CHECK(back.problems[1].path == NULL && strcmp(back.problems[1].kind, "read_error") == 0);
+        CHECK(back.n_warnings == 1 && back.warnings.n == 1);
+        CHECK(strcmp(back.host, "backup-1") == 0 && strcmp(back.scratch, e.scratch) == 0);
+        CHECK(!back.kept && !back.read_data);
+        stamp_drill_entry_release(&back);
+        free(text);
+
+        /* A pass without a host. */
+        e.pass = true;
+        free(e.host);
+        e.host = NULL;
+        CHECK_OK(stamp_drill_entry_encode(&e, &text));
+        CHECK_OK(stamp_drill_entry_parse(text, strlen(text), &back));
+        CHECK(back.pass && back.host == NULL);
+        stamp_drill_entry_release(&back);
+        /* Damage: cut short, a newer version, a wrong type, a bad stamp. */
+        CHECK_RC(stamp_drill_entry_parse(text, strlen(text) / 2, &back), -EBADMSG);
+        text[strlen(text) / 2] = 0;
+        CHECK_RC(stamp_drill_entry_parse(text, strlen(text), &back), -EBADMSG);
+        {
+                static const char *const bad[] = { "[1]", "{\"v\": 1, \"stamp\": \"x\"}",
+                                                   "{\"v\": \"1\"}", "" };
+                CHECK_RC(stamp_drill_entry_parse("{\"v\": 2}", 8, &back), -EOPNOTSUPP);
+                for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                        CHECK_RC(stamp_drill_entry_parse(bad[i], strlen(bad[i]), &back), -EBADMSG);
+        }
+        free(text);
+        stamp_drill_entry_release(&e);
+}
+
 int main(void)
 {
         test_stamps();
         test_record();
         test_record_live();
         test_config();
+        test_drill_entry();
         printf("test-record: ok\n");
         return 0;
 }

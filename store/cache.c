@@ -4,6 +4,10 @@
  * entry in use (refs > 0) is never freed: eviction skips it and drops it
  * from the table, and the last stamp_cache_put() frees it. So the cache may
  * briefly exceed its bound by what readers hold.
+ *
+ * A miss puts a placeholder (loading) in the table before it reads, so a
+ * second reader of the same object (a read racing the prefetcher, or two
+ * readers of one file) waits for that load instead of doing it again.
  */
 #include "cache.h"
 
@@ -26,11 +30,13 @@ struct stamp_cache_ref {
         size_t len;
         unsigned refs;   /* protected by lock */
         bool cached;     /* in the table and the LRU list; protected by lock */
+        bool loading;    /* a placeholder: in the table only; protected by lock */
         struct stamp_cache_ref *hnext, *prev, *next;
 };
 
 struct stamp_cache {
         pthread_mutex_t lock;
+        pthread_cond_t loaded; /* a placeholder was filled or dropped */
         size_t max, bytes; /* protected by lock */
         struct stamp_cache_ref *buckets[BUCKETS];
         struct stamp_cache_ref *head, *tail; /* most recent first */
@@ -48,6 +54,7 @@ struct stamp_cache *stamp_cache_new(size_t max_bytes)
         if (!c)
                 return NULL;
         pthread_mutex_init(&c->lock, NULL);
+        pthread_cond_init(&c->loaded, NULL);
         c->max = max_bytes;
         return c;
 }
@@ -66,6 +73,7 @@ void stamp_cache_free(struct stamp_cache *c)
                 n = e->next;
                 entry_free(e);
         }
+        pthread_cond_destroy(&c->loaded);
         pthread_mutex_destroy(&c->lock);
         free(c);
 }
@@ -124,24 +132,42 @@ int stamp_cache_get(struct stamp_cache *c, struct stamp_store *s, const struct s
                     uint8_t type, struct stamp_cache_ref **ret, const uint8_t **ret_data,
                     size_t *ret_len)
 {
-        struct stamp_cache_ref *e;
+        struct stamp_cache_ref *e, *ph = NULL;
         int r;
 
         pthread_mutex_lock(&c->lock);
+again:
         for (e = c->buckets[bucket(id)]; e; e = e->hnext)
                 if (stamp_id_cmp(&e->id, id) == 0 && e->type == type) {
+                        if (e->loading) {
+                                pthread_cond_wait(&c->loaded, &c->lock);
+                                goto again; /* filled, or dropped after a failure */
+                        }
                         e->refs++;
                         lru_unlink(c, e);
                         lru_push(c, e);
                         pthread_mutex_unlock(&c->lock);
+                        free(ph);
                         goto found;
                 }
+        if (!ph) { /* a miss: allocated unlocked, then looked for again */
+                pthread_mutex_unlock(&c->lock);
+                ph = calloc(1, sizeof(*ph));
+                if (!ph)
+                        return -ENOMEM;
+                pthread_mutex_lock(&c->lock);
+                goto again;
+        }
+        /* Announce the load, then read outside the lock. */
+        e = ph;
+        e->id = *id;
+        e->type = type;
+        e->refs = 1;
+        e->loading = true;
+        e->hnext = c->buckets[bucket(id)];
+        c->buckets[bucket(id)] = e;
         pthread_mutex_unlock(&c->lock);
 
-        /* A miss: read outside the lock (two threads may both read; one copy is kept). */
-        e = calloc(1, sizeof(*e));
-        if (!e)
-                return -ENOMEM;
         r = stamp_store_get(s, id, type, &e->data, &e->len);
         if (r == 0 && type == STAMP_OBJ_TREE) {
                 /* Trees are validated once, here: users of the cache then trust them. */
@@ -150,23 +176,21 @@ int stamp_cache_get(struct stamp_cache *c, struct stamp_store *s, const struct s
                 if (r < 0)
                         free(e->data);
         }
+        pthread_mutex_lock(&c->lock);
+        e->loading = false;
+        if (r == 0 && e->len <= c->max) {
+                e->cached = true;
+                lru_push(c, e);
+                c->bytes += e->len;
+                evict(c);
+        } else
+                table_remove(c, e); /* failed (a waiter tries itself), or too big to keep */
+        pthread_cond_broadcast(&c->loaded);
+        pthread_mutex_unlock(&c->lock);
         if (r < 0) {
                 free(e);
                 return r;
         }
-        e->id = *id;
-        e->type = type;
-        e->refs = 1;
-        pthread_mutex_lock(&c->lock);
-        if (e->len <= c->max) {
-                e->cached = true;
-                e->hnext = c->buckets[bucket(id)];
-                c->buckets[bucket(id)] = e;
-                lru_push(c, e);
-                c->bytes += e->len;
-                evict(c);
-        }
-        pthread_mutex_unlock(&c->lock);
 found:
         *ret = e;
         *ret_data = e->data;

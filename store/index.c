@@ -480,7 +480,7 @@ int stamp_index_checkpoint(struct stamp_index *ix)
 
 int stamp_index_tune_reader(struct stamp_index *ix)
 {
-        return exec(ix, "PRAGMA cache_size=-512; PRAGMA mmap_size=8388608");
+        return exec(ix, "PRAGMA cache_size=-512; PRAGMA mmap_size=0");
 }
 
 static const char *const scratch_queries[_S_MAX] = {

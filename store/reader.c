@@ -301,6 +301,80 @@ static int chunk_load(struct stamp_file *f, const struct stamp_id *id)
         return 0;
 }
 
+bool stamp_file_chunked(const struct stamp_file *f)
+{
+        return f->c.kind != STAMP_CONTENT_INLINE;
+}
+
+int stamp_file_warm(struct stamp_file *f, uint64_t off, uint64_t len)
+{
+        uint64_t end = len > f->size - (off < f->size ? off : f->size) ? f->size : off + len;
+        int r;
+
+        while (off < end) {
+                struct stamp_id id;
+                uint32_t clen;
+                uint64_t start;
+
+                r = locate(f, off, &id, &clen, &start);
+                if (r < 0)
+                        return r;
+                if (!f->chunk || stamp_id_cmp(&id, &f->chunk_id) != 0) {
+                        r = chunk_load(f, &id);
+                        if (r < 0)
+                                return r;
+                }
+                if (f->chunk_len != clen || off < start || off - start >= clen)
+                        return -EBADMSG;
+                off = start + clen;
+        }
+        return 0;
+}
+
+ssize_t stamp_file_spans(struct stamp_file *f, uint64_t off, size_t len, struct stamp_span *spans,
+                         size_t max, size_t *ret_bytes)
+{
+        size_t n = 0, done = 0;
+        int r = 0;
+
+        if (!f->cache)
+                return -EINVAL;
+        while (done < len && off < f->size && n < max) {
+                struct stamp_span *sp = &spans[n];
+                struct stamp_id id;
+                uint32_t clen;
+                uint64_t start;
+                size_t skip;
+
+                r = locate(f, off, &id, &clen, &start);
+                if (r < 0)
+                        break;
+                r = stamp_cache_get(f->cache, f->s, &id, STAMP_OBJ_DATA, &sp->ref, &sp->data,
+                                    &sp->len);
+                if (r < 0)
+                        break;
+                n++;
+                if (sp->len != clen || off < start || off - start >= clen) {
+                        r = -EBADMSG;
+                        break;
+                }
+                skip = (size_t)(off - start);
+                sp->data += skip;
+                sp->len = clen - skip;
+                if (sp->len > len - done)
+                        sp->len = len - done;
+                done += sp->len;
+                off += sp->len;
+        }
+        if (r < 0) {
+                for (size_t i = 0; i < n; i++)
+                        stamp_cache_put(f->cache, spans[i].ref);
+                return r;
+        }
+        *ret_bytes = done;
+        return (ssize_t)n;
+}
+
 ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t off)
 {
         uint8_t *out = buf;

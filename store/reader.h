@@ -6,6 +6,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -47,6 +48,36 @@ void stamp_file_free(struct stamp_file *f);
 uint64_t stamp_file_size(const struct stamp_file *f);
 /* Drops the chunk the reader holds (a reader kept idle must not pin memory). */
 void stamp_file_drop_chunk(struct stamp_file *f);
+/*
+ * True when the content is a chunk list: opening it again would load its
+ * lists again, so a reader worth keeping. Inline content opens for free.
+ */
+bool stamp_file_chunked(const struct stamp_file *f);
+/*
+ * Loads the chunks covering [@off, @off + @len) (clipped to the file) into
+ * the reader's cache, without copying them anywhere; a reader opened
+ * without a cache only checks them. 0 or a negative errno, as for reads.
+ */
+int stamp_file_warm(struct stamp_file *f, uint64_t off, uint64_t len);
+struct stamp_cache_ref;
+
+/* A piece of a file's content, in the shared cache (stamp_file_spans()). */
+struct stamp_span {
+        struct stamp_cache_ref *ref; /* dropped with stamp_cache_put() */
+        const uint8_t *data;
+        size_t len;
+};
+
+/*
+ * For a reader opened with a cache: the bytes [@off, @off + @len) as they
+ * sit in the cache, without copying them, in at most @max spans (fewer
+ * bytes if those do not cover @len). Returns the number of spans (0 at or
+ * past the end), *ret_bytes their total; the caller drops each span's ref.
+ * A negative errno as for reads (then no ref is held), -EINVAL without a
+ * cache.
+ */
+ssize_t stamp_file_spans(struct stamp_file *f, uint64_t off, size_t len, struct stamp_span *spans,
+                         size_t max, size_t *ret_bytes);
 /*
  * Reads up to @len bytes at @off; returns the count (0 at or past the end)
  * or a negative errno (-EBADMSG for damaged or inconsistent content).

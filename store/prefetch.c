@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: MIT */
+#include "prefetch.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cache.h"
+#include "reader.h"
+
+#define THREADS_MAX 16
+
+struct job {
+        struct job *next;
+        uint64_t size, len;
+        size_t content_len;
+        uint8_t content[]; /* the entry's encoded content reference */
+};
+
+struct stamp_prefetch {
+        struct stamp_store *s;
+        struct stamp_cache *cache;
+        pthread_mutex_t lock;
+        pthread_cond_t work;
+        struct job *head, *tail; /* protected by lock */
+        uint64_t queued_bytes, max_queued; /* protected by lock */
+        uint64_t n_queued, n_done;         /* protected by lock */
+        bool stop;                         /* protected by lock */
+        unsigned n_threads;
+        pthread_t threads[THREADS_MAX];
+};
+
+static void job_run(struct stamp_prefetch *p, const struct job *j)
+{
+        struct stamp_entry e = { 0 };
+        struct stamp_file *f;
+
+        e.type = STAMP_T_REG;
+        e.size = j->size;
+        e.content = j->content;
+        e.content_len = j->content_len;
+        if (stamp_file_open(p->s, &e, p->cache, &f) < 0)
+                return;
+        (void)stamp_file_warm(f, 0, j->len); /* errors are the real read's to report */
+        stamp_file_free(f);
+}
+
+static void *worker(void *userdata)
+{
+        struct stamp_prefetch *p = userdata;
+
+        pthread_mutex_lock(&p->lock);
+        for (;;) {
+                struct job *j;
+
+                while (!p->stop && !p->head)
+                        pthread_cond_wait(&p->work, &p->lock);
+                if (p->stop)
+                        break;
+                j = p->head;
+                p->head = j->next;
+                if (!p->head)
+                        p->tail = NULL;
+                pthread_mutex_unlock(&p->lock);
+
+                job_run(p, j);
+
+                pthread_mutex_lock(&p->lock);
+                p->queued_bytes -= j->len;
+                p->n_done++;
+                free(j);
+        }
+        pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+int stamp_prefetch_new(struct stamp_store *s, struct stamp_cache *cache, unsigned threads,
+                       uint64_t max_queued, struct stamp_prefetch **ret)
+{
+        struct stamp_prefetch *p;
+        int r;
+
+        if (threads < 1 || threads > THREADS_MAX || !cache)
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        p->s = s;
+        p->cache = cache;
+        p->max_queued = max_queued;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->work, NULL);
+        for (; p->n_threads < threads; p->n_threads++) {
+                r = pthread_create(&p->threads[p->n_threads], NULL, worker, p);
+                if (r != 0) {
+                        stamp_prefetch_free(p);
+                        return -r;
+                }
+        }
+        *ret = p;
+        return 0;
+}
+
+void stamp_prefetch_free(struct stamp_prefetch *p)
+{
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->lock);
+        p->stop = true;
+        pthread_cond_broadcast(&p->work);
+        pthread_mutex_unlock(&p->lock);
+        for (unsigned i = 0; i < p->n_threads; i++)
+                pthread_join(p->threads[i], NULL);
+        for (struct job *j = p->head, *next; j; j = next) {
+                next = j->next;
+                free(j);
+        }
+        pthread_cond_destroy(&p->work);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+}
+
+int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len)
+{
+        struct job *j;
+
+        if (e->type != STAMP_T_REG || e->size == 0 || len == 0)
+                return -EINVAL;
+        if (len > e->size)
+                len = e->size;
+        j = malloc(sizeof(*j) + e->content_len);
+        if (!j)
+                return -ENOMEM;
+        j->next = NULL;
+        j->size = e->size;
+        j->len = len;
+        j->content_len = e->content_len;
+        memcpy(j->content, e->content, e->content_len);
+
+        pthread_mutex_lock(&p->lock);
+        if (p->queued_bytes + len > p->max_queued) {
+                pthread_mutex_unlock(&p->lock);
+                free(j);
+                return -EAGAIN;
+        }
+        if (p->tail)
+                p->tail->next = j;
+        else
+                p->head = j;
+        p->tail = j;
+        p->queued_bytes += len;
+        p->n_queued++;
+        pthread_cond_signal(&p->work);
+        pthread_mutex_unlock(&p->lock);
+        return 0;
+}
+
+void stamp_prefetch_stats(struct stamp_prefetch *p, uint64_t *ret_queued, uint64_t *ret_done)
+{
+        pthread_mutex_lock(&p->lock);
+        *ret_queued = p->n_queued;
+        *ret_done = p->n_done;
+        pthread_mutex_unlock(&p->lock);
+}

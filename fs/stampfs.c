@@ -36,12 +36,16 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache.h"
 #include "config.h"
 #include "macro.h"
 #include "pack.h"
+#include "prefetch.h"
 #include "reader.h"
 #include "store.h"
 #include "tree.h"
@@ -49,6 +53,12 @@
 #define ROOT_TIMEOUT 1.0       /* stamps come and go */
 #define STAMP_TIMEOUT 86400.0  /* snapshot content never changes */
 #define NODE_BUCKETS 65536
+#define STREAMS 8              /* directories read ahead in at once */
+#define PREFETCH_THREADS 2
+#define TRIM_EVERY (64ULL << 20)
+#define LOG_BURST 20 /* read errors logged a minute */
+/* Spans of one read: 1 MiB (max_read) of the smallest chunks, 4 KiB. */
+#define READ_SPANS 257
 
 enum kind {
         K_ROOT,
@@ -64,6 +74,9 @@ struct node {
         uint64_t ino; /* st_ino */
         char stamp[STAMP_STAMP_LEN + 1];
         struct stamp_id tree; /* directories */
+        /* K_ENTRY: where it was found (the first name, for hardlinks), for read-ahead */
+        struct stamp_id parent_tree;
+        uint32_t index;
         uint8_t type;
         uint32_t mode, uid, gid, nlink;
         int64_t mtime_ns, ctime_ns;
@@ -90,7 +103,16 @@ struct fs {
         struct node root;
         struct stat store_st;
         bool debug;
-        bool no_open; /* the kernel can skip open/release (set in init) */
+        bool no_open;    /* the kernel can skip open/release (set in init) */
+        bool no_opendir; /* ... and opendir/releasedir */
+        bool force_open; /* STAMPFS_OPEN set: answer open and opendir anyway */
+        /*
+         * The root's mtime moves whenever its list of stamps changes, which
+         * the kernel checks (getattr, at most once per ROOT_TIMEOUT) before
+         * it trusts its cached listing of the root.
+         */
+        pthread_mutex_t root_lock;
+        struct stamp_id root_sum; /* of the stamps listed last; protected by root_lock */
         /*
          * Nodes the kernel knows, by st_ino: a path (or a hardlinked file)
          * always gets the same nodeid, so the kernel keeps its inode and its
@@ -98,6 +120,22 @@ struct fs {
          */
         pthread_mutex_t nodes_lock;
         struct node *nodes[NODE_BUCKETS];
+        /*
+         * Read-ahead: when a file's first bytes are read, the files that
+         * follow it in its directory are queued (prefetch_after()). A
+         * stream remembers, per directory, how far that went.
+         */
+        struct stamp_prefetch *pf; /* NULL: off */
+        unsigned prefetch_files;   /* how many following files */
+        uint64_t prefetch_bytes;   /* how many bytes ahead, at most */
+        pthread_mutex_t streams_lock;
+        struct stream {
+                struct stamp_id tree;
+                uint32_t next; /* first index not queued yet */
+                bool used;
+        } streams[STREAMS];
+        unsigned streams_clock;
+        uint64_t served; /* bytes read, atomic (trim_now_and_then()) */
 };
 
 struct dir_handle {
@@ -258,7 +296,7 @@ static int dup_bytes(const void *p, size_t len, uint8_t **ret)
 
 /* A node for entry @e of a directory of node @parent. */
 static int node_from_entry(const struct node *parent, const struct stamp_entry *e,
-                           struct node **ret)
+                           uint32_t index, struct node **ret)
 {
         struct node *n = node_new();
 
@@ -276,6 +314,8 @@ static int node_from_entry(const struct node *parent, const struct stamp_entry *
         n->size = e->size;
         n->rdev = e->rdev;
         n->tree = e->subtree;
+        n->parent_tree = parent->tree;
+        n->index = index;
         if (e->link_id)
                 n->ino = hash_ino(n->stamp, STAMP_STAMP_LEN, &e->link_id, sizeof(e->link_id));
         else
@@ -353,6 +393,37 @@ static int node_latest(struct fs *fs, struct node **ret)
         return 0;
 }
 
+/*
+ * Logs why a read of @n failed (stderr, or syslog once in the background):
+ * the client sees only EIO. At most LOG_BURST lines a minute.
+ */
+static void report_damage(const struct node *n, const char *what, int err)
+{
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static time_t window;
+        static unsigned lines;
+        time_t now = time(NULL);
+        bool say;
+
+        if (err == -ENOMEM)
+                return;
+        pthread_mutex_lock(&lock);
+        if (now - window >= 60) {
+                if (lines > LOG_BURST)
+                        fuse_log(FUSE_LOG_ERR, "%u more read errors not logged\n",
+                                 lines - LOG_BURST);
+                window = now;
+                lines = 0;
+        }
+        say = ++lines <= LOG_BURST;
+        pthread_mutex_unlock(&lock);
+        if (say)
+                fuse_log(FUSE_LOG_ERR, "snapshot %s: %s (inode %llu) cannot be read: %s\n",
+                         n->stamp[0] ? n->stamp : "?", what, (unsigned long long)n->ino,
+                         err == -EBADMSG ? "damaged data (does not match its checksum)"
+                                         : strerror(-err));
+}
+
 /* The tree of directory node @n, from the shared cache. */
 static int tree_get(struct fs *fs, const struct node *n, struct stamp_cache_ref **ret_ref,
                     struct stamp_tree *ret)
@@ -362,8 +433,10 @@ static int tree_get(struct fs *fs, const struct node *n, struct stamp_cache_ref 
         int r;
 
         r = stamp_cache_get(fs->cache, fs->s, &n->tree, STAMP_OBJ_TREE, ret_ref, &data, &len);
-        if (r < 0)
-                return -EIO; /* a tree the snapshot needs is gone or damaged */
+        if (r < 0) { /* a tree the snapshot needs is gone or damaged */
+                report_damage(n, "directory", r);
+                return -EIO;
+        }
         stamp_tree_view(data, len, ret);
         return 0;
 }
@@ -386,7 +459,7 @@ static int do_lookup(fuse_req_t req, struct node *parent, const char *name, stru
                 return r;
         r = stamp_tree_find(&t, name, strlen(name), &i);
         if (r == 1)
-                r = stamp_tree_entry(&t, i, &e) < 0 ? -EIO : node_from_entry(parent, &e, ret);
+                r = stamp_tree_entry(&t, i, &e) < 0 ? -EIO : node_from_entry(parent, &e, i, ret);
         else if (r == 0)
                 r = -ENOENT;
         stamp_cache_put(fs->cache, ref);
@@ -427,12 +500,53 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
         fuse_reply_none(req);
 }
 
+/*
+ * Lists the stamps; when they are not the ones listed last time, the
+ * root's mtime moves forward (to now, or 1 ns on if the clock went back).
+ * Called with root_lock held.
+ */
+static void root_refresh(struct fs *fs)
+{
+        struct stamp_strv v = { 0 };
+        struct stamp_id sum;
+        struct timespec now;
+        char *buf;
+        int64_t now_ns;
+
+        if (stamp_store_list(fs->s, &v) < 0)
+                return; /* the next readdir reports it */
+        buf = malloc(v.n * STAMP_STAMP_LEN + 1);
+        if (!buf) {
+                stamp_strv_release(&v);
+                return;
+        }
+        for (size_t i = 0; i < v.n; i++)
+                memcpy(buf + i * STAMP_STAMP_LEN, v.v[i], STAMP_STAMP_LEN);
+        stamp_checksum128(buf, v.n * STAMP_STAMP_LEN, &sum);
+        free(buf);
+        stamp_strv_release(&v);
+        if (stamp_id_cmp(&sum, &fs->root_sum) == 0)
+                return;
+        fs->root_sum = sum;
+        clock_gettime(CLOCK_REALTIME, &now);
+        now_ns = now.tv_sec * 1000000000LL + now.tv_nsec;
+        fs->root.mtime_ns = fs->root.ctime_ns =
+                now_ns > fs->root.mtime_ns ? now_ns : fs->root.mtime_ns + 1;
+}
+
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+        struct fs *fs = fs_of(req);
         struct node *n = node_of(req, ino);
         struct stat st;
 
-        node_stat(fs_of(req), n, &st);
+        if (n == &fs->root) {
+                pthread_mutex_lock(&fs->root_lock);
+                root_refresh(fs);
+                node_stat(fs, n, &st);
+                pthread_mutex_unlock(&fs->root_lock);
+        } else
+                node_stat(fs, n, &st);
         fuse_reply_attr(req, &st, n->kind == K_ROOT ? ROOT_TIMEOUT : timeout_of(n));
 }
 
@@ -474,6 +588,15 @@ static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
 static void reader_put(struct node *n, struct stamp_file *f)
 {
         stamp_file_drop_chunk(f); /* the shared cache keeps it, within its bound */
+        /*
+         * Only a chunk-listed file's reader is worth keeping (its lists
+         * stay loaded); an inline one opens for free, and a kept reader
+         * for each of 100k small files would cost 100 MB.
+         */
+        if (!stamp_file_chunked(f)) {
+                stamp_file_free(f);
+                return;
+        }
         pthread_mutex_lock(&n->lock);
         if (n->n_idle < sizeof(n->idle) / sizeof(n->idle[0])) {
                 n->idle[n->n_idle++] = f;
@@ -500,7 +623,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
          * open and release and keep file contents cached: reads need no
          * handle here. Where the kernel lacks it, a plain success does.
          */
-        if (fs_of(req)->no_open && !getenv("STAMPFS_OPEN")) {
+        if (fs_of(req)->no_open && !fs_of(req)->force_open) {
                 fuse_reply_err(req, ENOSYS);
                 return;
         }
@@ -508,13 +631,110 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_open(req, fi);
 }
 
+/* The stream of directory @tree; with @take, a new one replaces the oldest. */
+static struct stream *stream_of(struct fs *fs, const struct stamp_id *tree, bool take)
+{
+        struct stream *st;
+
+        for (unsigned i = 0; i < STREAMS; i++)
+                if (fs->streams[i].used && stamp_id_cmp(&fs->streams[i].tree, tree) == 0)
+                        return &fs->streams[i];
+        if (!take)
+                return NULL;
+        st = &fs->streams[fs->streams_clock++ % STREAMS];
+        st->used = true;
+        st->tree = *tree;
+        st->next = 0;
+        return st;
+}
+
+/*
+ * The first read of @n: queue the regular files that follow it in its
+ * directory, up to fs->prefetch_files of them and fs->prefetch_bytes
+ * counted from @n on (so what is read ahead stays within the cache).
+ */
+static void prefetch_after(struct fs *fs, const struct node *n)
+{
+        struct stamp_cache_ref *ref;
+        struct stamp_tree t;
+        struct stream *st = NULL;
+        const uint8_t *data;
+        uint64_t ahead = 0;
+        uint32_t from, to, j;
+        size_t len;
+
+        if (stamp_cache_get(fs->cache, fs->s, &n->parent_tree, STAMP_OBJ_TREE, &ref, &data,
+                            &len) < 0)
+                return;
+        stamp_tree_view(data, len, &t);
+        to = n->index + 1 + fs->prefetch_files;
+        if (to > t.count || to < n->index)
+                to = t.count;
+
+        pthread_mutex_lock(&fs->streams_lock);
+        st = stream_of(fs, &n->parent_tree, true);
+        from = st->next > n->index + 1 ? st->next : n->index + 1;
+        pthread_mutex_unlock(&fs->streams_lock);
+
+        for (j = n->index + 1; j < to; j++) {
+                struct stamp_entry e;
+                if (stamp_tree_entry(&t, j, &e) < 0)
+                        break;
+                if (e.type != STAMP_T_REG || e.size == 0)
+                        continue;
+                if (ahead >= fs->prefetch_bytes)
+                        break;
+                if (j >= from &&
+                    stamp_prefetch_file(fs->pf, &e, fs->prefetch_bytes - ahead) == -EAGAIN)
+                        break; /* the workers are behind: enough queued */
+                ahead += e.size;
+        }
+        pthread_mutex_lock(&fs->streams_lock);
+        st = stream_of(fs, &n->parent_tree, false);
+        if (st && st->next < j)
+                st->next = j; /* two threads may queue a file twice: the cache loads it once */
+        pthread_mutex_unlock(&fs->streams_lock);
+        stamp_cache_put(fs->cache, ref);
+}
+
+/*
+ * The cache frees chunks in whatever order they age, so the heap fills
+ * with holes that malloc keeps mapped: after a few GB read, RSS would be
+ * far above the cache's bound. Every TRIM_EVERY bytes served, the free
+ * pages go back to the system (a few milliseconds).
+ */
+static void trim_now_and_then(struct fs *fs, size_t bytes)
+{
+        uint64_t before = __atomic_fetch_add(&fs->served, bytes, __ATOMIC_RELAXED);
+
+        if (before / TRIM_EVERY != (before + bytes) / TRIM_EVERY)
+                (void)malloc_trim(0);
+}
+
+/* op_read() through a buffer; puts @f back. */
+static void read_copy(fuse_req_t req, struct node *n, struct stamp_file *f, size_t size, off_t off)
+{
+        char *buf = malloc(size ? size : 1);
+        ssize_t got = buf ? stamp_file_pread(f, buf, size, (uint64_t)off) : -ENOMEM;
+
+        reader_put(n, f);
+        if (got < 0) {
+                report_damage(n, "file", (int)got);
+                fuse_reply_err(req, got == -ENOMEM ? ENOMEM : EIO);
+        } else
+                fuse_reply_buf(req, buf, (size_t)got);
+        free(buf);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
         struct fs *fs = fs_of(req);
         struct node *n = node_of(req, ino);
+        struct stamp_span spans[READ_SPANS];
+        struct iovec iov[READ_SPANS];
         struct stamp_file *f;
-        char *buf;
+        size_t bytes = 0;
         ssize_t got;
         int r;
 
@@ -524,22 +744,57 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         r = reader_get(fs, n, &f);
         if (r < 0) {
+                report_damage(n, "file", r);
                 fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
                 return;
         }
-        buf = malloc(size ? size : 1);
-        got = buf ? stamp_file_pread(f, buf, size, (uint64_t)off) : -ENOMEM;
+        if (off == 0 && fs->pf && n->kind == K_ENTRY)
+                prefetch_after(fs, n);
+        /* The reply is written straight from the cached chunks: no copy here. */
+        got = stamp_file_spans(f, (uint64_t)off, size, spans, READ_SPANS, &bytes);
+        if (got == READ_SPANS && bytes < size && (uint64_t)off + bytes < n->size) {
+                /* Chunks too small for the spans: a short reply would read as EOF. */
+                for (ssize_t i = 0; i < got; i++)
+                        stamp_cache_put(fs->cache, spans[i].ref);
+                read_copy(req, n, f, size, off);
+                return;
+        }
         reader_put(n, f);
-        if (got < 0)
+        if (got < 0) {
+                report_damage(n, "file", (int)got);
                 fuse_reply_err(req, got == -ENOMEM ? ENOMEM : EIO);
-        else
-                fuse_reply_buf(req, buf, (size_t)got);
-        free(buf);
+                return;
+        }
+        for (ssize_t i = 0; i < got; i++) {
+                iov[i].iov_base = (void *)spans[i].data;
+                iov[i].iov_len = spans[i].len;
+        }
+        fuse_reply_iov(req, iov, (int)got);
+        for (ssize_t i = 0; i < got; i++)
+                stamp_cache_put(fs->cache, spans[i].ref);
+        trim_now_and_then(fs, bytes);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
         fuse_reply_err(req, 0);
+}
+
+/* What a listing of directory node @n reads: the stamps, or its tree. */
+static int dir_handle_fill(struct fs *fs, const struct node *n, struct dir_handle *d)
+{
+        if (n->kind == K_ROOT)
+                return stamp_store_list(fs->s, &d->stamps) < 0 ? -EIO : 0;
+        if (n->type != STAMP_T_DIR)
+                return -ENOTDIR;
+        return tree_get(fs, n, &d->ref, &d->t);
+}
+
+static void dir_handle_release(struct fs *fs, struct dir_handle *d)
+{
+        stamp_strv_release(&d->stamps);
+        stamp_cache_put(fs->cache, d->ref);
+        d->ref = NULL;
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -549,28 +804,34 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         struct dir_handle *d = calloc(1, sizeof(*d));
         int r;
 
+        /*
+         * As for files: ENOSYS stops opendir and releasedir for good
+         * (FUSE_CAP_NO_OPENDIR_SUPPORT), half of the requests a `find`
+         * makes. The kernel then caches every listing (FOPEN_CACHE_DIR);
+         * the root's stays right through its mtime (root_refresh()).
+         */
+        if (fs->no_opendir && !fs->force_open) {
+                free(d);
+                fuse_reply_err(req, ENOSYS);
+                return;
+        }
         if (!d) {
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        if (n->kind == K_ROOT) {
-                r = stamp_store_list(fs->s, &d->stamps);
-                r = r < 0 ? -EIO : 0;
-        } else if (n->type == STAMP_T_DIR) {
-                r = tree_get(fs, n, &d->ref, &d->t);
-                fi->cache_readdir = 1;
-                fi->keep_cache = 1;
-        } else
-                r = -ENOTDIR;
+        r = dir_handle_fill(fs, n, d);
         if (r < 0) {
                 free(d);
                 fuse_reply_err(req, -r);
                 return;
         }
+        if (n->kind != K_ROOT) {
+                fi->cache_readdir = 1;
+                fi->keep_cache = 1;
+        }
         fi->fh = (uint64_t)(uintptr_t)d;
         if (fuse_reply_open(req, fi) != 0) {
-                stamp_strv_release(&d->stamps);
-                stamp_cache_put(fs->cache, d->ref);
+                dir_handle_release(fs, d);
                 free(d);
         }
 }
@@ -579,8 +840,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 {
         struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
 
-        stamp_strv_release(&d->stamps);
-        stamp_cache_put(fs_of(req)->cache, d->ref);
+        dir_handle_release(fs_of(req), d);
         free(d);
         fuse_reply_err(req, 0);
 }
@@ -605,7 +865,7 @@ static int dir_item(fuse_req_t req, struct node *dir, struct dir_handle *d, size
                 return -EIO;
         memcpy(name, e.name, e.name_len);
         name[e.name_len] = 0;
-        return node_from_entry(dir, &e, ret);
+        return node_from_entry(dir, &e, (uint32_t)i, ret);
 }
 
 static size_t dir_count(struct node *dir, struct dir_handle *d)
@@ -620,12 +880,23 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
         struct fs *fs = fs_of(req);
         struct node *dir = node_of(req, ino);
-        struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh;
-        char *buf = calloc(1, size), name[STAMP_NAME_MAX + 1];
-        size_t used = 0, count = dir_count(dir, d);
+        struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh, own = { 0 };
+        char *buf, name[STAMP_NAME_MAX + 1];
+        size_t used = 0, count;
         int err = 0;
 
+        if (!d) { /* no opendir (see op_opendir): each call reads its own */
+                d = &own;
+                err = dir_handle_fill(fs, dir, d);
+                if (err < 0) {
+                        fuse_reply_err(req, -err);
+                        return;
+                }
+        }
+        count = dir_count(dir, d);
+        buf = malloc(size ? size : 1); /* libfuse fills each entry and its padding */
         if (!buf) {
+                dir_handle_release(fs, &own);
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
@@ -675,6 +946,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         else
                 fuse_reply_buf(req, buf, used);
         free(buf);
+        dir_handle_release(fs, &own);
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -758,6 +1030,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         struct fs *fs = userdata;
 
         fs->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+        /* The root's listing may be cached only if readdir checks its mtime. */
+        fs->no_opendir = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) &&
+                         (conn->capable & FUSE_CAP_AUTO_INVAL_DATA);
+        if (fs->no_opendir)
+                conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
         if (conn->capable & FUSE_CAP_READDIRPLUS)
                 conn->want |= FUSE_CAP_READDIRPLUS;
         if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -861,12 +1138,14 @@ static const struct fuse_lowlevel_ops ops = {
 
 struct options {
         unsigned cache_mib;
+        unsigned prefetch;
         int help, version;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
 static const struct fuse_opt opt_spec[] = {
         { "cache_size=%u", offsetof(struct options, cache_mib), 0 },
+        { "prefetch=%u", offsetof(struct options, prefetch), 0 },
         OPT("-h", help),
         OPT("--help", help),
         OPT("-V", version),
@@ -887,6 +1166,8 @@ static void usage(const char *prog)
                "  -f                  stay in the foreground\n"
                "  -d                  debug output (implies -f)\n"
                "  -o cache_size=MIB   shared cache of decompressed chunks and trees (default 128)\n"
+               "  -o prefetch=N       when a file is first read, read the next N files of its\n"
+               "                      directory ahead into the cache (default 32, 0 = off)\n"
                "  -o allow_other      let other users in (permissions are still checked)\n"
                "  -o <fuse option>    any other FUSE mount option (see fuse(8))\n"
                "  -h, --help          this help\n"
@@ -900,8 +1181,16 @@ static void usage(const char *prog)
                prog);
 }
 
+/* Set once daemonized: stderr is /dev/null from then on. */
+static bool log_to_syslog;
+
 static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
 {
+        if (log_to_syslog) {
+                /* fuse_log_level has syslog's numbering */
+                vsyslog(LOG_DAEMON | (int)level, fmt, ap);
+                return;
+        }
         fputs("stampfs: ", stderr);
         vfprintf(stderr, fmt, ap);
 }
@@ -1007,7 +1296,7 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 int main(int argc, char **argv)
 {
         struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-        struct options o = { .cache_mib = 128 };
+        struct options o = { .cache_mib = 128, .prefetch = 32 };
         struct positional pos = { 0 };
         struct fuse_cmdline_opts cl = { 0 };
         struct fuse_loop_config *lc = NULL;
@@ -1040,6 +1329,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "stampfs: cache_size must be 1..65536 MiB\n");
                 goto out;
         }
+        if (o.prefetch > 4096) {
+                fprintf(stderr, "stampfs: prefetch must be 0..4096 files\n");
+                goto out;
+        }
         ret = 3;
         /* The daemon's cwd becomes /: a relative STORE must not stay relative. */
         char *store_abs = realpath(pos.store, NULL);
@@ -1060,10 +1353,17 @@ int main(int argc, char **argv)
         fs.root.kind = K_ROOT;
         fs.root.type = STAMP_T_DIR;
         fs.root.mode = S_IFDIR | 0755;
-        fs.root.mtime_ns = fs.store_st.st_mtim.tv_sec * 1000000000LL + fs.store_st.st_mtim.tv_nsec;
-        fs.root.ctime_ns = fs.root.mtime_ns;
         fs.root.ino = FUSE_ROOT_ID;
         pthread_mutex_init(&fs.nodes_lock, NULL);
+        pthread_mutex_init(&fs.root_lock, NULL);
+        pthread_mutex_init(&fs.streams_lock, NULL);
+        fs.prefetch_files = o.prefetch;
+        /* A quarter of the cache: what is read ahead is still there when read. */
+        fs.prefetch_bytes = ((uint64_t)o.cache_mib << 20) / 4;
+        fs.force_open = getenv("STAMPFS_OPEN") != NULL;
+        root_refresh(&fs); /* the stamps as mounted; the mtime stays the store's */
+        fs.root.mtime_ns = fs.store_st.st_mtim.tv_sec * 1000000000LL + fs.store_st.st_mtim.tv_nsec;
+        fs.root.ctime_ns = fs.root.mtime_ns;
 
         snprintf(fsname, sizeof(fsname), "-ofsname=stampfs:%s", pos.store);
         if (fuse_opt_add_arg(&args, "-oro,nosuid,nodev,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
@@ -1085,6 +1385,14 @@ int main(int argc, char **argv)
         /* Returns in the parent only once the mount is usable. */
         if (fuse_daemonize(cl.foreground) != 0)
                 goto out_unmount;
+        if (!cl.foreground) {
+                openlog("stampfs", LOG_PID, LOG_DAEMON);
+                log_to_syslog = true;
+        }
+        /* Threads start after fuse_daemonize(): they would not survive its fork. */
+        if (fs.prefetch_files > 0 &&
+            stamp_prefetch_new(fs.s, fs.cache, PREFETCH_THREADS, fs.prefetch_bytes, &fs.pf) < 0)
+                goto out_unmount;
         lc = fuse_loop_cfg_create();
         if (!lc)
                 goto out_unmount;
@@ -1096,6 +1404,8 @@ int main(int argc, char **argv)
         ret = ret != 0;
         fuse_loop_cfg_destroy(lc);
 out_unmount:
+        stamp_prefetch_free(fs.pf); /* before the cache and the store go */
+        fs.pf = NULL;
         fuse_session_unmount(se);
 out_signals:
         fuse_remove_signal_handlers(se);

@@ -25,6 +25,8 @@ expect_err "store '$WORK/nostore': no such directory"
 expect_rc 3 "$STAMPFS" "$S" "$WORK/nomnt"
 expect_err "mountpoint '$WORK/nomnt': No such file or directory"
 expect_rc 2 "$STAMPFS" "$S"
+expect_rc 2 "$STAMPFS" "$S" "$MNT" -o prefetch=5000
+expect_err "prefetch must be 0..4096 files"
 "$STAMPFS" --help | grep -q "^Usage: " || fail "stampfs --help"
 
 "$STAMPFS" "$S" "$MNT" # returns once the mount is usable
@@ -123,6 +125,23 @@ for _ in $(seq 30); do [ -e "$MNT/$ST2" ] || break; sleep 0.1; done
 [ ! -e "$MNT/$ST2" ] || fail "forgotten snapshot still visible"
 ls "$MNT" | grep -qx "$ST2" && fail "forgotten snapshot still listed"
 [ "$(readlink "$MNT/latest")" = "$ST" ] || fail "latest not back to $ST"
+# The same seen by a program that only lists the root (no stat, so no
+# getattr of its own): the kernel keeps listings, and the root's must not
+# outlive a change of the stamps.
+ST2=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+python3 - "$MNT" "$ST2" "$STAMP" "$S" <<'PY' || fail "a listing of the root missed a change"
+import os, subprocess, sys, time
+mnt, stamp, tool, store = sys.argv[1:]
+def wait(present):
+    t = time.time()
+    while (stamp in os.listdir(mnt)) != present:
+        if time.time() - t > 5:
+            sys.exit("%s %s after 5 s" % (stamp, "missing" if present else "still listed"))
+        time.sleep(0.05)
+wait(True)
+subprocess.run([tool, "--store", store, "-q", "forget", stamp], check=True)
+wait(False)
+PY
 
 # Another user through allow_other: permissions hold.
 MNT2="$WORK/mnt2"
@@ -157,6 +176,33 @@ echo 3 >/proc/sys/vm/drop_caches
 err=$(cat "$MNT/$ST3/fresh" 2>&1 >/dev/null) && fail "damaged file read without error"
 echo "$err" | grep -q "Input/output error" || fail "damaged file: '$err', expected EIO"
 cmp -s "$MNT/$ST3/files/size_1" "$WORK/src/files/size_1" || fail "undamaged file unreadable"
+# ... and the mount says why, on stderr in the foreground (syslog otherwise).
+MNT5="$WORK/mnt5"
+mkdir "$MNT5"
+"$STAMPFS" -f "$S" "$MNT5" 2>"$WORK/fg.log" &
+for _ in $(seq 50); do [ -e "$MNT5/latest" ] && break; sleep 0.1; done
+cat "$MNT5/$ST3/fresh" >/dev/null 2>&1 && fail "damaged file read without error (foreground)"
+fusermount3 -u "$MNT5"
+wait
+grep -q "^stampfs: snapshot $ST3: file (inode [0-9]*) cannot be read: " "$WORK/fg.log" ||
+        { cat "$WORK/fg.log" >&2; fail "no log line for the damaged file"; }
+
+# Other ways of serving the same bytes: open and opendir answered (kernels
+# without FUSE_CAP_NO_OPEN(DIR)_SUPPORT), no read-ahead, and chunks so small
+# that a 1 MiB read covers more of them than one reply can point at.
+for how in "STAMPFS_OPEN=1 -o cache_size=8" "X=1 -o prefetch=0"; do
+        env ${how%% -o*} "$STAMPFS" "$S" "$MNT5" -o "${how##*-o }"
+        python3 "$LIB/manifest.py" "$MNT5/$ST" >"$WORK/m.alt"
+        diff "$WORK/m.src" "$WORK/m.alt" >&2 || fail "mount ($how) differs from the source"
+        fusermount3 -u "$MNT5"
+done
+"$STAMP" init --chunk-min 64 --chunk-avg 256 --chunk-max 1024 "$WORK/tiny" >/dev/null
+head -c 3000000 /dev/urandom >"$WORK/tiny-src"
+mkdir "$WORK/tiny-dir" && cp "$WORK/tiny-src" "$WORK/tiny-dir/f"
+STT=$("$STAMP" --store "$WORK/tiny" -q snapshot "$WORK/tiny-dir")
+"$STAMPFS" "$WORK/tiny" "$MNT5"
+dd if="$MNT5/$STT/f" bs=1M 2>/dev/null | cmp -s - "$WORK/tiny-src" || fail "tiny chunks read wrong"
+fusermount3 -u "$MNT5"
 
 # A directory of 100k entries: listing and lookups stay fast (binary search in a cached tree).
 mkdir "$WORK/big"

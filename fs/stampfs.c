@@ -269,6 +269,17 @@ static void node_unref(struct fs *fs, struct node *n, uint64_t count)
                 node_free(n);
 }
 
+/* At exit: every node left, whatever the kernel's lookup counts. */
+static void nodes_free_all(struct fs *fs)
+{
+        for (size_t b = 0; b < NODE_BUCKETS; b++)
+                for (struct node *n = fs->nodes[b], *next; n; n = next) {
+                        next = n->hnext;
+                        node_free(n);
+                }
+        memset(fs->nodes, 0, sizeof(fs->nodes));
+}
+
 static void reply_entry(fuse_req_t req, struct node *n)
 {
         struct fs *fs = fs_of(req);
@@ -1407,6 +1418,7 @@ out_unmount:
         stamp_prefetch_free(fs.pf); /* before the cache and the store go */
         fs.pf = NULL;
         fuse_session_unmount(se);
+        nodes_free_all(&fs); /* the kernel does not forget what it knew at unmount */
 out_signals:
         fuse_remove_signal_handlers(se);
 out:

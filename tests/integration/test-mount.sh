@@ -180,10 +180,14 @@ cmp -s "$MNT/$ST3/files/size_1" "$WORK/src/files/size_1" || fail "undamaged file
 MNT5="$WORK/mnt5"
 mkdir "$MNT5"
 "$STAMPFS" -f "$S" "$MNT5" 2>"$WORK/fg.log" &
+fgpid=$!
 for _ in $(seq 50); do [ -e "$MNT5/latest" ] && break; sleep 0.1; done
 cat "$MNT5/$ST3/fresh" >/dev/null 2>&1 && fail "damaged file read without error (foreground)"
 fusermount3 -u "$MNT5"
-wait
+# Its exit status also carries the sanitizers' verdict (leaks, races on exit).
+rc=0
+wait "$fgpid" || rc=$?
+[ "$rc" = 0 ] || { cat "$WORK/fg.log" >&2; fail "stampfs -f exited with status $rc"; }
 grep -q "^stampfs: snapshot $ST3: file (inode [0-9]*) cannot be read: " "$WORK/fg.log" ||
         { cat "$WORK/fg.log" >&2; fail "no log line for the damaged file"; }
 

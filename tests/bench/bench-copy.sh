@@ -175,27 +175,20 @@ for tool in "${tool_list[@]}"; do
 done
 [ "$keep" = 1 ] || rm -rf "$data"
 
-python3 - "$workdir" "$tools" "$cold" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" "$cold" <<'EOF'
 import json, os, platform, sys, time
 
+import benchreport
+
 workdir, tools, cold = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
-R = {}
-for t in tools:
-    d = {}
-    for line in open(os.path.join(workdir, "results", "copy-%s.txt" % t)):
-        k, _, v = line.rstrip("\n").partition("=")
-        d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "copy-%s", tools)
 J = {}
 if "stamp" in R:
     for k in ("first", "second", "daily", "rsh_first", "rsh_second", "rsh_daily"):
         J[k] = json.load(open(os.path.join(workdir, "results", "copy-stamp-%s.json" % k)))
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 def mb(n):
     return "-" if n is None else "%.1f MB" % (n / 1e6)

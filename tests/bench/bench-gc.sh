@@ -133,23 +133,16 @@ EOF
 done
 [ "$keep" = 1 ] || rm -rf "$data"
 
-python3 - "$workdir" "$tools" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" <<'EOF'
 import json, os, platform, sys, time
 
+import benchreport
+
 workdir, tools = sys.argv[1], sys.argv[2].split(",")
-R = {}
-for t in tools:
-    d = {}
-    for line in open(os.path.join(workdir, "results", "gc-%s.txt" % t)):
-        k, _, v = line.rstrip("\n").partition("=")
-        d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "gc-%s", tools)
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 def mb(n):
     return "-" if n is None else "%.1f MB" % (n / 1e6)

@@ -568,27 +568,19 @@ done
 } >"$workdir/results/restore-dataset.txt"
 
 # --- report ------------------------------------------------------------------
-python3 - "$workdir" "$tools" "$scale" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" "$scale" <<'EOF'
 import os, platform, sys, time
+
+import benchreport
 
 workdir, tools, scale = sys.argv[1:]
 tools = tools.split(",")
-R = {}
-for t in tools + ["dataset"]:
-    d = {}
-    with open(os.path.join(workdir, "results", "restore-%s.txt" % t)) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "restore-%s", tools + ["dataset"])
 D = R.pop("dataset")
 
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 
 def secs(v):
@@ -677,15 +669,8 @@ for label, key in (("check restore-empty", "empty"),
     cells += [""] * (len(header) - len(cells))
     table.append(cells)
 
-widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
 left = {0} | ({len(header) - 1} if with_ratios else set())
-def md_line(cells):
-    return "| " + " | ".join(c.ljust(w) if i in left else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-md_table = [md_line(header),
-            "|" + "|".join(("-" * (w + 1) + ":") if i not in left else "-" * (w + 2)
-                           for i, w in enumerate(widths)) + "|"]
-md_table += [md_line(r) for r in table]
+md_table = benchreport.md_table(header, table, left)
 print()
 print("\n".join(md_table))
 

@@ -163,26 +163,18 @@ done
 cp "$workdir/logs/${tool_list[0]}-next-day.log" "$workdir/next-day.log"
 
 # --- report ------------------------------------------------------------------
-python3 - "$workdir" "$tools" "$ds_files" "$ds_bytes" "$scale" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" "$ds_files" "$ds_bytes" "$scale" <<'EOF'
 import os, platform, sys, time
+
+import benchreport
 
 workdir, tools, ds_files, ds_bytes, scale = sys.argv[1:]
 tools = tools.split(",")
-R = {}
-for t in tools:
-    d = {}
-    with open(os.path.join(workdir, "results", t + ".txt")) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "%s", tools)
 
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 
 def added(t, k, prev):

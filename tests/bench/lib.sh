@@ -149,7 +149,7 @@ store_bytes() { du -sb "$1" 2>/dev/null | cut -f1; }
 
 # elapsed T0 T1 [DECIMALS]: seconds between two $EPOCHREALTIME values
 # (3 decimals unless told).
-elapsed() { awk -v a="$1" -v b="$2" -v d="${3:-3}" 'BEGIN { printf "%.*f", d, b - a }'; }
+elapsed() { awk -v a="$1" -v b="$2" -v d="${3:-3}" 'BEGIN { printf "%." d "f", b - a }'; }
 
 # Exit codes that still mean "done": stamp 1 = committed with warnings,
 # restic 3 = some files unreadable, borg 1 = warning.

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "drill.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -117,69 +116,6 @@ static char *join(const char *parent, const char *name)
         if (!*parent)
                 return strdup(name);
         return asprintf(&s, "%s/%s", parent, name) < 0 ? NULL : s;
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_names(char **v, size_t n)
-{
-        for (size_t i = 0; i < n; i++)
-                free(v[i]);
-        free(v);
-}
-
-/* The names in directory @fd, sorted bytewise (the order of trees). */
-static int list_names(int fd, char ***ret, size_t *ret_n)
-{
-        DIR *dir;
-        struct dirent *de;
-        char **v = NULL;
-        size_t n = 0, cap = 0;
-        int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3), r = 0;
-
-        if (dfd < 0)
-                return negerrno();
-        dir = fdopendir(dfd);
-        if (!dir) {
-                r = negerrno();
-                close(dfd);
-                return r;
-        }
-        /* The dup shares the offset of @fd, which an earlier listing may have moved. */
-        rewinddir(dir);
-        while ((errno = 0, de = readdir(dir))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                if (n == cap) {
-                        char **nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
-                        if (!nv) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        v = nv;
-                }
-                v[n] = strdup(de->d_name);
-                if (!v[n]) {
-                        r = -ENOMEM;
-                        break;
-                }
-                n++;
-        }
-        if (r == 0 && errno)
-                r = negerrno();
-        closedir(dir);
-        if (r < 0) {
-                free_names(v, n);
-                return r;
-        }
-        if (n)
-                qsort(v, n, sizeof(*v), cmp_names);
-        *ret = v;
-        *ret_n = n;
-        return 0;
 }
 
 static bool ends_with(const char *name, const char *suffix)
@@ -431,7 +367,7 @@ static int check_dir(struct drill *d, int dfd, const char *rel, int depth)
                 problem(d, "read_error", rel, "directories nested too deeply");
                 return 0;
         }
-        r = list_names(dfd, &names, &n);
+        r = stamp_list_dir_names(dfd, &names, &n);
         if (r < 0) {
                 problem(d, "read_error", rel, "cannot list the restored directory: %s",
                         strerror(-r));
@@ -466,7 +402,7 @@ static int check_dir(struct drill *d, int dfd, const char *rel, int depth)
                 if (r < 0)
                         break;
         }
-        free_names(names, n);
+        stamp_free_dir_names(names, n);
         return d->error;
 }
 
@@ -747,7 +683,7 @@ static void compare_extra(struct drill *d, int dfd, const struct stamp_tree *t, 
 {
         char **names;
         size_t n;
-        int r = list_names(dfd, &names, &n);
+        int r = stamp_list_dir_names(dfd, &names, &n);
 
         if (r < 0) {
                 problem(d, "read_error", rel, "cannot list the restored directory: %s",
@@ -766,7 +702,7 @@ static void compare_extra(struct drill *d, int dfd, const struct stamp_tree *t, 
                 }
                 problem(d, "unexpected", sub, "in the restored copy, not in the snapshot");
         }
-        free_names(names, n);
+        stamp_free_dir_names(names, n);
 }
 
 static int compare_dir(struct drill *d, int dfd, const struct stamp_id *tree, const char *rel,
@@ -1025,7 +961,7 @@ static int remove_entries(int fd, int depth)
 {
         char **names;
         size_t n;
-        int r = list_names(fd, &names, &n);
+        int r = stamp_list_dir_names(fd, &names, &n);
 
         if (r < 0)
                 return r;
@@ -1034,7 +970,7 @@ static int remove_entries(int fd, int depth)
                 if (k < 0 && r == 0)
                         r = k;
         }
-        free_names(names, n);
+        stamp_free_dir_names(names, n);
         return r;
 }
 
@@ -1062,7 +998,7 @@ static unsigned remove_stale(int tmpfd)
         size_t n;
         unsigned removed = 0;
 
-        if (list_names(tmpfd, &names, &n) < 0)
+        if (stamp_list_dir_names(tmpfd, &names, &n) < 0)
                 return 0;
         for (size_t i = 0; i < n; i++) {
                 _cleanup_close_ int fd = -1;
@@ -1074,7 +1010,7 @@ static unsigned remove_stale(int tmpfd)
                 if (stamp_drill_remove_tree(tmpfd, names[i]) == 0)
                         removed++;
         }
-        free_names(names, n);
+        stamp_free_dir_names(names, n);
         return removed;
 }
 

@@ -42,7 +42,6 @@
 #include "snapshot.h"
 
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -63,6 +62,7 @@
 #include "macro.h"
 #include "pack.h"
 #include "sqlite-capture.h"
+#include "store-internal.h"
 #include "tree.h"
 #include "writer.h"
 
@@ -666,11 +666,6 @@ static bool excluded(struct ctx *c, const char *name)
 static int64_t ts_ns(struct timespec t)
 {
         return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static int cmp_cstr(const void *a, const void *b)
-{
-        return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 struct xattr_item {
@@ -1486,50 +1481,6 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
         }
 }
 
-static int list_names(int fd, char ***ret, size_t *ret_n)
-{
-        DIR *d = fdopendir(dup(fd));
-        struct dirent *de;
-        char **v = NULL;
-        size_t n = 0, cap = 0;
-        int r = 0;
-
-        if (!d)
-                return negerrno();
-        while ((errno = 0, de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                if (n == cap) {
-                        char **nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(char *));
-                        if (!nv) {
-                                r = -ENOMEM;
-                                break;
-                        }
-                        v = nv;
-                }
-                v[n] = strdup(de->d_name);
-                if (!v[n]) {
-                        r = -ENOMEM;
-                        break;
-                }
-                n++;
-        }
-        if (r == 0 && errno)
-                r = negerrno();
-        closedir(d);
-        if (r < 0) {
-                for (size_t i = 0; i < n; i++)
-                        free(v[i]);
-                free(v);
-                return r;
-        }
-        if (n > 1)
-                qsort(v, n, sizeof(char *), cmp_cstr);
-        *ret = v;
-        *ret_n = n;
-        return 0;
-}
-
 /* Writes the tree of a finished directory. */
 static int put_tree(struct ctx *c, struct dirlist *d, struct stamp_id *ret)
 {
@@ -1775,9 +1726,10 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
                 r = source_error(c, "directory tree too deep; stored empty");
                 fd = -1;
         }
-        if (fd >= 0 && list_names(fd, &names, &n_names) < 0) {
-                r = source_error(c, strerror(errno));
-                n_names = 0;
+        if (fd >= 0) {
+                int k = stamp_list_dir_names(fd, &names, &n_names);
+                if (k < 0)
+                        r = source_error(c, strerror(-k));
         }
         if (r == 0 && n_names > 0) {
                 d.v = calloc(n_names, sizeof(struct pentry));
@@ -1800,9 +1752,7 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
                 r = walk_sidecars(c, fd, &d, names, later, n_later, depth);
         if (r >= 0)
                 r = place_stream(c, &d);
-        for (size_t i = 0; i < n_names; i++)
-                free(names[i]);
-        free(names);
+        stamp_free_dir_names(names, n_names);
         if (r >= 0)
                 r = put_tree(c, &d, ret);
         else

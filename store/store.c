@@ -308,6 +308,70 @@ int stamp_store_dirfd(const struct stamp_store *s)
         return s->dirfd;
 }
 
+static int cmp_dir_names(const void *a, const void *b)
+{
+        return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void stamp_free_dir_names(char **names, size_t n)
+{
+        if (!names)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
+}
+
+int stamp_list_dir_names(int dirfd, char ***ret_names, size_t *ret_n)
+{
+        DIR *dir;
+        struct dirent *de;
+        char **v = NULL;
+        size_t n = 0, cap = 0;
+        int dfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3), r = 0;
+
+        if (dfd < 0)
+                return negerrno();
+        dir = fdopendir(dfd);
+        if (!dir) {
+                r = negerrno();
+                close(dfd);
+                return r;
+        }
+        /* The dup shares the offset of @dirfd, which an earlier listing may have moved. */
+        rewinddir(dir);
+        while ((errno = 0, de = readdir(dir))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                if (n == cap) {
+                        char **nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
+                        if (!nv) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        v = nv;
+                }
+                v[n] = strdup(de->d_name);
+                if (!v[n]) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        if (r == 0 && errno)
+                r = negerrno();
+        closedir(dir);
+        if (r < 0) {
+                stamp_free_dir_names(v, n);
+                return r;
+        }
+        if (n > 1)
+                qsort(v, n, sizeof(*v), cmp_dir_names);
+        *ret_names = v;
+        *ret_n = n;
+        return 0;
+}
+
 void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino)
 {
         *ret_dev = s->dev;

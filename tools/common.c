@@ -2,6 +2,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,30 @@ bool common_option(int c, const char *optarg_)
                 return true;
         }
         return false;
+}
+
+int parse_options(int argc, char **argv, const struct option *opts, const char *verb,
+                  void (*help)(void), struct verb_options *o)
+{
+        int c;
+
+        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
+                if (common_option(c, optarg))
+                        continue;
+                switch (c) {
+                case 'h':
+                        help();
+                        return EXIT_OK;
+                case 'R':
+                        o->read_data = true;
+                        continue;
+                case 'L':
+                        o->lock_timeout = atoi(optarg);
+                        continue;
+                }
+                return usage_error(verb, "unknown option");
+        }
+        return -1;
 }
 
 int exit_code(int r)
@@ -136,6 +161,23 @@ int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_L
                 log_error("snapshot '%s': %s", arg, describe(r));
                 return exit_code(r);
         }
+        return EXIT_OK;
+}
+
+int open_store_stamp(const char *arg, struct stamp_store **ret_s,
+                     char ret_stamp[STAMP_STAMP_LEN + 1])
+{
+        struct stamp_store *s = NULL;
+        int r = open_store(&s);
+
+        if (r != EXIT_OK)
+                return r;
+        r = resolve_stamp(s, arg, ret_stamp);
+        if (r != EXIT_OK) {
+                stamp_store_free(s);
+                return r;
+        }
+        *ret_s = s;
         return EXIT_OK;
 }
 

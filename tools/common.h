@@ -34,6 +34,27 @@ extern bool arg_quiet;
 /* Handles a common option; returns true if @c was one. */
 bool common_option(int c, const char *optarg_);
 
+struct option;
+
+/*
+ * A verb's own options that parse_options() handles. It can only meet those
+ * the verb lists in its option table.
+ */
+struct verb_options {
+        bool read_data;   /* --read-data ('R') */
+        int lock_timeout; /* --lock-timeout S ('L'); the caller sets the default */
+};
+
+/*
+ * The option loop of a verb whose own options are at most --read-data and
+ * --lock-timeout: runs getopt_long() with @opts (COMMON_LONG_OPTIONS and
+ * the verb's own), handles the common ones, prints @help for --help, and
+ * makes anything else a usage error of @verb. Returns -1 when the verb goes
+ * on with its operands (from optind), else the exit code to return now.
+ */
+int parse_options(int argc, char **argv, const struct option *opts, const char *verb,
+                  void (*help)(void), struct verb_options *o);
+
 /* Maps a negative errno to an exit code. */
 int exit_code(int r);
 
@@ -58,6 +79,14 @@ int lock_store(struct stamp_store *s, int timeout_s, const char *what);
 
 /* Resolves a stamp argument ("latest" too), printing an error line on failure. */
 int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_LEN + 1]);
+
+/*
+ * open_store(), then resolve_stamp() of @arg: on success the store goes to
+ * *ret_s (caller frees with stamp_store_free()) and the stamp to @ret_stamp.
+ * An exit code; on failure the error is printed and nothing is kept open.
+ */
+int open_store_stamp(const char *arg, struct stamp_store **ret_s,
+                     char ret_stamp[STAMP_STAMP_LEN + 1]);
 
 /* Usage error for a verb: one line, then a hint. */
 int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

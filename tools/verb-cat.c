@@ -98,26 +98,19 @@ int verb_cat(int argc, char **argv)
 {
         static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
         struct stamp_store *s = NULL;
+        struct verb_options vo = { 0 };
         char stamp[STAMP_STAMP_LEN + 1];
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                return usage_error("cat", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "cat", help, &vo);
+        if (r >= 0)
+                return r;
         if (optind + 2 != argc)
                 return usage_error("cat", "expected STAMP and PATH");
-        r = open_store(&s);
+        r = open_store_stamp(argv[optind], &s, stamp);
         if (r != EXIT_OK)
                 return r;
-        r = resolve_stamp(s, argv[optind], stamp);
-        if (r == EXIT_OK)
-                r = cat_file(s, stamp, argv[optind + 1]);
+        r = cat_file(s, stamp, argv[optind + 1]);
         stamp_store_free(s);
         return r;
 }

@@ -230,26 +230,19 @@ int verb_diff(int argc, char **argv)
 {
         static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
         struct stamp_store *s = NULL;
+        struct verb_options vo = { 0 };
         char a[STAMP_STAMP_LEN + 1], b[STAMP_STAMP_LEN + 1];
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                return usage_error("diff", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "diff", help, &vo);
+        if (r >= 0)
+                return r;
         if (optind + 2 != argc)
                 return usage_error("diff", "expected two stamps, A and B");
-        r = open_store(&s);
+        r = open_store_stamp(argv[optind], &s, a);
         if (r != EXIT_OK)
                 return r;
-        r = resolve_stamp(s, argv[optind], a);
-        if (r == EXIT_OK)
-                r = resolve_stamp(s, argv[optind + 1], b);
+        r = resolve_stamp(s, argv[optind + 1], b);
         if (r == EXIT_OK)
                 r = run_diff(s, a, b);
         stamp_store_free(s);

@@ -32,21 +32,12 @@ int verb_forget(int argc, char **argv)
                                                {} };
         struct stamp_store *s = NULL;
         char stamps[64][STAMP_STAMP_LEN + 1];
-        int c, r, n, lock_timeout = 60;
+        struct verb_options vo = { .lock_timeout = 60 };
+        int r, n;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                if (c == 'L') {
-                        lock_timeout = atoi(optarg);
-                        continue;
-                }
-                return usage_error("forget", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "forget", help, &vo);
+        if (r >= 0)
+                return r;
         n = argc - optind;
         if (n < 1)
                 return usage_error("forget", "expected at least one STAMP");
@@ -59,7 +50,7 @@ int verb_forget(int argc, char **argv)
                 r = resolve_stamp(s, argv[optind + i], stamps[i]);
         if (r != EXIT_OK)
                 goto out;
-        r = lock_store(s, lock_timeout, "stamp forget");
+        r = lock_store(s, vo.lock_timeout, "stamp forget");
         if (r != EXIT_OK)
                 goto out;
         if (arg_json)

@@ -58,27 +58,18 @@ int verb_reindex(int argc, char **argv)
                                                {} };
         struct stamp_reindex_result res;
         struct stamp_store *s = NULL;
-        int c, r, lock_timeout = 60;
+        struct verb_options vo = { .lock_timeout = 60 };
+        int r;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                if (c == 'L') {
-                        lock_timeout = atoi(optarg);
-                        continue;
-                }
-                return usage_error("reindex", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "reindex", help, &vo);
+        if (r >= 0)
+                return r;
         if (optind != argc)
                 return usage_error("reindex", "unexpected argument '%s'", argv[optind]);
         r = open_store(&s);
         if (r != EXIT_OK)
                 return r;
-        r = take_locks(s, lock_timeout);
+        r = take_locks(s, vo.lock_timeout);
         if (r != EXIT_OK)
                 goto out;
         if (!arg_quiet && !arg_json)

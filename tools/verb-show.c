@@ -77,26 +77,18 @@ int verb_show(int argc, char **argv)
         static const struct option opts[] = { COMMON_LONG_OPTIONS, {} };
         struct stamp_store *s = NULL;
         struct stamp_record rec;
+        struct verb_options vo = { 0 };
         char stamp[STAMP_STAMP_LEN + 1];
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                return usage_error("show", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "show", help, &vo);
+        if (r >= 0)
+                return r;
         if (optind + 1 != argc)
                 return usage_error("show", "expected exactly one STAMP");
-        r = open_store(&s);
+        r = open_store_stamp(argv[optind], &s, stamp);
         if (r != EXIT_OK)
                 return r;
-        r = resolve_stamp(s, argv[optind], stamp);
-        if (r != EXIT_OK)
-                goto out;
         r = stamp_store_record_load(s, stamp, &rec);
         if (r < 0) {
                 log_error("snapshot '%s': record unreadable: %s", stamp, describe(r));

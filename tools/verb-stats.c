@@ -104,18 +104,13 @@ int verb_stats(int argc, char **argv)
         struct stamp_stats st;
         char stamp[STAMP_STAMP_LEN + 1], bad[STAMP_STAMP_LEN + 1];
         const char *only = NULL;
+        struct verb_options vo = { 0 };
         bool progress;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                return usage_error("stats", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "stats", help, &vo);
+        if (r >= 0)
+                return r;
         if (argc - optind > 1)
                 return usage_error("stats", "expected at most one STAMP");
         r = open_store(&s);

@@ -47,30 +47,20 @@ int verb_validate(int argc, char **argv)
         struct stamp_check_options o = { .flags = STAMP_CHECK_CONTENT };
         char stamp[STAMP_STAMP_LEN + 1];
         struct timespec t0, t1;
+        struct verb_options vo = { 0 };
         double secs;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                if (c == 'R') {
-                        o.flags |= STAMP_CHECK_READ_DATA;
-                        continue;
-                }
-                return usage_error("validate", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "validate", help, &vo);
+        if (r >= 0)
+                return r;
+        if (vo.read_data)
+                o.flags |= STAMP_CHECK_READ_DATA;
         if (optind + 1 != argc)
                 return usage_error("validate", "expected one STAMP");
-        r = open_store(&s);
+        r = open_store_stamp(argv[optind], &s, stamp);
         if (r != EXIT_OK)
                 return r;
-        r = resolve_stamp(s, argv[optind], stamp);
-        if (r != EXIT_OK)
-                goto out;
         check_report_init(&rep, "validate");
         o.problem = check_report_problem;
         o.progress = check_report_progress;

@@ -65,22 +65,15 @@ int verb_verify(int argc, char **argv)
         struct stamp_check_stats st;
         struct stamp_check_options o = { 0 };
         struct timespec t0, t1;
+        struct verb_options vo = { 0 };
         double secs;
-        int c, r;
+        int r;
 
-        while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
-                if (common_option(c, optarg))
-                        continue;
-                if (c == 'h') {
-                        help();
-                        return EXIT_OK;
-                }
-                if (c == 'R') {
-                        o.flags |= STAMP_CHECK_READ_DATA;
-                        continue;
-                }
-                return usage_error("verify", "unknown option");
-        }
+        r = parse_options(argc, argv, opts, "verify", help, &vo);
+        if (r >= 0)
+                return r;
+        if (vo.read_data)
+                o.flags |= STAMP_CHECK_READ_DATA;
         if (optind != argc)
                 return usage_error("verify", "unexpected argument '%s'", argv[optind]);
         r = open_store(&s);

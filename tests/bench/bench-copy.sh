@@ -10,105 +10,50 @@
 # WORKDIR/results/copy-TOOL.txt, tool output in WORKDIR/logs/copy-*.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$here/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 workdir=/tmp/stampfs-bench-copy
 tools=stamp,restic
 scale=1
 keep=0
 
-usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-    exit "${1:-0}"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --workdir) workdir=${2:?--workdir needs a directory}; shift ;;
-        --workdir=*) workdir=${1#*=} ;;
-        --tools) tools=${2:?--tools needs a list}; shift ;;
-        --tools=*) tools=${1#*=} ;;
-        --scale) scale=${2:?--scale needs a number}; shift ;;
-        --scale=*) scale=${1#*=} ;;
-        --keep) keep=1 ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-copy: unknown argument: $1" >&2; usage 2 >&2 ;;
-    esac
-    shift
-done
-IFS=, read -ra tool_list <<<"$tools"
-for t in "${tool_list[@]}"; do
-    case "$t" in
-        stamp|restic) ;;
-        # borg 1.2 has no copy between repositories (borg 2 has "transfer").
-        *) echo "bench-copy: unknown tool '$t' (stamp, restic)" >&2; exit 2 ;;
-    esac
-done
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'bench-copy: warning: %s\n' "$*" >&2; }
+parse_options "workdir tools scale keep" "$@"
+# borg 1.2 has no copy between repositories (borg 2 has "transfer").
+parse_tools stamp restic
 
 mkdir -p "$workdir/logs" "$workdir/results"
 workdir=$(cd "$workdir" && pwd)
 
 # The dataset and the tools, exactly as bench-snapshot.sh prepares them (it
 # installs what is missing and caches the day-0 dataset in the workdir).
-"$here/bench-snapshot.sh" --workdir "$workdir" --tools "$tools" --scale "$scale" \
-    --only-dataset >&2
-if [ "$scale" = 1 ]; then day0="$workdir/dataset-day0"; else day0="$workdir/dataset-day0-scale$scale"; fi
-stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
-if [[ ",$tools," == *,stamp,* ]] && [ -z "${STAMP_BIN:-}" ]; then
+build_dataset --tools "$tools" >&2
+if has_tool stamp && [ -z "${STAMP_BIN:-}" ]; then
     "$repo_root/contrib/install-deps.sh" >&2
-    (cd "$repo_root" && { [ -f build/build.ninja ] || meson setup build; } && ninja -C build) >&2
+    build_stamp
 fi
-for t in "${tool_list[@]}"; do
-    case "$t" in
-        restic) command -v restic >/dev/null || apt-get install -y -qq restic ;;
-    esac
-done
+if has_tool restic; then need restic restic; fi
+install_missing
 
 data="$workdir/data"
-export RESTIC_PASSWORD=bench
+export_tool_secrets
 export RESTIC_FROM_PASSWORD=bench
 export RESTIC_CACHE_DIR="$workdir/cache-restic"
 
-store_bytes() { du -sb "$1" | cut -f1; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-
 # Every first copy starts with a cold page cache (source store included),
-# as the first snapshot does in bench-snapshot.sh.
-cold=yes
-drop_caches() {
-    sync
-    if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-        [ "$cold" = no ] ||
-            warn "cannot drop the page cache (not root?): first copies are NOT cold"
-        cold=no
-    fi
-}
+# as the first snapshot does in bench-snapshot.sh (drop_caches, lib.sh).
 
 # run TOOL KEY CMD...: runs CMD under /usr/bin/time, records KEY_time and
 # KEY_rss (KiB) in the tool's result file, then KEY_sync: how long a sync
 # right after it takes (writeback the tool left to the kernel; not part of
 # KEY_time). Stops the benchmark on failure.
 run() {
-    local tool=$1 key=$2 tf line rc=0 t0 t1
-    shift 2
-    tf="$workdir/logs/copy-$tool-$key.time"
-    /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$workdir/logs/copy-$tool-$key.out" \
-        2>"$workdir/logs/copy-$tool-$key.err" || rc=$?
-    case "$tool:$rc" in
-        *:0|stamp:1|restic:3) ;;
-        *) echo "bench-copy: $tool $key failed (exit $rc):" >&2
-           tail -n 20 "$workdir/logs/copy-$tool-$key.err" >&2
-           exit 1 ;;
-    esac
+    local key=$2 t0 t1
+    run_timed "$@"
     t0=$EPOCHREALTIME
     sync
     t1=$EPOCHREALTIME
-    line=$(tail -n 1 "$tf")
-    printf '%s_time=%s\n%s_rss=%s\n%s_sync=%s\n' "$key" "${line% *}" "$key" "${line#* }" \
-        "$key" "$(elapsed "$t0" "$t1")" >>"$res"
-    log "$tool $key: ${line% *} s, peak RSS ${line#* } KiB"
+    printf '%s_time=%s\n%s_rss=%s\n%s_sync=%s\n' "$key" "$run_time" "$key" "$run_rss" \
+        "$key" "$(elapsed "$t0" "$t1" 2)" >>"$res"
+    log "$1 $key: $run_time s, peak RSS $run_rss KiB"
 }
 
 snapshot() { # TOOL DAY
@@ -167,13 +112,13 @@ for tool in "${tool_list[@]}"; do
     log "[$tool] first copy (cold), second copy (nothing new)"
     case "$tool" in
         stamp)
-            drop_caches
+            drop_caches "first copies"
             stamp_copy first "$dest" --init
             echo "first_bytes=$(store_bytes "$dest")" >>"$res"
             stamp_copy second "$dest"
             echo "second_bytes=$(store_bytes "$dest")" >>"$res"
             # The same two copies through the protocol (stamp serve at the far end).
-            drop_caches
+            drop_caches "first copies"
             stamp_copy rsh_first "ssh://bench@localhost/$dest_rsh" --init \
                 --rsh "$rsh" --remote-stamp "$stamp_bin"
             echo "rsh_first_bytes=$(store_bytes "$dest_rsh")" >>"$res"
@@ -184,7 +129,7 @@ for tool in "${tool_list[@]}"; do
             # restic has no "copy --init": its init is timed on its own.
             run restic init restic -r "$dest" init --from-repo "$src" --copy-chunker-params
             echo "init_bytes=$(store_bytes "$dest")" >>"$res"
-            drop_caches
+            drop_caches "first copies"
             run restic first restic -r "$dest" copy --from-repo "$src"
             echo "first_bytes=$(store_bytes "$dest")" >>"$res"
             run restic second restic -r "$dest" copy --from-repo "$src"
@@ -230,27 +175,20 @@ for tool in "${tool_list[@]}"; do
 done
 [ "$keep" = 1 ] || rm -rf "$data"
 
-python3 - "$workdir" "$tools" "$cold" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" "$cold" <<'EOF'
 import json, os, platform, sys, time
 
+import benchreport
+
 workdir, tools, cold = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
-R = {}
-for t in tools:
-    d = {}
-    for line in open(os.path.join(workdir, "results", "copy-%s.txt" % t)):
-        k, _, v = line.rstrip("\n").partition("=")
-        d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "copy-%s", tools)
 J = {}
 if "stamp" in R:
     for k in ("first", "second", "daily", "rsh_first", "rsh_second", "rsh_daily"):
         J[k] = json.load(open(os.path.join(workdir, "results", "copy-stamp-%s.json" % k)))
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 def mb(n):
     return "-" if n is None else "%.1f MB" % (n / 1e6)

@@ -10,88 +10,40 @@
 # WORKDIR/results/gc-TOOL.txt, tool output in WORKDIR/logs/gc-*.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$here/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 workdir=/tmp/stampfs-bench-gc
 tools=stamp,restic,borg
 scale=1
 keep=0
 
-usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-    exit "${1:-0}"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --workdir) workdir=${2:?--workdir needs a directory}; shift ;;
-        --workdir=*) workdir=${1#*=} ;;
-        --tools) tools=${2:?--tools needs a list}; shift ;;
-        --tools=*) tools=${1#*=} ;;
-        --scale) scale=${2:?--scale needs a number}; shift ;;
-        --scale=*) scale=${1#*=} ;;
-        --keep) keep=1 ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-gc: unknown argument: $1" >&2; usage 2 >&2 ;;
-    esac
-    shift
-done
-IFS=, read -ra tool_list <<<"$tools"
-for t in "${tool_list[@]}"; do
-    case "$t" in
-        stamp|restic|borg) ;;
-        *) echo "bench-gc: unknown tool '$t' (stamp, restic, borg)" >&2; exit 2 ;;
-    esac
-done
-log() { printf '==> %s\n' "$*" >&2; }
+parse_options "workdir tools scale keep" "$@"
+parse_tools stamp restic borg
 
 mkdir -p "$workdir/logs" "$workdir/results"
 workdir=$(cd "$workdir" && pwd)
 
 # The dataset and the tools, exactly as bench-snapshot.sh prepares them (it
 # installs what is missing and caches the day-0 dataset in the workdir).
-"$here/bench-snapshot.sh" --workdir "$workdir" --tools "$tools" --scale "$scale" \
-    --only-dataset >&2
-if [ "$scale" = 1 ]; then day0="$workdir/dataset-day0"; else day0="$workdir/dataset-day0-scale$scale"; fi
-stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
-if [[ ",$tools," == *,stamp,* ]] && [ -z "${STAMP_BIN:-}" ]; then
+build_dataset --tools "$tools" >&2
+if has_tool stamp && [ -z "${STAMP_BIN:-}" ]; then
     "$repo_root/contrib/install-deps.sh" >&2
-    (cd "$repo_root" && { [ -f build/build.ninja ] || meson setup build; } && ninja -C build) >&2
+    build_stamp
 fi
-for t in "${tool_list[@]}"; do
-    case "$t" in
-        restic) command -v restic >/dev/null || apt-get install -y -qq restic ;;
-        borg) command -v borg >/dev/null || apt-get install -y -qq borgbackup ;;
-    esac
-done
+if has_tool restic; then need restic restic; fi
+if has_tool borg; then need borg borgbackup; fi
+install_missing
 
 data="$workdir/data"
-export RESTIC_PASSWORD=bench
-export BORG_PASSPHRASE=bench
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
-export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export_tool_secrets
 export RESTIC_CACHE_DIR="$workdir/cache-restic"
 export BORG_BASE_DIR="$workdir/cache-borg"
-
-store_bytes() { du -sb "$1" | cut -f1; }
 
 # run TOOL KEY CMD...: runs CMD under /usr/bin/time, records KEY_time and
 # KEY_rss (KiB) in the tool's result file; stops the benchmark on failure.
 run() {
-    local tool=$1 key=$2 tf line rc=0
-    shift 2
-    tf="$workdir/logs/gc-$tool-$key.time"
-    /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$workdir/logs/gc-$tool-$key.out" \
-        2>"$workdir/logs/gc-$tool-$key.err" || rc=$?
-    case "$tool:$rc" in
-        *:0|stamp:1|restic:3|borg:1) ;;
-        *) echo "bench-gc: $tool $key failed (exit $rc):" >&2
-           tail -n 20 "$workdir/logs/gc-$tool-$key.err" >&2
-           exit 1 ;;
-    esac
-    line=$(tail -n 1 "$tf")
-    printf '%s_time=%s\n%s_rss=%s\n' "$key" "${line% *}" "$key" "${line#* }" >>"$res"
-    log "$tool $key: ${line% *} s, peak RSS ${line#* } KiB"
+    run_timed "$@"
+    printf '%s_time=%s\n%s_rss=%s\n' "$2" "$run_time" "$2" "$run_rss" >>"$res"
+    log "$1 $2: $run_time s, peak RSS $run_rss KiB"
 }
 
 snapshot() { # TOOL DAY
@@ -181,23 +133,16 @@ EOF
 done
 [ "$keep" = 1 ] || rm -rf "$data"
 
-python3 - "$workdir" "$tools" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" <<'EOF'
 import json, os, platform, sys, time
 
+import benchreport
+
 workdir, tools = sys.argv[1], sys.argv[2].split(",")
-R = {}
-for t in tools:
-    d = {}
-    for line in open(os.path.join(workdir, "results", "gc-%s.txt" % t)):
-        k, _, v = line.rstrip("\n").partition("=")
-        d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "gc-%s", tools)
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 def mb(n):
     return "-" if n is None else "%.1f MB" % (n / 1e6)

@@ -13,66 +13,27 @@
 set -euo pipefail
 export LC_ALL=C   # decimal points in $EPOCHREALTIME, sort order of manifests
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$here/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 workdir=/tmp/stampfs-bench
 tools=stamp,restic,borg
 keep=0
 verify=1
+# Smaller datasets (--scale) are for checking the script, not for figures.
 scale=1
 
-usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-    exit "${1:-0}"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --keep) keep=1 ;;
-        --workdir) workdir=${2:?--workdir needs a directory}; shift ;;
-        --workdir=*) workdir=${1#*=} ;;
-        --tools) tools=${2:?--tools needs a list}; shift ;;
-        --tools=*) tools=${1#*=} ;;
-        --no-verify) verify=0 ;;
-        # Smaller datasets are for checking the script, not for figures.
-        --scale) scale=${2:?--scale needs a number}; shift ;;
-        --scale=*) scale=${1#*=} ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-mount: unknown argument: $1" >&2; usage 2 >&2 ;;
-    esac
-    shift
-done
-
-IFS=, read -ra tool_list <<<"$tools"
-for t in "${tool_list[@]}"; do
-    case "$t" in
-        stamp|restic|borg) ;;
-        *) echo "bench-mount: unknown tool '$t' (stamp, restic, borg)" >&2
-           exit 2 ;;
-    esac
-done
-has_tool() { [[ ",$tools," == *",$1,"* ]]; }
-
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'bench-mount: warning: %s\n' "$*" >&2; }
-die() { printf 'bench-mount: %s\n' "$*" >&2; exit 1; }
+parse_options "keep workdir tools no-verify scale" "$@"
+parse_tools stamp restic borg
 
 mkdir -p "$workdir"
 workdir=$(cd "$workdir" && pwd)
 
 # --- dependencies ------------------------------------------------------------
-missing=()
-need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need python3 python3
 need fusermount3 fuse3
 need timeout coreutils
 if has_tool restic; then need restic restic; fi
 if has_tool borg; then need borg borgbackup; fi
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+install_missing
 if has_tool borg; then
     # borg mount needs pyfuse3 or llfuse in borg's own interpreter (the
     # python3 on PATH may be another one, e.g. pyenv's).
@@ -91,25 +52,19 @@ if has_tool stamp && { [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; }; 
 fi
 
 # --- dataset (built once, cached, by bench-snapshot.sh) ----------------------
-"$here/bench-snapshot.sh" --only-dataset --workdir "$workdir" --scale "$scale"
-if [ "$scale" = 1 ]; then ds_name=dataset-day0; else ds_name=dataset-day0-scale$scale; fi
-day0="$workdir/$ds_name"
+build_dataset
 
 # --- stamp build -------------------------------------------------------------
 # STAMP_BIN / STAMPFS_BIN pick ready binaries; with both set, no build.
-stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
 stampfs_bin="${STAMPFS_BIN:-$repo_root/build/fs/stampfs}"
 if has_tool stamp; then
     if [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; then
         log "building stamp and stampfs"
-        (cd "$repo_root" && { [ -f build/build.ninja ] || meson setup build; } &&
-            ninja -C build) >&2
+        build_stamp
     fi
     [ -x "$stamp_bin" ] || die "$stamp_bin not built"
     [ -x "$stampfs_bin" ] || die "$stampfs_bin not built"
 fi
-read -ra stamp_init_opts <<<"${STAMP_INIT_OPTS:-}"
-read -ra stamp_snap_opts <<<"${STAMP_SNAPSHOT_OPTS:-}"
 read -ra stampfs_opts <<<"${STAMPFS_OPTS:-}"
 # The RSS target is 64 MiB plus the chunk cache; 128 MiB is stampfs's default.
 cache_mib=$(grep -o 'cache_size=[0-9]*' <<<"${STAMPFS_OPTS:-}" | tail -n 1 | cut -d= -f2 || true)
@@ -119,119 +74,24 @@ cache_mib=${cache_mib:-128}
 data="$workdir/data"        # the path every store was snapshotted from
 mkdir -p "$workdir/logs" "$workdir/results"
 
-export RESTIC_PASSWORD=bench
-export BORG_PASSPHRASE=bench
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
-export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export_tool_secrets
 
-store_of() { echo "$workdir/store-$1"; }
-cache_of() { echo "$workdir/cache-$1"; }
 mnt_of() { echo "$workdir/mnt-$1"; }
 # Written next to a store this script built or used, when --keep; see
 # store_reusable.
 marker_of() { echo "$workdir/store-$1.mount-ok"; }
 
-tool_env() {
-    case "$1" in
-        restic) export RESTIC_CACHE_DIR; RESTIC_CACHE_DIR=$(cache_of restic) ;;
-        borg) export BORG_BASE_DIR; BORG_BASE_DIR=$(cache_of borg) ;;
-    esac
-}
-
-ok_rc() {
-    case "$1:$2" in
-        *:0|stamp:1|restic:3|borg:1) return 0 ;;
-        *) return 1 ;;
-    esac
-}
-
-cold=yes
-drop_caches() {
-    sync
-    if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-        [ "$cold" = no ] ||
-            warn "cannot drop the page cache (not root?): cold reads are NOT cold"
-        cold=no
-    fi
-}
-
-# Seconds between two $EPOCHREALTIME values.
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-dataset_day() {
-    python3 -c 'import json,sys
-try:
-    print(json.load(open(sys.argv[1]))["meta"]["dataset_day"])
-except Exception:
-    print("none")' "$data/config/project-registry.json"
-}
-
 # --- stores ------------------------------------------------------------------
-# A store is reused when a record of a complete run sits next to it: this
-# script's marker or bench-snapshot.sh's results/TOOL.txt (its day1_bytes
-# line is written only after the day-1 snapshot).  The record must be
-# newer than every file in the store (bench-snapshot.sh starts each tool
-# with a fresh store), its day1_bytes must equal `du -sb DIR/data` (the
-# data is what was snapshotted), and for stamp its init_opts must equal
-# STAMP_INIT_OPTS.
-store_reusable() {  # tool -> prints the record used
-    local tool=$1 store rec want got opts
-    store=$(store_of "$tool")
-    [ -d "$store" ] && [ -d "$data" ] || return 1
-    for rec in "$(marker_of "$tool")" "$workdir/results/$tool.txt"; do
-        [ -f "$rec" ] || continue
-        want=$(sed -n 's/^day1_bytes=//p' "$rec" | tail -n 1)
-        [ -n "$want" ] || continue
-        [ -z "$(find "$store" -type f -newer "$rec" -print -quit)" ] || continue
-        got=$(du -sb "$data" | cut -f1)
-        [ "$got" = "$want" ] || continue
-        if [ "$tool" = stamp ]; then
-            opts=$(sed -n 's/^init_opts=//p' "$rec" | tail -n 1)
-            [ "$opts" = "${STAMP_INIT_OPTS:-}" ] || continue
-        fi
-        echo "$rec"
-        return 0
-    done
-    return 1
-}
-
-snapshot() {  # tool label
-    local tool=$1 label=$2 store rc=0 out err
-    store=$(store_of "$tool")
-    out="$workdir/logs/mount-build-$tool-$label.out"
-    err="$workdir/logs/mount-build-$tool-$label.err"
-    case "$tool" in
-        stamp) "$stamp_bin" --store "$store" -q snapshot \
-                   ${stamp_snap_opts[@]+"${stamp_snap_opts[@]}"} "$data" ;;
-        restic) restic -r "$store" backup --quiet "$data" ;;
-        borg) borg create --compression "zstd,3" "$store::$label" "$data" ;;
-    esac >"$out" 2>"$err" || rc=$?
-    if ! ok_rc "$tool" "$rc"; then
-        echo "bench-mount: $tool snapshot '$label' failed (exit $rc); last lines of $err:" >&2
-        tail -n 20 "$err" >&2
-        exit 1
-    fi
-    [ "$rc" = 0 ] || warn "$tool $label exited $rc (committed with warnings)"
+# A store is reused (store_reusable, lib.sh) when a record of a complete
+# run sits next to it: this script's marker or bench-snapshot.sh's
+# results/TOOL.txt.
+store_records() {  # tool
+    printf '%s\n' "$(marker_of "$1")" "$workdir/results/$1.txt"
 }
 
 # The same three snapshots as bench-snapshot.sh, untimed.
-build_store() {  # tool
-    local tool=$1 store
-    store=$(store_of "$tool")
-    log "[$tool] building the store: day 0, day 0 again, day 1"
-    rm -rf "$data" "$store" "$(cache_of "$tool")" "$(marker_of "$tool")"
-    cp -a "$day0" "$data"
-    case "$tool" in
-        stamp) "$stamp_bin" --store "$store" init ${stamp_init_opts[@]+"${stamp_init_opts[@]}"} ;;
-        restic) restic -r "$store" init ;;
-        borg) borg init -e none "$store" ;;
-    esac >"$workdir/logs/mount-build-$tool-init.log" 2>&1 ||
-        { cat "$workdir/logs/mount-build-$tool-init.log" >&2; exit 1; }
-    snapshot "$tool" day0
-    snapshot "$tool" day0-again
-    python3 "$here/make-dataset.py" --scale "$scale" --next-day "$data" \
-        >"$workdir/logs/mount-build-$tool-next-day.log"
-    snapshot "$tool" day1
+make_store() {  # tool
+    build_store "$1" "$(marker_of "$1")"
 }
 
 # --- mounts ------------------------------------------------------------------
@@ -419,9 +279,12 @@ time_tar() {  # dir errlog
     [ "$tar_rc" = 0 ] || warn "tar in $1 exited $tar_rc (see $2)"
 }
 
-# sha256 of every regular file, sorted by name: the content check.
+# sha256 of every regular file, sorted by name: the content check. SQLite
+# files are hashed with the three header fields zeroed that SQLite's backup
+# API rewrites when stamp snapshots a rollback-journal database (see
+# content-manifest.py).
 manifest() {  # dir out
-    (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum) >"$2"
+    python3 "$here/content-manifest.py" "$1" >"$2"
 }
 
 # --- the source directory, and the stores ------------------------------------
@@ -434,39 +297,17 @@ tool_version() {
     esac
 }
 
-declare -A store_origin=()
-for tool in "${tool_list[@]}"; do
-    tool_env "$tool"
-    if rec=$(store_reusable "$tool"); then
-        log "[$tool] reusing $(store_of "$tool") (complete per $rec)"
-        store_origin[$tool]="reused ($rec)"
-        if [ "$tool" = stamp ]; then
-            store_init_opts=$(sed -n 's/^init_opts=//p' "$rec" | tail -n 1)
-        fi
-    else
-        built+=("$tool")
-        build_store "$tool"
-        store_origin[$tool]="built by this run"
-        [ "$tool" != stamp ] || store_init_opts=${STAMP_INIT_OPTS:-}
-    fi
-done
-# Every build ends with DIR/data at day 1; a reused store needs it too.
-if [ ! -d "$data" ] || [ "$(dataset_day)" != 1 ]; then
-    log "rebuilding $data at day 1"
-    rm -rf "$data"
-    cp -a "$day0" "$data"
-    python3 "$here/make-dataset.py" --scale "$scale" --next-day "$data" \
-        >"$workdir/logs/mount-next-day.log"
-fi
+reuse_or_build_stores
+data_at_day1
 day1_bytes=$(du -sb "$data" | cut -f1)
 day1_files=$(find "$data" -type f | wc -l)
 log "day-1 data: $day1_files files, $day1_bytes bytes"
 
 res="$workdir/results/mount-source.txt"
 log "[source] $data"
-drop_caches
+drop_caches "cold reads"
 time_find "$data"
-drop_caches
+drop_caches "cold reads"
 time_tar "$data" "$workdir/logs/mount-source-tar.err"; cold_s=$tar_s; cold_bytes=$tar_bytes
 time_tar "$data" "$workdir/logs/mount-source-tar.err"
 {
@@ -501,7 +342,7 @@ for tool in "${tool_list[@]}"; do
     } >"$res"
 
     log "[$tool] mount (page cache dropped first)"
-    drop_caches
+    drop_caches "cold reads"
     mount_tool "$tool"; ready=$ready_s
     root=$(dataset_root "$tool")
     if [ ! -f "$root/db/app.db" ] || [ ! -d "$root/chroma" ]; then
@@ -524,10 +365,10 @@ for tool in "${tool_list[@]}"; do
     unmount_tool "$tool"
 
     # A fresh mount, so the tool's own caches are empty too.
-    drop_caches
+    drop_caches "cold reads"
     mount_tool "$tool"; ready2=$ready_s
     root=$(dataset_root "$tool")
-    drop_caches
+    drop_caches "cold reads"
     time_tar "$root" "$errlog"; cold_s=$tar_s; cold_bytes=$tar_bytes; cold_rc=$tar_rc
     time_tar "$root" "$errlog"
     rss=$(rss_kib "${mount_pid[$tool]}")
@@ -562,26 +403,18 @@ done
 echo "cold=$cold" >>"$workdir/results/mount-source.txt"
 
 # --- report ------------------------------------------------------------------
-python3 - "$workdir" "$tools" "$scale" "$verify" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" "$scale" "$verify" <<'EOF'
 import os, platform, sys, time
+
+import benchreport
 
 workdir, tools, scale, verify = sys.argv[1:]
 tools = tools.split(",")
-R = {}
-for t in tools + ["source"]:
-    d = {}
-    with open(os.path.join(workdir, "results", "mount-%s.txt" % t)) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "mount-%s", tools + ["source"])
 
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 
 def secs(v):
@@ -651,8 +484,10 @@ for label, get, fmt, with_ratio in rows:
             cells.append("%s: %.2f %s" % (tg[0], tg[1], "met" if tg[2] else "MISSED"))
     table.append(cells)
 
-# Content row: tar byte counts against the source's, and the sha256 check.
-checks = ["content vs source"]
+# Content row: tar byte counts against the source's, and the sha256 check
+# (content-manifest.py: SQLite files with the backup's header counters masked).
+checks = ["content vs source (SQLite header counters masked)" if verify == "1"
+          else "content vs source"]
 src_bytes = R["source"].get("warm_tar_bytes")
 for t in cols:
     if t == "source":
@@ -670,15 +505,8 @@ for t in cols:
 checks += [""] * (len(header) - len(checks))
 table.append(checks)
 
-widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
 left = {0} | ({len(header) - 1} if targets else set())
-def md_line(cells):
-    return "| " + " | ".join(c.ljust(w) if i in left else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-md_table = [md_line(header),
-            "|" + "|".join(("-" * (w + 1) + ":") if i not in left else "-" * (w + 2)
-                           for i, w in enumerate(widths)) + "|"]
-md_table += [md_line(r) for r in table]
+md_table = benchreport.md_table(header, table, left)
 print()
 print("\n".join(md_table))
 

@@ -16,98 +16,49 @@
 set -euo pipefail
 export LC_ALL=C   # decimal points in $EPOCHREALTIME, sort order of manifests
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$here/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 manifest_py="$repo_root/tests/integration/lib/manifest.py"
 workdir=/tmp/stampfs-bench
 tools=stamp,restic,borg
 keep=0
+# Smaller datasets (--scale) are for checking the script, not for figures.
 scale=1
 
-usage() {
-    sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-    exit "${1:-0}"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --keep) keep=1 ;;
-        --workdir) workdir=${2:?--workdir needs a directory}; shift ;;
-        --workdir=*) workdir=${1#*=} ;;
-        --tools) tools=${2:?--tools needs a list}; shift ;;
-        --tools=*) tools=${1#*=} ;;
-        # Smaller datasets are for checking the script, not for figures.
-        --scale) scale=${2:?--scale needs a number}; shift ;;
-        --scale=*) scale=${1#*=} ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-restore: unknown argument: $1" >&2; usage 2 >&2 ;;
-    esac
-    shift
-done
-
-IFS=, read -ra tool_list <<<"$tools"
-for t in "${tool_list[@]}"; do
-    case "$t" in
-        stamp|restic|borg) ;;
-        *) echo "bench-restore: unknown tool '$t' (stamp, restic, borg)" >&2
-           exit 2 ;;
-    esac
-done
-has_tool() { [[ ",$tools," == *",$1,"* ]]; }
-
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'bench-restore: warning: %s\n' "$*" >&2; }
-die() { printf 'bench-restore: %s\n' "$*" >&2; exit 1; }
+parse_options "keep workdir tools scale" "$@"
+parse_tools stamp restic borg
 
 mkdir -p "$workdir"
 workdir=$(cd "$workdir" && pwd)
 
 # --- dependencies ------------------------------------------------------------
-missing=()
-need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need python3 python3
 [ -x /usr/bin/time ] || missing+=(time)
 if has_tool restic; then need restic restic; fi
 if has_tool borg; then need borg borgbackup; fi
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+install_missing
 if has_tool stamp && [ -z "${STAMP_BIN:-}" ]; then
     "$repo_root/contrib/install-deps.sh"
 fi
 
 # --- dataset (built once, cached, by bench-snapshot.sh) ----------------------
-"$here/bench-snapshot.sh" --only-dataset --workdir "$workdir" --scale "$scale"
-if [ "$scale" = 1 ]; then ds_name=dataset-day0; else ds_name=dataset-day0-scale$scale; fi
-day0="$workdir/$ds_name"
+build_dataset
 
 # --- stamp build -------------------------------------------------------------
 # STAMP_BIN picks a ready binary and skips the build.
-stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
 if has_tool stamp; then
     if [ -z "${STAMP_BIN:-}" ]; then
         log "building stamp"
-        (cd "$repo_root" && { [ -f build/build.ninja ] || meson setup build; } &&
-            ninja -C build) >&2
+        build_stamp
     fi
     [ -x "$stamp_bin" ] || die "$stamp_bin not built"
 fi
-read -ra stamp_init_opts <<<"${STAMP_INIT_OPTS:-}"
-read -ra stamp_snap_opts <<<"${STAMP_SNAPSHOT_OPTS:-}"
 
 # --- common ------------------------------------------------------------------
 data="$workdir/data"        # the path every store was snapshotted from
 mkdir -p "$workdir/logs" "$workdir/results"
 
-export RESTIC_PASSWORD=bench
-export BORG_PASSPHRASE=bench
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
-export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export_tool_secrets
 
-store_of() { echo "$workdir/store-$1"; }
-cache_of() { echo "$workdir/cache-$1"; }
 # Where each tool restores to: emptied or refilled before every step.
 target_of() { echo "$workdir/restore-$1"; }
 # The stamp store the pre-restore snapshot is written to: a copy, so that
@@ -119,23 +70,13 @@ marker_of() { echo "$workdir/store-$1.restore-ok"; }
 # when this script builds the store: the exact tree that snapshot holds.
 # DIR/data alone is not: --next-day gives the files it changes the current
 # time as mtime, so each build's day 1 has its own mtimes, and DIR/data is
-# the day 1 of whichever store was built last.
-refman_of() { echo "$workdir/store-$1.day1.manifest"; }
+# the day 1 of whichever store was built last.  Every manifest here is taken
+# with --sqlite-masked: `stamp snapshot` copies a rollback-journal database
+# through SQLite's backup API, which rewrites three header counters and
+# nothing else.  (The name changed with that, so that a kept store's older,
+# unmasked manifest is not taken for one.)
+refman_of() { echo "$workdir/store-$1.day1.masked.manifest"; }
 
-tool_env() {
-    case "$1" in
-        restic) export RESTIC_CACHE_DIR; RESTIC_CACHE_DIR=$(cache_of restic) ;;
-        borg) export BORG_BASE_DIR; BORG_BASE_DIR=$(cache_of borg) ;;
-    esac
-}
-
-# Exit codes that still mean "snapshot committed" (as in bench-snapshot.sh).
-ok_snapshot_rc() {
-    case "$1:$2" in
-        *:0|stamp:1|restic:3|borg:1) return 0 ;;
-        *) return 1 ;;
-    esac
-}
 # Exit codes that still mean "restored": stamp 1 and borg 1 are warnings.
 # restic restore has no such code.
 ok_restore_rc() {
@@ -145,95 +86,20 @@ ok_restore_rc() {
     esac
 }
 
-cold=yes
-drop_caches() {
-    sync
-    if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-        [ "$cold" = no ] ||
-            warn "cannot drop the page cache (not root?): cold figures are NOT cold"
-        cold=no
-    fi
-}
-
-# Seconds between two $EPOCHREALTIME values.
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-
-dataset_day() {
-    python3 -c 'import json,sys
-try:
-    print(json.load(open(sys.argv[1]))["meta"]["dataset_day"])
-except Exception:
-    print("none")' "$data/config/project-registry.json"
-}
-
 # --- stores ------------------------------------------------------------------
-# A store is reused when a record of a complete run sits next to it: this
-# script's marker, bench-mount.sh's marker, or bench-snapshot.sh's
-# results/TOOL.txt (its day1_bytes line is written only after the day-1
-# snapshot).  The record must be newer than every file in the store, its
-# day1_bytes must equal `du -sb DIR/data`, and for stamp its init_opts must
-# equal STAMP_INIT_OPTS.
-store_reusable() {  # tool -> prints the record used
-    local tool=$1 store rec want got opts
-    store=$(store_of "$tool")
-    [ -d "$store" ] && [ -d "$data" ] || return 1
-    for rec in "$(marker_of "$tool")" "$workdir/store-$tool.mount-ok" \
-               "$workdir/results/$tool.txt"; do
-        [ -f "$rec" ] || continue
-        want=$(sed -n 's/^day1_bytes=//p' "$rec" | tail -n 1)
-        [ -n "$want" ] || continue
-        [ -z "$(find "$store" -type f -newer "$rec" -print -quit)" ] || continue
-        got=$(du -sb "$data" | cut -f1)
-        [ "$got" = "$want" ] || continue
-        if [ "$tool" = stamp ]; then
-            opts=$(sed -n 's/^init_opts=//p' "$rec" | tail -n 1)
-            [ "$opts" = "${STAMP_INIT_OPTS:-}" ] || continue
-        fi
-        echo "$rec"
-        return 0
-    done
-    return 1
+# A store is reused (store_reusable, lib.sh) when a record of a complete
+# run sits next to it: this script's marker, bench-mount.sh's marker, or
+# bench-snapshot.sh's results/TOOL.txt.
+store_records() {  # tool
+    printf '%s\n' "$(marker_of "$1")" "$workdir/store-$1.mount-ok" "$workdir/results/$1.txt"
 }
 
-snapshot() {  # tool label
-    local tool=$1 label=$2 store rc=0 out err
-    store=$(store_of "$tool")
-    out="$workdir/logs/restore-build-$tool-$label.out"
-    err="$workdir/logs/restore-build-$tool-$label.err"
-    case "$tool" in
-        stamp) "$stamp_bin" --store "$store" -q snapshot \
-                   ${stamp_snap_opts[@]+"${stamp_snap_opts[@]}"} "$data" ;;
-        restic) restic -r "$store" backup --quiet "$data" ;;
-        borg) borg create --compression "zstd,3" "$store::$label" "$data" ;;
-    esac >"$out" 2>"$err" || rc=$?
-    if ! ok_snapshot_rc "$tool" "$rc"; then
-        echo "bench-restore: $tool snapshot '$label' failed (exit $rc); last lines of $err:" >&2
-        tail -n 20 "$err" >&2
-        exit 1
-    fi
-    [ "$rc" = 0 ] || warn "$tool $label exited $rc (committed with warnings)"
-}
-
-# The same three snapshots as bench-snapshot.sh, untimed.
-build_store() {  # tool
-    local tool=$1 store
-    store=$(store_of "$tool")
-    log "[$tool] building the store: day 0, day 0 again, day 1"
-    rm -rf "$data" "$store" "$(cache_of "$tool")" "$(marker_of "$tool")" \
-        "$(refman_of "$tool")"
-    cp -a "$day0" "$data"
-    case "$tool" in
-        stamp) "$stamp_bin" --store "$store" init ${stamp_init_opts[@]+"${stamp_init_opts[@]}"} ;;
-        restic) restic -r "$store" init ;;
-        borg) borg init -e none "$store" ;;
-    esac >"$workdir/logs/restore-build-$tool-init.log" 2>&1 ||
-        { cat "$workdir/logs/restore-build-$tool-init.log" >&2; exit 1; }
-    snapshot "$tool" day0
-    snapshot "$tool" day0-again
-    python3 "$here/make-dataset.py" --scale "$scale" --next-day "$data" \
-        >"$workdir/logs/restore-build-$tool-next-day.log"
-    snapshot "$tool" day1
-    python3 "$manifest_py" --ignore-root-times "$data" >"$(refman_of "$tool").tmp" ||
+# The same three snapshots as bench-snapshot.sh (build_store, lib.sh), and
+# the manifest of the day-1 data they leave.
+make_store() {  # tool
+    local tool=$1
+    build_store "$tool" "$(marker_of "$tool")" "$(refman_of "$tool")"
+    python3 "$manifest_py" --ignore-root-times --sqlite-masked "$data" >"$(refman_of "$tool").tmp" ||
         die "manifest.py failed on $data"
     mv "$(refman_of "$tool").tmp" "$(refman_of "$tool")"
 }
@@ -291,30 +157,8 @@ tool_version() {
     esac
 }
 
-declare -A store_origin=()
-for tool in "${tool_list[@]}"; do
-    tool_env "$tool"
-    if rec=$(store_reusable "$tool"); then
-        log "[$tool] reusing $(store_of "$tool") (complete per $rec)"
-        store_origin[$tool]="reused ($rec)"
-        if [ "$tool" = stamp ]; then
-            store_init_opts=$(sed -n 's/^init_opts=//p' "$rec" | tail -n 1)
-        fi
-    else
-        built+=("$tool")
-        build_store "$tool"
-        store_origin[$tool]="built by this run"
-        [ "$tool" != stamp ] || store_init_opts=${STAMP_INIT_OPTS:-}
-    fi
-done
-# Every build ends with DIR/data at day 1; a reused store needs it too.
-if [ ! -d "$data" ] || [ "$(dataset_day)" != 1 ]; then
-    log "rebuilding $data at day 1"
-    rm -rf "$data"
-    cp -a "$day0" "$data"
-    python3 "$here/make-dataset.py" --scale "$scale" --next-day "$data" \
-        >"$workdir/logs/restore-next-day.log"
-fi
+reuse_or_build_stores
+data_at_day1
 day1_bytes=$(du -sb "$data" | cut -f1)
 day1_files=$(find "$data" -type f | wc -l)
 day0_bytes=$(du -sb "$day0" | cut -f1)
@@ -339,7 +183,7 @@ for tool in "${tool_list[@]}"; do
         ref_kind[$tool]=data
         if [ ! -f "$workdir/logs/restore-data.manifest" ]; then
             log "manifest of $data (the reference for stores built elsewhere)"
-            python3 "$manifest_py" --ignore-root-times "$data" \
+            python3 "$manifest_py" --ignore-root-times --sqlite-masked "$data" \
                 >"$workdir/logs/restore-data.manifest" ||
                 die "manifest.py failed on $data"
         fi
@@ -407,7 +251,7 @@ time_sync() {
 check_tree() {  # tool key dir
     local tool=$1 key=$2 dir=$3 base rc=0 out
     base="$workdir/logs/restore-$tool-$key"
-    python3 "$manifest_py" --ignore-root-times "$dir" >"$base.manifest" || rc=$?
+    python3 "$manifest_py" --ignore-root-times --sqlite-masked "$dir" >"$base.manifest" || rc=$?
     [ "$rc" = 0 ] || warn "$tool $key: manifest.py exited $rc on $dir (error= fields in $base.manifest)"
     out=$(python3 - "${ref_of[$tool]}" "$base.manifest" "$base.diff" \
               "${ref_kind[$tool]}" "$day0" <<'EOF'
@@ -537,7 +381,7 @@ stamp_wrong() {  # key how-the-target-was-prepared command...
         echo "bench-restore: to reproduce:"
         echo "    $prep"
         echo "    $*"
-        echo "    python3 $manifest_py --ignore-root-times $(target_of stamp) | diff ${ref_of[stamp]} -"
+        echo "    python3 $manifest_py --ignore-root-times --sqlite-masked $(target_of stamp) | diff ${ref_of[stamp]} -"
         echo "bench-restore: ********************************************************"
     } >&2
     exit 1
@@ -590,7 +434,7 @@ restore_step() {  # key prep [pre]
     [ "${3:-}" != pre ] || prep_txt="cp -a $store $(prestore_of) && $prep_txt"
     restore_cmd "${3:-}"
     [ "$prep" = empty ] || file_ids "$root" >"$workdir/logs/restore-$tool-$key.ids-before"
-    drop_caches
+    drop_caches "cold figures"
     timed "$tool" "$key" "$cwd" "${cmd[@]}"
     time_sync
     if ! ok_restore_rc "$tool" "$run_rc"; then
@@ -684,7 +528,7 @@ for tool in "${tool_list[@]}"; do
         restic) cmd=(restic -r "$store" check --read-data) ;;
         borg) cmd=(borg check --verify-data "$store") ;;
     esac
-    drop_caches
+    drop_caches "cold figures"
     timed "$tool" verify "$workdir" "${cmd[@]}"
     if [ "$run_rc" != 0 ]; then
         echo "bench-restore: $tool verify failed (exit $run_rc); last lines of" \
@@ -724,27 +568,19 @@ done
 } >"$workdir/results/restore-dataset.txt"
 
 # --- report ------------------------------------------------------------------
-python3 - "$workdir" "$tools" "$scale" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" "$scale" <<'EOF'
 import os, platform, sys, time
+
+import benchreport
 
 workdir, tools, scale = sys.argv[1:]
 tools = tools.split(",")
-R = {}
-for t in tools + ["dataset"]:
-    d = {}
-    with open(os.path.join(workdir, "results", "restore-%s.txt" % t)) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "restore-%s", tools + ["dataset"])
 D = R.pop("dataset")
 
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 
 def secs(v):
@@ -833,15 +669,8 @@ for label, key in (("check restore-empty", "empty"),
     cells += [""] * (len(header) - len(cells))
     table.append(cells)
 
-widths = [max(len(r[i]) for r in [header] + table) for i in range(len(header))]
 left = {0} | ({len(header) - 1} if with_ratios else set())
-def md_line(cells):
-    return "| " + " | ".join(c.ljust(w) if i in left else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-md_table = [md_line(header),
-            "|" + "|".join(("-" * (w + 1) + ":") if i not in left else "-" * (w + 2)
-                           for i, w in enumerate(widths)) + "|"]
-md_table += [md_line(r) for r in table]
+md_table = benchreport.md_table(header, table, left)
 print()
 print("\n".join(md_table))
 
@@ -888,7 +717,8 @@ if peers:
                      "logs/restore-TOOL-KEY.diff)." % ", ".join(sorted(set(badc))))
 if "stamp" in R:
     notes.append("stamp's checks compare everything manifest.py prints (content, modes, "
-                 "owners, ns mtimes, xattrs, links); any difference stops the run.")
+                 "owners, ns mtimes, xattrs, links); any difference stops the run. "
+                 "SQLite files compared with the backup's header counters masked.")
 loose = [t for t in cols if any(R[t].get(k + "_check_ref") == "data"
                                 for k in ("empty", "prevday", "prevday_pre"))]
 if loose:

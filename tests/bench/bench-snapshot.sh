@@ -10,59 +10,24 @@
 # WORKDIR/results/TOOL.txt, tool output in WORKDIR/logs/.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$here/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 workdir=/tmp/stampfs-bench
 tools=stamp,restic,borg
 keep=0
 only_dataset=0
 rebuild_dataset=0
+# Smaller datasets (--scale) are for checking the script, not for figures.
 scale=1
 
-usage() {
-    sed -n '2,11s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-    exit "${1:-0}"
-}
-
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --keep) keep=1 ;;
-        --workdir) workdir=${2:?--workdir needs a directory}; shift ;;
-        --workdir=*) workdir=${1#*=} ;;
-        --tools) tools=${2:?--tools needs a list}; shift ;;
-        --tools=*) tools=${1#*=} ;;
-        --only-dataset) only_dataset=1 ;;
-        --rebuild-dataset) rebuild_dataset=1 ;;
-        # Smaller datasets are for checking the script, not for figures.
-        --scale) scale=${2:?--scale needs a number}; shift ;;
-        --scale=*) scale=${1#*=} ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-snapshot: unknown argument: $1" >&2; usage 2 >&2 ;;
-    esac
-    shift
-done
-
-IFS=, read -ra tool_list <<<"$tools"
-for t in "${tool_list[@]}"; do
-    case "$t" in
-        stamp|restic|borg) ;;
-        *) echo "bench-snapshot: unknown tool '$t' (stamp, restic, borg)" >&2
-           exit 2 ;;
-    esac
-done
-has_tool() { [[ ",$tools," == *",$1,"* ]]; }
-
-log() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'bench-snapshot: warning: %s\n' "$*" >&2; }
+parse_options "keep workdir tools only-dataset rebuild-dataset scale" "$@"
+parse_tools stamp restic borg
 
 mkdir -p "$workdir"
 workdir=$(cd "$workdir" && pwd)
 
 # --- dependencies ------------------------------------------------------------
-# Machines are rebuilt from scratch, so install rather than assume.  Only
-# what the selected tools need, so a stamp-only run does not pull in borg.
-missing=()
-need() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
+# Only what the selected tools need, so a stamp-only run does not pull in
+# borg.
 need python3 python3
 need sqlite3 sqlite3
 [ -x /usr/bin/time ] || missing+=(time)
@@ -74,17 +39,12 @@ if [ "$only_dataset" = 0 ]; then
         "$repo_root/contrib/install-deps.sh"
     fi
 fi
-if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-fi
+install_missing
 
 # --- dataset (built once, cached) --------------------------------------------
 # The cache is keyed on the generator's content, the scale and the Python
 # stdlib it copies from, so editing make-dataset.py invalidates it.
-if [ "$scale" = 1 ]; then ds_name=dataset-day0; else ds_name=dataset-day0-scale$scale; fi
-day0="$workdir/$ds_name"
+day0=$(day0_dir)
 ds_key=$( { sha256sum "$here/make-dataset.py" | cut -d' ' -f1
             echo "scale=$scale"
             python3 -c 'import sysconfig;print(sysconfig.get_paths()["stdlib"])'
@@ -109,52 +69,17 @@ if [ "$only_dataset" = 1 ]; then
 fi
 
 # --- stamp build -------------------------------------------------------------
-# STAMP_BIN picks a ready binary (e.g. to compare two builds) and skips
-# the build.
-stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
 if has_tool stamp && [ -z "${STAMP_BIN:-}" ]; then
     log "building stamp"
-    # ninja is a no-op when nothing changed, so always run it: measuring a
-    # stale binary would be worse than a few seconds of build.
-    (cd "$repo_root" && { [ -f build/build.ninja ] || meson setup build; } &&
-        ninja -C build) >&2
-    [ -x "$stamp_bin" ] || { echo "bench-snapshot: $stamp_bin not built" >&2; exit 1; }
+    build_stamp
+    [ -x "$stamp_bin" ] || die "$stamp_bin not built"
 fi
-read -ra stamp_init_opts <<<"${STAMP_INIT_OPTS:-}"
-read -ra stamp_snap_opts <<<"${STAMP_SNAPSHOT_OPTS:-}"
 
 # --- per-tool commands -------------------------------------------------------
 data="$workdir/data"        # same path for every tool: identical inputs
 mkdir -p "$workdir/logs" "$workdir/results"
 
-export RESTIC_PASSWORD=bench
-export BORG_PASSPHRASE=bench
-export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
-export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
-
-store_of() { echo "$workdir/store-$1"; }
-# Client-side caches live outside the store; they are moved into the
-# workdir so every run starts from nothing and their size can be reported.
-cache_of() { echo "$workdir/cache-$1"; }
-
-tool_env() {
-    case "$1" in
-        restic) export RESTIC_CACHE_DIR; RESTIC_CACHE_DIR=$(cache_of restic) ;;
-        borg) export BORG_BASE_DIR; BORG_BASE_DIR=$(cache_of borg) ;;
-    esac
-}
-
-tool_init() {
-    local store; store=$(store_of "$1")
-    case "$1" in
-        stamp) "$stamp_bin" --store "$store" init ${stamp_init_opts[@]+"${stamp_init_opts[@]}"} ;;
-        restic) restic -r "$store" init ;;
-        # Unencrypted for borg: restic cannot turn encryption off, but
-        # stamp does not encrypt, and borg's repokey mode only adds a fixed
-        # per-chunk cost.  zstd,3 matches what restic's "auto" does.
-        borg) borg init -e none "$store" ;;
-    esac
-}
+export_tool_secrets
 
 # Sets cmd=(...) rather than running, so /usr/bin/time wraps the tool
 # itself and not a shell.
@@ -167,27 +92,6 @@ snapshot_cmd() {  # tool label
         borg) cmd=(borg create --compression "zstd,3" "$store::$2" "$data") ;;
     esac
 }
-
-# Exit codes that still mean "snapshot committed": stamp 1 = committed with
-# warnings, restic 3 = some files unreadable, borg 1 = warning.
-ok_rc() {
-    case "$1:$2" in
-        *:0|stamp:1|restic:3|borg:1) return 0 ;;
-        *) return 1 ;;
-    esac
-}
-
-cold=yes
-drop_caches() {
-    sync
-    if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-        warn "cannot drop the page cache (not root, or /proc/sys read-only):" \
-             "first snapshots are NOT cold"
-        cold=no
-    fi
-}
-
-store_bytes() { du -sb "$1" 2>/dev/null | cut -f1; }
 
 # Runs one snapshot under /usr/bin/time and appends its figures to the
 # tool's result file as KEY_time, KEY_rss (KiB), KEY_bytes, KEY_rc.
@@ -237,7 +141,7 @@ for tool in "${tool_list[@]}"; do
         { cat "$workdir/logs/$tool-init.log" >&2; exit 1; }
     echo "init_bytes=$(store_bytes "$(store_of "$tool")")" >>"$res"
 
-    drop_caches
+    drop_caches "first snapshots"
     echo "cold=$cold" >>"$res"
     measure "$tool" first day0
     measure "$tool" unchanged day0-again
@@ -259,26 +163,18 @@ done
 cp "$workdir/logs/${tool_list[0]}-next-day.log" "$workdir/next-day.log"
 
 # --- report ------------------------------------------------------------------
-python3 - "$workdir" "$tools" "$ds_files" "$ds_bytes" "$scale" <<'EOF'
+PYTHONPATH="$here" python3 - "$workdir" "$tools" "$ds_files" "$ds_bytes" "$scale" <<'EOF'
 import os, platform, sys, time
+
+import benchreport
 
 workdir, tools, ds_files, ds_bytes, scale = sys.argv[1:]
 tools = tools.split(",")
-R = {}
-for t in tools:
-    d = {}
-    with open(os.path.join(workdir, "results", t + ".txt")) as f:
-        for line in f:
-            k, _, v = line.rstrip("\n").partition("=")
-            d[k] = v
-    R[t] = d
+R = benchreport.load(workdir, "%s", tools)
 
 
 def num(t, k):
-    try:
-        return float(R[t][k])
-    except (KeyError, ValueError):
-        return None
+    return benchreport.number(R, t, k)
 
 
 def added(t, k, prev):

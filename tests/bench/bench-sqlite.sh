@@ -17,45 +17,25 @@
 # WORKDIR/results/sqlite.txt.
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$here/../.." && pwd)
+. "$(dirname "$0")/lib.sh"
 workdir=/tmp/stampfs-bench-live
 repeat=3
 scale=1
 
-usage() {
-    sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
-    exit "${1:-0}"
-}
+parse_options "workdir repeat scale" "$@"
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --workdir) workdir=${2:?--workdir needs a directory}; shift ;;
-        --workdir=*) workdir=${1#*=} ;;
-        --repeat) repeat=${2:?--repeat needs a number}; shift ;;
-        --repeat=*) repeat=${1#*=} ;;
-        --scale) scale=${2:?--scale needs a number}; shift ;;
-        --scale=*) scale=${1#*=} ;;
-        -h|--help) usage 0 ;;
-        *) echo "bench-sqlite: unknown argument: $1" >&2; usage 2 >&2 ;;
-    esac
-    shift
-done
-
-log() { printf '==> %s\n' "$*" >&2; }
 mkdir -p "$workdir/logs" "$workdir/results"
 workdir=$(cd "$workdir" && pwd)
 
 # The dataset, built (or reused) by bench-snapshot.sh in the same workdir.
-"$here/bench-snapshot.sh" --workdir "$workdir" --scale "$scale" --only-dataset
-if [ "$scale" = 1 ]; then day0="$workdir/dataset-day0"; else day0="$workdir/dataset-day0-scale$scale"; fi
-[ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; }
+build_dataset
+[ -x /usr/bin/time ] || missing+=(time)
+install_missing
 
-stamp_bin="${STAMP_BIN:-$repo_root/build/tools/stamp}"
 if [ -z "${STAMP_BIN:-}" ]; then
     log "building stamp"
     "$repo_root/contrib/install-deps.sh"
-    (cd "$repo_root" && { [ -f build/build.ninja ] || meson setup build; } && ninja -C build) >&2
+    build_stamp
 fi
 
 data="$workdir/data"

@@ -19,21 +19,6 @@
 
 #define FILE_SIZE (300u * 1024)
 
-static void write_file(const char *dir, const char *name, unsigned long long seed)
-{
-        unsigned char *data = malloc(FILE_SIZE);
-        char path[700];
-        int fd;
-
-        fill_random(data, FILE_SIZE, seed);
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        CHECK(fd >= 0);
-        CHECK(write(fd, data, FILE_SIZE) == (ssize_t)FILE_SIZE);
-        close(fd);
-        free(data);
-}
-
 static void check_content(const char *dir, const char *stamp, const char *name,
                           unsigned long long seed)
 {
@@ -57,21 +42,6 @@ static void check_content(const char *dir, const char *stamp, const char *name,
         stamp_store_free(s);
         free(want);
         free(got);
-}
-
-static void take(struct stamp_store *s, const char *src, char ret[STAMP_STAMP_LEN + 1])
-{
-        const char *sources[1] = { src };
-        struct stamp_snapshot_options o = { .sources = sources, .n_sources = 1, .threads = 2 };
-        struct stamp_record rec;
-        const char *bad = NULL;
-
-        CHECK_OK(stamp_store_lock(s, 0, "test", NULL, 0));
-        CHECK_OK(stamp_store_recover(s));
-        CHECK_OK(stamp_snapshot_create(s, &o, &rec, &bad));
-        strcpy(ret, rec.stamp);
-        stamp_record_release(&rec);
-        stamp_store_unlock(s);
 }
 
 static void copy_all(struct stamp_store *src, struct stamp_copy_dest *d,
@@ -182,12 +152,12 @@ int main(void)
         io.pack_size = 1u << 20;
         CHECK_OK(stamp_store_init(store, &io));
         CHECK_OK(stamp_store_open(store, &s));
-        write_file(src_dir, "one", 1);
-        write_file(src_dir, "two", 2);
-        take(s, src_dir, a);
+        write_random_file(src_dir, "one", FILE_SIZE, 1);
+        write_random_file(src_dir, "two", FILE_SIZE, 2);
+        take_snapshot(s, src_dir, a);
         sleep(1);
-        write_file(src_dir, "two", 3);
-        take(s, src_dir, b);
+        write_random_file(src_dir, "two", FILE_SIZE, 3);
+        take_snapshot(s, src_dir, b);
 
         /* Local: missing without INIT, then created, then nothing to send. */
         CHECK_RC(stamp_copy_local_open(local, 0, stamp_store_config(s), 0, &d), -ENOENT);

@@ -62,21 +62,6 @@ static void make_source(void)
         have_xattrs = setxattr(at("src/data"), "user.k", "v", 1, 0) == 0;
 }
 
-static void take_snapshot(struct stamp_store *s)
-{
-        const char *sources[1] = { at("src") };
-        struct stamp_snapshot_options o = { .sources = sources, .n_sources = 1, .threads = 2 };
-        struct stamp_record rec;
-        const char *bad = NULL;
-
-        CHECK_OK(stamp_store_lock(s, 0, "test", NULL, 0));
-        CHECK_OK(stamp_store_recover(s));
-        CHECK_OK(stamp_snapshot_create(s, &o, &rec, &bad));
-        strcpy(stamp, rec.stamp);
-        stamp_record_release(&rec);
-        stamp_store_unlock(s);
-}
-
 /* Makes r/ an exact copy again (--checksum: a same-size, same-time edit is found too). */
 static void restore(struct stamp_store *s)
 {
@@ -378,7 +363,7 @@ int main(void)
         stamp_init_options_default(&io);
         CHECK_OK(stamp_store_init(at("store"), &io));
         CHECK_OK(stamp_store_open(at("store"), &s));
-        take_snapshot(s);
+        take_snapshot(s, at("src"), stamp);
         test_compare(s);
         test_check();
         test_run(s);

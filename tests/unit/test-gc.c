@@ -19,21 +19,6 @@
 
 #define FILE_SIZE (200u * 1024)
 
-static void write_file(const char *dir, const char *name, unsigned long long seed)
-{
-        unsigned char *data = malloc(FILE_SIZE);
-        char path[700];
-        int fd;
-
-        fill_random(data, FILE_SIZE, seed);
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        CHECK(fd >= 0);
-        CHECK(write(fd, data, FILE_SIZE) == (ssize_t)FILE_SIZE);
-        close(fd);
-        free(data);
-}
-
 static void check_content(struct stamp_store *s, const char *stamp, const char *name,
                           unsigned long long seed)
 {
@@ -54,21 +39,6 @@ static void check_content(struct stamp_store *s, const char *stamp, const char *
         stamp_record_release(&rec);
         free(want);
         free(got);
-}
-
-static void take(struct stamp_store *s, const char *src, char ret[STAMP_STAMP_LEN + 1])
-{
-        const char *sources[1] = { src };
-        struct stamp_snapshot_options o = { .sources = sources, .n_sources = 1, .threads = 2 };
-        struct stamp_record rec;
-        const char *bad = NULL;
-
-        CHECK_OK(stamp_store_lock(s, 0, "test", NULL, 0));
-        CHECK_OK(stamp_store_recover(s));
-        CHECK_OK(stamp_snapshot_create(s, &o, &rec, &bad));
-        strcpy(ret, rec.stamp);
-        stamp_record_release(&rec);
-        stamp_store_unlock(s);
 }
 
 static struct stamp_store *open_store(const char *dir)
@@ -175,13 +145,13 @@ int main(void)
         io.pack_size = 1u << 20;
         CHECK_OK(stamp_store_init(dir, &io));
         CHECK(mkdir(src, 0755) == 0);
-        write_file(src, "a", 1);
-        write_file(src, "b", 2);
+        write_random_file(src, "a", FILE_SIZE, 1);
+        write_random_file(src, "b", FILE_SIZE, 2);
         s = open_store(dir);
-        take(s, src, a);
+        take_snapshot(s, src, a);
         CHECK(unlink(strcat(strcpy((char[700]){ 0 }, src), "/a")) == 0);
-        write_file(src, "c", 3);
-        take(s, src, b);
+        write_random_file(src, "c", FILE_SIZE, 3);
+        take_snapshot(s, src, b);
 
         /* Stats: everything indexed is referenced; each snapshot holds some alone. */
         stats(s, &st);
@@ -240,8 +210,8 @@ int main(void)
         CHECK(rr.snapshots == 1 && rr.damaged_packs == 0 && rr.unreadable_packs == 0);
         stamp_store_free(s);
         s = open_store(dir);
-        write_file(src, "d", 4);
-        take(s, src, c);
+        write_random_file(src, "d", FILE_SIZE, 4);
+        take_snapshot(s, src, c);
         check_content(reader, c, "d", 4); /* committed after the reindex */
         check_content(reader, b, "b", 2);
         stamp_store_free(reader);

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: MIT */
-/* Assertion helpers for the unit tests: they print the expression and the place. */
+/*
+ * Assertion helpers for the unit tests: they print the expression and the
+ * place. Also the fixtures more than one test needs (util.c, linked into
+ * every unit test).
+ */
 #pragma once
 
 #include <errno.h>
@@ -59,3 +63,15 @@ static inline void fill_random(unsigned char *p, size_t n, unsigned long long se
                 p[i] = (unsigned char)(x >> 24);
         }
 }
+
+struct stamp_store;
+
+/* Writes @size bytes of fill_random(@seed) to @dir/@name, replacing it. */
+void write_random_file(const char *dir, const char *name, size_t size, unsigned long long seed);
+
+/*
+ * Snapshots directory @src into @s (2 threads), taking and releasing the
+ * store lock around it; the new stamp goes to @ret, which holds
+ * STAMP_STAMP_LEN + 1 bytes.
+ */
+void take_snapshot(struct stamp_store *s, const char *src, char *ret);

@@ -2,7 +2,7 @@
 """Print a canonical manifest of a directory tree, one line per entry.
 
 Usage:
-    manifest.py DIR [--ignore-root-times] [--no-ctime] [--no-atime]
+    manifest.py DIR [--ignore-root-times] [--sqlite-masked] [--no-ctime] [--no-atime]
 
 Two trees are identical (for everything a snapshot/restore must preserve)
 iff their manifests are byte-identical:
@@ -26,7 +26,12 @@ Line format (fields separated by single spaces, all ASCII):
           including symlinks.  Omitted for "." with --ignore-root-times.
   rdev    chr/blk only.
   target  symlinks only, escaped like PATH.
-  sha256  regular files only.
+  sha256  regular files only.  With --sqlite-masked, a file that starts
+          with "SQLite format 3\\0" is hashed with the three header fields
+          zeroed that SQLite's backup API rewrites in its copy: the file
+          change counter (bytes 24..27), the schema cookie (40..43) and
+          the version-valid-for number (92..95).  `stamp snapshot` copies
+          rollback-journal databases that way, equal in every other byte.
   nlink   every non-directory (directory link counts are fs-specific).
   link    non-directories with st_nlink > 1: the first path, in sorted order,
           that has the same (st_dev, st_ino); identical for every member of a
@@ -86,15 +91,35 @@ def ftype(mode):
     return "unknown%o" % stat.S_IFMT(mode)
 
 
-def sha256_file(path):
+SQLITE_MAGIC = b"SQLite format 3\0"
+# (offset, length) of the header fields SQLite's backup API rewrites.
+SQLITE_BACKUP_FIELDS = ((24, 4), (40, 4), (92, 4))
+
+
+def mask_sqlite_header(buf):
+    """buf (a file's first bytes) with SQLITE_BACKUP_FIELDS zeroed, if it
+    is a SQLite database; else buf as it is."""
+    if not buf.startswith(SQLITE_MAGIC):
+        return buf
+    b = bytearray(buf)
+    for off, n in SQLITE_BACKUP_FIELDS:
+        b[off:off + n] = bytes(len(b[off:off + n]))
+    return bytes(b)
+
+
+def sha256_file(path, sqlite_masked=False):
     h = hashlib.sha256()
     # O_NOFOLLOW/O_NONBLOCK: never follow or block if the entry was swapped
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
+        first = sqlite_masked
         while True:
             buf = os.read(fd, 1 << 20)
             if not buf:
                 break
+            if first:
+                buf = mask_sqlite_header(buf)
+                first = False
             h.update(buf)
     finally:
         os.close(fd)
@@ -128,6 +153,9 @@ def main():
     ap.add_argument("dir")
     ap.add_argument("--ignore-root-times", action="store_true",
                     help="omit the mtime of the root directory '.'")
+    ap.add_argument("--sqlite-masked", action="store_true",
+                    help="hash SQLite files with the header fields SQLite's backup API "
+                         "rewrites zeroed")
     ap.add_argument("--no-ctime", action="store_true", help="no-op: ctime is never printed")
     ap.add_argument("--no-atime", action="store_true", help="no-op: atime is never printed")
     a = ap.parse_args()
@@ -164,7 +192,7 @@ def main():
             if t == "lnk":
                 f.append("target=" + esc(os.readlink(path)))
             elif t == "reg":
-                f.append("sha256=" + sha256_file(path))
+                f.append("sha256=" + sha256_file(path, a.sqlite_masked))
         except OSError as e:
             f.append("error=" + esc(os.fsencode(e.strerror or str(e))))
             failed = True

@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared cache, the reader's spans and warm-up, and the prefetcher:
+ * spans give the file's bytes exactly (also when they run out before the
+ * range does), concurrent getters of one object share one load, a missing
+ * object fails every getter without leaving anything behind, the cache
+ * stays within its bound, and prefetched files end up in the cache.
+ */
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "prefetch.h"
+#include "reader.h"
+#include "store.h"
+#include "tests.h"
+
+#define BIG_SIZE (4u << 20) /* chunk-listed: more chunks than fit inline */
+#define SMALL_SIZE 20000u
+#define SMALLS 6
+
+struct fixture {
+        char *dir;
+        struct stamp_store *s;
+        struct stamp_record rec;
+};
+
+static void entry_of(struct fixture *fx, const char *name, struct stamp_tree_obj *parent,
+                     struct stamp_entry *e)
+{
+        CHECK_OK(stamp_path_resolve(fx->s, &fx->rec.root, name, parent, e));
+}
+
+/* Every span of [0, size) in order, glued together, is the file. */
+static void check_spans(struct fixture *fx, struct stamp_cache *c, size_t max_spans)
+{
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        struct stamp_file *f;
+        struct stamp_span spans[64];
+        unsigned char *want = malloc(BIG_SIZE), *got = malloc(BIG_SIZE);
+        uint64_t off = 0;
+
+        fill_random(want, BIG_SIZE, 1);
+        entry_of(fx, "big", &parent, &e);
+        CHECK_OK(stamp_file_open(fx->s, &e, c, &f));
+        CHECK(stamp_file_chunked(f));
+        while (off < BIG_SIZE) {
+                size_t bytes = 0, at = 0;
+                ssize_t n = stamp_file_spans(f, off, 1u << 20, spans, max_spans, &bytes);
+                CHECK(n > 0 && (size_t)n <= max_spans && bytes > 0);
+                for (ssize_t i = 0; i < n; i++) {
+                        memcpy(got + off + at, spans[i].data, spans[i].len);
+                        at += spans[i].len;
+                        stamp_cache_put(c, spans[i].ref);
+                }
+                CHECK(at == bytes);
+                off += bytes;
+        }
+        CHECK(off == BIG_SIZE);
+        CHECK(memcmp(got, want, BIG_SIZE) == 0);
+        {
+                size_t bytes = 1;
+                CHECK(stamp_file_spans(f, BIG_SIZE, 100, spans, max_spans, &bytes) == 0);
+                CHECK(bytes == 0);
+        }
+        stamp_file_free(f);
+        stamp_tree_obj_release(&parent);
+        free(want);
+        free(got);
+}
+
+struct racer {
+        struct fixture *fx;
+        struct stamp_cache *c;
+        struct stamp_id id;
+        pthread_barrier_t *start;
+        struct stamp_cache_ref *ref;
+        int r;
+};
+
+static void *race(void *userdata)
+{
+        struct racer *ra = userdata;
+        const uint8_t *data;
+        size_t len;
+
+        pthread_barrier_wait(ra->start);
+        ra->r = stamp_cache_get(ra->c, ra->fx->s, &ra->id, STAMP_OBJ_DATA, &ra->ref, &data, &len);
+        return NULL;
+}
+
+/* @threads getters of @id at once: their results, in @ra. */
+static void run_race(struct fixture *fx, struct stamp_cache *c, const struct stamp_id *id,
+                     struct racer *ra, unsigned threads)
+{
+        pthread_t t[8];
+        pthread_barrier_t start;
+
+        CHECK(threads <= 8);
+        pthread_barrier_init(&start, NULL, threads);
+        for (unsigned i = 0; i < threads; i++) {
+                ra[i] = (struct racer){ .fx = fx, .c = c, .id = *id, .start = &start };
+                CHECK(pthread_create(&t[i], NULL, race, &ra[i]) == 0);
+        }
+        for (unsigned i = 0; i < threads; i++)
+                pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&start);
+}
+
+static void test_single_flight(struct fixture *fx)
+{
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        struct stamp_content ct;
+        struct stamp_id id, missing;
+        struct racer ra[8];
+        uint32_t len;
+
+        /* The first chunk of a small (inline) file: its id is in the entry. */
+        entry_of(fx, "small0", &parent, &e);
+        CHECK_OK(stamp_content_parse(e.content, e.content_len, &ct));
+        CHECK(ct.kind == STAMP_CONTENT_INLINE && ct.n > 0);
+        stamp_content_chunk(&ct, 0, &id, &len);
+        for (int round = 0; round < 20; round++) {
+                struct stamp_cache *c = stamp_cache_new(1u << 20);
+                run_race(fx, c, &id, ra, 8);
+                for (unsigned i = 0; i < 8; i++) {
+                        CHECK_OK(ra[i].r);
+                        CHECK(ra[i].ref == ra[0].ref); /* one load, one entry */
+                }
+                for (unsigned i = 0; i < 8; i++)
+                        stamp_cache_put(c, ra[i].ref);
+                stamp_cache_free(c);
+        }
+
+        /* A missing object: every getter fails, none waits forever, nothing stays. */
+        missing = id;
+        missing.b[0] ^= 0xff;
+        {
+                struct stamp_cache *c = stamp_cache_new(1u << 20);
+                run_race(fx, c, &missing, ra, 8);
+                for (unsigned i = 0; i < 8; i++)
+                        CHECK_RC(ra[i].r, -ENOENT);
+                CHECK(stamp_cache_bytes(c) == 0);
+                run_race(fx, c, &missing, ra, 2);
+                CHECK_RC(ra[0].r, -ENOENT);
+                stamp_cache_free(c);
+        }
+        stamp_tree_obj_release(&parent);
+}
+
+static void test_bound_and_warm(struct fixture *fx)
+{
+        struct stamp_cache *c = stamp_cache_new(1u << 20);
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        struct stamp_file *f;
+
+        entry_of(fx, "big", &parent, &e);
+        CHECK_OK(stamp_file_open(fx->s, &e, c, &f));
+        CHECK_OK(stamp_file_warm(f, 0, UINT64_MAX)); /* the whole file, through a 1 MiB cache */
+        stamp_file_drop_chunk(f);
+        CHECK(stamp_cache_bytes(c) <= (1u << 20));
+        CHECK(stamp_cache_bytes(c) > (1u << 19)); /* and it is full */
+        CHECK_OK(stamp_file_warm(f, BIG_SIZE, 10)); /* past the end: nothing to do */
+        stamp_file_free(f);
+
+        /* Without a cache, spans are refused and warm only checks. */
+        CHECK_OK(stamp_file_open(fx->s, &e, NULL, &f));
+        {
+                struct stamp_span sp[1];
+                size_t bytes;
+                CHECK_RC(stamp_file_spans(f, 0, 10, sp, 1, &bytes), -EINVAL);
+        }
+        CHECK_OK(stamp_file_warm(f, 0, 100000));
+        stamp_file_free(f);
+        stamp_tree_obj_release(&parent);
+        stamp_cache_free(c);
+}
+
+static void test_prefetch(struct fixture *fx)
+{
+        struct stamp_cache *c = stamp_cache_new(64u << 20);
+        struct stamp_prefetch *p;
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        uint64_t queued, done;
+        char name[32];
+
+        CHECK_RC(stamp_prefetch_new(fx->s, c, 0, 1u << 20, &p), -EINVAL);
+        CHECK_OK(stamp_prefetch_new(fx->s, c, 2, 1u << 20, &p));
+        for (int i = 0; i < SMALLS; i++) {
+                snprintf(name, sizeof(name), "small%d", i);
+                entry_of(fx, name, &parent, &e);
+                CHECK_OK(stamp_prefetch_file(p, &e, UINT64_MAX));
+                stamp_tree_obj_release(&parent);
+        }
+        entry_of(fx, "big", &parent, &e);
+        CHECK_RC(stamp_prefetch_file(p, &e, 2u << 20), -EAGAIN); /* more than the queue holds */
+        stamp_tree_obj_release(&parent);
+        entry_of(fx, "empty", &parent, &e);
+        CHECK_RC(stamp_prefetch_file(p, &e, 100), -EINVAL);
+        stamp_tree_obj_release(&parent);
+
+        for (int i = 0; i < 500; i++) {
+                stamp_prefetch_stats(p, &queued, &done);
+                if (done == queued)
+                        break;
+                usleep(10000);
+        }
+        CHECK(queued == SMALLS && done == SMALLS);
+        /* Every byte of the small files is in the cache now. */
+        CHECK(stamp_cache_bytes(c) >= (size_t)SMALLS * SMALL_SIZE);
+        stamp_prefetch_free(p);
+
+        /* Freed with work still queued: the queue is dropped, nothing leaks or hangs. */
+        CHECK_OK(stamp_prefetch_new(fx->s, c, 1, 64u << 20, &p));
+        entry_of(fx, "big", &parent, &e);
+        for (int i = 0; i < 10; i++)
+                CHECK_OK(stamp_prefetch_file(p, &e, UINT64_MAX));
+        stamp_tree_obj_release(&parent);
+        stamp_prefetch_free(p);
+        stamp_cache_free(c);
+}
+
+int main(void)
+{
+        struct fixture fx = { 0 };
+        struct stamp_init_options io;
+        char src[600], store[600], stamp[STAMP_STAMP_LEN + 1], name[32];
+
+        fx.dir = make_tmpdir();
+        snprintf(src, sizeof(src), "%s/src", fx.dir);
+        snprintf(store, sizeof(store), "%s/store", fx.dir);
+        CHECK(mkdir(src, 0755) == 0);
+        write_random_file(src, "big", BIG_SIZE, 1);
+        for (int i = 0; i < SMALLS; i++) {
+                snprintf(name, sizeof(name), "small%d", i);
+                write_random_file(src, name, SMALL_SIZE, 100 + i);
+        }
+        write_random_file(src, "empty", 0, 0);
+        stamp_init_options_default(&io);
+        CHECK_OK(stamp_store_init(store, &io));
+        CHECK_OK(stamp_store_open(store, &fx.s));
+        take_snapshot(fx.s, src, stamp);
+        CHECK_OK(stamp_store_record_load(fx.s, stamp, &fx.rec));
+
+        {
+                struct stamp_cache *c = stamp_cache_new(64u << 20);
+                check_spans(&fx, c, 64); /* spans enough for a whole 1 MiB */
+                check_spans(&fx, c, 3);  /* spans run out first: fewer bytes, still exact */
+                stamp_cache_free(c);
+        }
+        test_single_flight(&fx);
+        test_bound_and_warm(&fx);
+        test_prefetch(&fx);
+
+        stamp_record_release(&fx.rec);
+        stamp_store_free(fx.s);
+        rm_rf(fx.dir);
+        free(fx.dir);
+        printf("cache ok\n");
+        return 0;
+}

@@ -244,14 +244,47 @@ store_reusable() {
     return 1
 }
 
+# stamp reads a WAL database through SQLite, read-only: at rest (no -wal
+# and -shm beside it) SQLite creates both, and a read-only connection
+# leaves them. A service running would have them anyway; at rest they make
+# DATA differ from what was snapshotted (two files, the directory's mtime)
+# and the reference manifests wrong. at_rest_before notes the directories
+# without them; at_rest_after removes the empty pair SQLite left there and
+# gives the directory its mtime back.
+at_rest_before() {
+    local db i=0
+    at_rest_dbs=()
+    mkdir -p "$workdir/at-rest"
+    while IFS= read -r -d '' db; do
+        { [ -e "$db-wal" ] || [ -e "$db-shm" ]; } && continue
+        touch -r "$(dirname "$db")" "$workdir/at-rest/$i"
+        at_rest_dbs+=("$db")
+        i=$((i + 1))
+    done < <(find "$data" -name '*.db' -type f -print0)
+}
+at_rest_after() {
+    local rc=$? i=0 db
+    for db in ${at_rest_dbs[@]+"${at_rest_dbs[@]}"}; do
+        if [ -f "$db-wal" ] && [ ! -s "$db-wal" ]; then
+            rm -f "$db-wal" "$db-shm"
+            touch -r "$workdir/at-rest/$i" "$(dirname "$db")"
+        fi
+        i=$((i + 1))
+    done
+    rm -rf "$workdir/at-rest"
+    return "$rc"
+}
+
 build_snapshot() {  # tool label; untimed, logs in WORKDIR/logs/BENCH-build-*
     local tool=$1 label=$2 store rc=0 out err
     store=$(store_of "$tool")
     out="$workdir/logs/$bench-build-$tool-$label.out"
     err="$workdir/logs/$bench-build-$tool-$label.err"
     case "$tool" in
-        stamp) "$stamp_bin" --store "$store" -q snapshot \
-                   ${stamp_snap_opts[@]+"${stamp_snap_opts[@]}"} "$data" ;;
+        stamp) at_rest_before
+               "$stamp_bin" --store "$store" -q snapshot \
+                   ${stamp_snap_opts[@]+"${stamp_snap_opts[@]}"} "$data"
+               at_rest_after ;;
         restic) restic -r "$store" backup --quiet "$data" ;;
         borg) borg create --compression "zstd,3" "$store::$label" "$data" ;;
     esac >"$out" 2>"$err" || rc=$?

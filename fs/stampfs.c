@@ -56,6 +56,7 @@
 #define STREAMS 8              /* directories read ahead in at once */
 #define PREFETCH_THREADS 2
 #define TRIM_EVERY (64ULL << 20)
+#define PUSH_MAX (1u << 20) /* bytes handed to the kernel at once */
 #define LOG_BURST 20 /* read errors logged a minute */
 /* Spans of one read: 1 MiB (max_read) of the smallest chunks, 4 KiB. */
 #define READ_SPANS 257
@@ -76,6 +77,7 @@ struct node {
         struct stamp_id tree; /* directories */
         /* K_ENTRY: where it was found (the first name, for hardlinks), for read-ahead */
         struct stamp_id parent_tree;
+        uint64_t parent_ino;
         uint32_t index;
         uint8_t type;
         uint32_t mode, uid, gid, nlink;
@@ -136,6 +138,8 @@ struct fs {
         } streams[STREAMS];
         unsigned streams_clock;
         uint64_t served; /* bytes read, atomic (trim_now_and_then()) */
+        struct fuse_session *se; /* for prefetch_done()'s notifications */
+        long page_size;
 };
 
 struct dir_handle {
@@ -305,6 +309,32 @@ static int dup_bytes(const void *p, size_t len, uint8_t **ret)
         return 0;
 }
 
+/* The st_ino of entry @e in snapshot @stamp, in the directory whose st_ino is @parent_ino. */
+static uint64_t entry_ino(const char *stamp, uint64_t parent_ino, const struct stamp_entry *e)
+{
+        if (e->link_id)
+                return hash_ino(stamp, STAMP_STAMP_LEN, &e->link_id, sizeof(e->link_id));
+        return hash_ino(&parent_ino, sizeof(parent_ino), e->name, e->name_len);
+}
+
+/*
+ * The entry node with st_ino @ino, if the kernel knows it, with one more
+ * reference (dropped with node_unref()) so that it outlives a forget.
+ */
+static struct node *node_hold(struct fs *fs, uint64_t ino)
+{
+        struct node *e;
+
+        pthread_mutex_lock(&fs->nodes_lock);
+        for (e = fs->nodes[ino % NODE_BUCKETS]; e; e = e->hnext)
+                if (e->ino == ino && e->kind == K_ENTRY) {
+                        e->nlookup++;
+                        break;
+                }
+        pthread_mutex_unlock(&fs->nodes_lock);
+        return e;
+}
+
 /* A node for entry @e of a directory of node @parent. */
 static int node_from_entry(const struct node *parent, const struct stamp_entry *e,
                            uint32_t index, struct node **ret)
@@ -327,10 +357,8 @@ static int node_from_entry(const struct node *parent, const struct stamp_entry *
         n->tree = e->subtree;
         n->parent_tree = parent->tree;
         n->index = index;
-        if (e->link_id)
-                n->ino = hash_ino(n->stamp, STAMP_STAMP_LEN, &e->link_id, sizeof(e->link_id));
-        else
-                n->ino = hash_ino(&parent->ino, sizeof(parent->ino), e->name, e->name_len);
+        n->parent_ino = parent->ino;
+        n->ino = entry_ino(n->stamp, parent->ino, e);
         if (dup_bytes(e->content, e->content_len, &n->content) < 0 ||
             dup_bytes(e->xattrs, e->xattrs_len, &n->xattrs) < 0 ||
             dup_bytes(e->target, e->target_len, (uint8_t **)&n->target) < 0) {
@@ -695,9 +723,15 @@ static void prefetch_after(struct fs *fs, const struct node *n)
                         continue;
                 if (ahead >= fs->prefetch_bytes)
                         break;
-                if (j >= from &&
-                    stamp_prefetch_file(fs->pf, &e, fs->prefetch_bytes - ahead) == -EAGAIN)
-                        break; /* the workers are behind: enough queued */
+                if (j >= from) {
+                        /* Its node, if the kernel knows it: prefetch_done() fills its pages. */
+                        struct node *held = node_hold(fs, entry_ino(n->stamp, n->parent_ino, &e));
+                        int r = stamp_prefetch_file(fs->pf, &e, fs->prefetch_bytes - ahead, held);
+                        if (r < 0 && held)
+                                node_unref(fs, held, 1);
+                        if (r == -EAGAIN)
+                                break; /* the workers are behind: enough queued */
+                }
                 ahead += e.size;
         }
         pthread_mutex_lock(&fs->streams_lock);
@@ -706,6 +740,44 @@ static void prefetch_after(struct fs *fs, const struct node *n)
                 st->next = j; /* two threads may queue a file twice: the cache loads it once */
         pthread_mutex_unlock(&fs->streams_lock);
         stamp_cache_put(fs->cache, ref);
+}
+
+/*
+ * A file read ahead is in the cache: hand its first @len bytes to the
+ * kernel's page cache too (FUSE_NOTIFY_STORE), so that the read which
+ * comes next needs no request at all. Only whole pages, or the file's
+ * last; failures (the kernel forgot the inode, the mount is going) only
+ * mean the read will ask.
+ */
+static void prefetch_done(void *hook_data, struct stamp_file *f, uint64_t len, void *job_data)
+{
+        struct fs *fs = hook_data;
+        struct node *n = job_data;
+        uint64_t off = 0;
+        char *buf = NULL;
+
+        if (!n)
+                return;
+        if (len < n->size)
+                len -= len % (uint64_t)fs->page_size;
+        while (f && fs->se && off < len) {
+                size_t want = len - off > PUSH_MAX ? PUSH_MAX : (size_t)(len - off);
+                struct fuse_bufvec bv = FUSE_BUFVEC_INIT(want);
+                ssize_t got;
+
+                if (!buf && !(buf = malloc(PUSH_MAX)))
+                        break;
+                got = stamp_file_pread(f, buf, want, off);
+                if (got != (ssize_t)want)
+                        break;
+                bv.buf[0].mem = buf;
+                if (fuse_lowlevel_notify_store(fs->se, (fuse_ino_t)(uintptr_t)n, (off_t)off, &bv,
+                                               0) != 0)
+                        break;
+                off += want;
+        }
+        free(buf);
+        node_unref(fs, n, 1);
 }
 
 /*
@@ -1386,6 +1458,8 @@ int main(int argc, char **argv)
         se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
         if (!se)
                 goto out;
+        fs.se = se;
+        fs.page_size = sysconf(_SC_PAGESIZE);
         if (fuse_set_signal_handlers(se) != 0)
                 goto out;
         if (fuse_session_mount(se, mnt_abs ? mnt_abs : pos.mountpoint) != 0) {
@@ -1402,7 +1476,8 @@ int main(int argc, char **argv)
         }
         /* Threads start after fuse_daemonize(): they would not survive its fork. */
         if (fs.prefetch_files > 0 &&
-            stamp_prefetch_new(fs.s, fs.cache, PREFETCH_THREADS, fs.prefetch_bytes, &fs.pf) < 0)
+            stamp_prefetch_new(fs.s, fs.cache, PREFETCH_THREADS, fs.prefetch_bytes, prefetch_done,
+                               &fs, &fs.pf) < 0)
                 goto out_unmount;
         lc = fuse_loop_cfg_create();
         if (!lc)

@@ -14,6 +14,7 @@
 
 struct job {
         struct job *next;
+        void *data; /* for the done hook */
         uint64_t size, len;
         size_t content_len;
         uint8_t content[]; /* the entry's encoded content reference */
@@ -22,6 +23,8 @@ struct job {
 struct stamp_prefetch {
         struct stamp_store *s;
         struct stamp_cache *cache;
+        stamp_prefetch_done_fn *done;
+        void *hook_data;
         pthread_mutex_t lock;
         pthread_cond_t work;
         struct job *head, *tail; /* protected by lock */
@@ -41,9 +44,20 @@ static void job_run(struct stamp_prefetch *p, const struct job *j)
         e.size = j->size;
         e.content = j->content;
         e.content_len = j->content_len;
-        if (stamp_file_open(p->s, &e, p->cache, &f) < 0)
+        if (stamp_file_open(p->s, &e, p->cache, &f) < 0) {
+                if (p->done)
+                        p->done(p->hook_data, NULL, j->len, j->data);
                 return;
-        (void)stamp_file_warm(f, 0, j->len); /* errors are the real read's to report */
+        }
+        /* Errors are the real read's to report. */
+        if (stamp_file_warm(f, 0, j->len) < 0) {
+                stamp_file_free(f);
+                f = NULL;
+        }
+        if (f)
+                stamp_file_drop_chunk(f);
+        if (p->done)
+                p->done(p->hook_data, f, j->len, j->data);
         stamp_file_free(f);
 }
 
@@ -77,7 +91,8 @@ static void *worker(void *userdata)
 }
 
 int stamp_prefetch_new(struct stamp_store *s, struct stamp_cache *cache, unsigned threads,
-                       uint64_t max_queued, struct stamp_prefetch **ret)
+                       uint64_t max_queued, stamp_prefetch_done_fn *done, void *hook_data,
+                       struct stamp_prefetch **ret)
 {
         struct stamp_prefetch *p;
         int r;
@@ -90,6 +105,8 @@ int stamp_prefetch_new(struct stamp_store *s, struct stamp_cache *cache, unsigne
         p->s = s;
         p->cache = cache;
         p->max_queued = max_queued;
+        p->done = done;
+        p->hook_data = hook_data;
         pthread_mutex_init(&p->lock, NULL);
         pthread_cond_init(&p->work, NULL);
         for (; p->n_threads < threads; p->n_threads++) {
@@ -115,6 +132,8 @@ void stamp_prefetch_free(struct stamp_prefetch *p)
                 pthread_join(p->threads[i], NULL);
         for (struct job *j = p->head, *next; j; j = next) {
                 next = j->next;
+                if (p->done)
+                        p->done(p->hook_data, NULL, j->len, j->data);
                 free(j);
         }
         pthread_cond_destroy(&p->work);
@@ -122,7 +141,8 @@ void stamp_prefetch_free(struct stamp_prefetch *p)
         free(p);
 }
 
-int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len)
+int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len,
+                        void *job_data)
 {
         struct job *j;
 
@@ -134,6 +154,7 @@ int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, u
         if (!j)
                 return -ENOMEM;
         j->next = NULL;
+        j->data = job_data;
         j->size = e->size;
         j->len = len;
         j->content_len = e->content_len;

@@ -18,25 +18,38 @@
 #include "tree.h"
 
 struct stamp_cache;
+struct stamp_file;
 struct stamp_prefetch;
 
 /*
+ * Called once for every queued job, on a worker thread: with the file's
+ * reader (on the cache) once its first @len bytes are in the cache, or with
+ * @f NULL when they could not be loaded or the job was dropped (then from
+ * stamp_prefetch_free()). @job_data is what stamp_prefetch_file() got.
+ */
+typedef void stamp_prefetch_done_fn(void *hook_data, struct stamp_file *f, uint64_t len,
+                                    void *job_data);
+
+/*
  * Starts @threads workers (1..16) that fill @cache from @s. At most
- * @max_queued bytes wait at any time. -ENOMEM, -EINVAL, or the errno of
- * pthread_create().
+ * @max_queued bytes wait at any time. @done (may be NULL) is called as
+ * above. -ENOMEM, -EINVAL, or the errno of pthread_create().
  */
 int stamp_prefetch_new(struct stamp_store *s, struct stamp_cache *cache, unsigned threads,
-                       uint64_t max_queued, struct stamp_prefetch **ret);
+                       uint64_t max_queued, stamp_prefetch_done_fn *done, void *hook_data,
+                       struct stamp_prefetch **ret);
 /* Drops what is queued, waits for the loads in flight, joins the workers. */
 void stamp_prefetch_free(struct stamp_prefetch *p);
 
 /*
  * Queues the first @len bytes (at most the file's size) of regular file
- * entry @e, whose content reference is copied. 0 when queued, -EAGAIN when
- * the queue has no room for them, -EINVAL for anything but a non-empty
- * regular file, -ENOMEM.
+ * entry @e, whose content reference is copied. 0 when queued (the done
+ * hook will see @job_data), -EAGAIN when the queue has no room for them,
+ * -EINVAL for anything but a non-empty regular file, -ENOMEM; on error
+ * @job_data stays the caller's.
  */
-int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len);
+int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len,
+                        void *job_data);
 
 /* Statistics (for tests): files queued, and files whose loads have ended. */
 void stamp_prefetch_stats(struct stamp_prefetch *p, uint64_t *ret_queued, uint64_t *ret_done);

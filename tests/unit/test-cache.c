@@ -180,28 +180,63 @@ static void test_bound_and_warm(struct fixture *fx)
         stamp_cache_free(c);
 }
 
+struct hook_counts {
+        pthread_mutex_t lock;
+        struct stamp_cache *cache;
+        unsigned loaded, not_loaded, readable;
+};
+
+/* The done hook: each job comes back once, loaded (its bytes then in the cache) or not. */
+static void hook(void *hook_data, struct stamp_file *f, uint64_t len, void *job_data)
+{
+        struct hook_counts *hc = hook_data;
+        unsigned *seen = job_data;
+        bool readable = false;
+
+        if (f) {
+                struct stamp_span sp[64];
+                size_t bytes = 0;
+                ssize_t n = stamp_file_spans(f, 0, len, sp, 64, &bytes);
+                readable = n > 0 && bytes == len;
+                for (ssize_t i = 0; i < n; i++)
+                        stamp_cache_put(hc->cache, sp[i].ref);
+        }
+        pthread_mutex_lock(&hc->lock);
+        if (f)
+                hc->loaded++;
+        else
+                hc->not_loaded++;
+        hc->readable += readable;
+        (*seen)++;
+        pthread_mutex_unlock(&hc->lock);
+}
+
 static void test_prefetch(struct fixture *fx)
 {
         struct stamp_cache *c = stamp_cache_new(64u << 20);
+        struct hook_counts hc = { .cache = c };
         struct stamp_prefetch *p;
         struct stamp_tree_obj parent;
         struct stamp_entry e;
         uint64_t queued, done;
+        unsigned seen[SMALLS + 10] = { 0 };
         char name[32];
 
-        CHECK_RC(stamp_prefetch_new(fx->s, c, 0, 1u << 20, &p), -EINVAL);
-        CHECK_OK(stamp_prefetch_new(fx->s, c, 2, 1u << 20, &p));
+        pthread_mutex_init(&hc.lock, NULL);
+        CHECK_RC(stamp_prefetch_new(fx->s, c, 0, 1u << 20, NULL, NULL, &p), -EINVAL);
+        CHECK_OK(stamp_prefetch_new(fx->s, c, 2, 1u << 20, hook, &hc, &p));
         for (int i = 0; i < SMALLS; i++) {
                 snprintf(name, sizeof(name), "small%d", i);
                 entry_of(fx, name, &parent, &e);
-                CHECK_OK(stamp_prefetch_file(p, &e, UINT64_MAX));
+                CHECK_OK(stamp_prefetch_file(p, &e, UINT64_MAX, &seen[i]));
                 stamp_tree_obj_release(&parent);
         }
         entry_of(fx, "big", &parent, &e);
-        CHECK_RC(stamp_prefetch_file(p, &e, 2u << 20), -EAGAIN); /* more than the queue holds */
+        /* more than the queue holds */
+        CHECK_RC(stamp_prefetch_file(p, &e, 2u << 20, &seen[SMALLS]), -EAGAIN);
         stamp_tree_obj_release(&parent);
         entry_of(fx, "empty", &parent, &e);
-        CHECK_RC(stamp_prefetch_file(p, &e, 100), -EINVAL);
+        CHECK_RC(stamp_prefetch_file(p, &e, 100, &seen[SMALLS]), -EINVAL);
         stamp_tree_obj_release(&parent);
 
         for (int i = 0; i < 500; i++) {
@@ -214,14 +249,23 @@ static void test_prefetch(struct fixture *fx)
         /* Every byte of the small files is in the cache now. */
         CHECK(stamp_cache_bytes(c) >= (size_t)SMALLS * SMALL_SIZE);
         stamp_prefetch_free(p);
+        CHECK(hc.loaded == SMALLS && hc.readable == SMALLS && hc.not_loaded == 0);
+        for (int i = 0; i < SMALLS; i++)
+                CHECK(seen[i] == 1);
+        CHECK(seen[SMALLS] == 0); /* refused jobs never come back */
 
-        /* Freed with work still queued: the queue is dropped, nothing leaks or hangs. */
-        CHECK_OK(stamp_prefetch_new(fx->s, c, 1, 64u << 20, &p));
+        /* Freed with work still queued: every job still comes back once, nothing hangs. */
+        hc.loaded = hc.not_loaded = 0;
+        CHECK_OK(stamp_prefetch_new(fx->s, c, 1, 64u << 20, hook, &hc, &p));
         entry_of(fx, "big", &parent, &e);
         for (int i = 0; i < 10; i++)
-                CHECK_OK(stamp_prefetch_file(p, &e, UINT64_MAX));
+                CHECK_OK(stamp_prefetch_file(p, &e, UINT64_MAX, &seen[SMALLS + i]));
         stamp_tree_obj_release(&parent);
         stamp_prefetch_free(p);
+        CHECK(hc.loaded + hc.not_loaded == 10);
+        for (int i = 0; i < 10; i++)
+                CHECK(seen[SMALLS + i] == 1);
+        pthread_mutex_destroy(&hc.lock);
         stamp_cache_free(c);
 }
 

@@ -301,6 +301,29 @@ static int chunk_load(struct stamp_file *f, const struct stamp_id *id)
         return 0;
 }
 
+/*
+ * Makes the chunk covering @off (< size) the current one, checked against
+ * the length its list gives; *ret_start is where it starts in the file.
+ */
+static int chunk_at(struct stamp_file *f, uint64_t off, uint64_t *ret_start)
+{
+        struct stamp_id id;
+        uint32_t clen;
+        int r;
+
+        r = locate(f, off, &id, &clen, ret_start);
+        if (r < 0)
+                return r;
+        if (!f->chunk || stamp_id_cmp(&id, &f->chunk_id) != 0) {
+                r = chunk_load(f, &id);
+                if (r < 0)
+                        return r;
+        }
+        if (f->chunk_len != clen || off < *ret_start || off - *ret_start >= clen)
+                return -EBADMSG;
+        return 0;
+}
+
 bool stamp_file_chunked(const struct stamp_file *f)
 {
         return f->c.kind != STAMP_CONTENT_INLINE;
@@ -312,21 +335,12 @@ int stamp_file_warm(struct stamp_file *f, uint64_t off, uint64_t len)
         int r;
 
         while (off < end) {
-                struct stamp_id id;
-                uint32_t clen;
                 uint64_t start;
 
-                r = locate(f, off, &id, &clen, &start);
+                r = chunk_at(f, off, &start);
                 if (r < 0)
                         return r;
-                if (!f->chunk || stamp_id_cmp(&id, &f->chunk_id) != 0) {
-                        r = chunk_load(f, &id);
-                        if (r < 0)
-                                return r;
-                }
-                if (f->chunk_len != clen || off < start || off - start >= clen)
-                        return -EBADMSG;
-                off = start + clen;
+                off = start + f->chunk_len;
         }
         return 0;
 }
@@ -382,22 +396,13 @@ ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t o
         int r;
 
         while (done < len && off < f->size) {
-                struct stamp_id id;
-                uint32_t clen;
                 uint64_t start;
                 size_t n;
 
-                r = locate(f, off, &id, &clen, &start);
+                r = chunk_at(f, off, &start);
                 if (r < 0)
                         return r;
-                if (!f->chunk || stamp_id_cmp(&id, &f->chunk_id) != 0) {
-                        r = chunk_load(f, &id);
-                        if (r < 0)
-                                return r;
-                }
-                if (f->chunk_len != clen || off < start || off - start >= clen)
-                        return -EBADMSG;
-                n = clen - (size_t)(off - start);
+                n = f->chunk_len - (size_t)(off - start);
                 if (n > len - done)
                         n = len - done;
                 memcpy(out + done, f->chunk + (off - start), n);

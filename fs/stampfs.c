@@ -1460,6 +1460,8 @@ int main(int argc, char **argv)
                 goto out;
         fs.se = se;
         fs.page_size = sysconf(_SC_PAGESIZE);
+        if (fs.page_size <= 0)
+                fs.page_size = 4096;
         if (fuse_set_signal_handlers(se) != 0)
                 goto out;
         if (fuse_session_mount(se, mnt_abs ? mnt_abs : pos.mountpoint) != 0) {

@@ -208,6 +208,36 @@ STT=$("$STAMP" --store "$WORK/tiny" -q snapshot "$WORK/tiny-dir")
 dd if="$MNT5/$STT/f" bs=1M 2>/dev/null | cmp -s - "$WORK/tiny-src" || fail "tiny chunks read wrong"
 fusermount3 -u "$MNT5"
 
+# Read-ahead hands the files that follow to the kernel: once a directory
+# is listed, its first file read and the workers done, the next 32 files
+# read without a single request (all 32 ask without it); a cp -a through
+# it is exact.
+mkdir "$WORK/many"
+for i in $(seq -w 1 200); do head -c $((3000 + 10#$i * 37)) /dev/urandom >"$WORK/many/f$i"; done
+STM=$("$STAMP" --store "$S" -q snapshot "$WORK/many")
+reads() { grep -c "opcode: READ " "$1" || true; }
+for opt in prefetch=0 prefetch=32; do
+        log="$WORK/reads-$opt.log"
+        "$STAMPFS" -d "$S" "$MNT5" -o "$opt" 2>"$log" &
+        for _ in $(seq 50); do [ -e "$MNT5/latest" ] && break; sleep 0.1; done
+        ls "$MNT5/$STM" >/dev/null # as cp -a, tar, rsync do: the kernel knows the files
+        cat "$MNT5/$STM/f001" >/dev/null
+        sleep 2
+        before=$(reads "$log")
+        cat "$MNT5/$STM"/f0{02..33} >/dev/null
+        asked=$(($(reads "$log") - before))
+        echo "$opt: reading the 32 files after the first sent $asked reads"
+        if [ "$opt" = prefetch=0 ]; then
+                [ "$asked" -ge 32 ] || fail "without read-ahead, $asked reads for 32 files"
+        else
+                [ "$asked" -le 2 ] || fail "read-ahead did not reach the page cache ($asked reads for 32 files)"
+        fi
+        cp -a "$MNT5/$STM" "$WORK/many-$opt"
+        diff -r "$WORK/many" "$WORK/many-$opt" >&2 || fail "cp -a with $opt differs"
+        fusermount3 -u "$MNT5"
+        wait
+done
+
 # A directory of 100k entries: listing and lookups stay fast (binary search in a cached tree).
 mkdir "$WORK/big"
 python3 -c 'import os, sys

@@ -2,7 +2,8 @@
 /*
  * How a live database is copied (see the header for the contract):
  *
- *   source   sqlite3_open_v2(SQLITE_OPEN_READONLY), busy timeout BUSY_MS
+ *   source   sqlite3_open_v2(SQLITE_OPEN_READONLY), busy handler: retry every
+ *            millisecond for BUSY_MS (see busy())
  *   check    BEGIN; SELECT count(*) FROM sqlite_master  (a read transaction:
  *            fails here if the file is locked, corrupt or not a database)
  *   WAL      keep that read transaction: it pins one snapshot (the wal-index
@@ -407,6 +408,22 @@ static int failure(int rc, char *reason, size_t size)
         return 1;
 }
 
+/*
+ * A rollback-journal database refuses new shared locks while a writer
+ * commits, and a busy writer leaves only short gaps between commits.
+ * SQLite's own busy timeout sleeps longer and longer between tries (up to
+ * 100 ms), so under a steady stream of slow commits (a loaded machine) it
+ * can miss every gap for seconds; trying every millisecond finds them.
+ */
+static int busy(void *userdata, int count)
+{
+        (void)userdata;
+        if (count >= BUSY_MS)
+                return 0;
+        (void)usleep(1000);
+        return 1;
+}
+
 static int open_source(const char *path, sqlite3 **ret, char *reason, size_t size)
 {
         sqlite3 *db = NULL;
@@ -427,7 +444,7 @@ static int open_source(const char *path, sqlite3 **ret, char *reason, size_t siz
                 return failure(rc, reason, size);
         }
         sqlite3_extended_result_codes(db, 1);
-        sqlite3_busy_timeout(db, BUSY_MS);
+        sqlite3_busy_handler(db, busy, NULL);
         *ret = db;
         return 0;
 }

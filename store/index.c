@@ -227,6 +227,11 @@ void stamp_index_end_read(struct stamp_index *ix)
         (void)exec(ix, "COMMIT");
 }
 
+bool stamp_index_autocommit(struct stamp_index *ix)
+{
+        return sqlite3_get_autocommit(ix->db) != 0;
+}
+
 int stamp_index_commit(struct stamp_index *ix)
 {
         return exec(ix, "COMMIT");

@@ -13,6 +13,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,8 @@ int stamp_index_begin(struct stamp_index *ix);
  */
 int stamp_index_begin_read(struct stamp_index *ix);
 void stamp_index_end_read(struct stamp_index *ix);
+/* True when no transaction is open on @ix (SQLite's autocommit mode). */
+bool stamp_index_autocommit(struct stamp_index *ix);
 int stamp_index_commit(struct stamp_index *ix);
 void stamp_index_rollback(struct stamp_index *ix);
 

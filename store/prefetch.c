@@ -9,8 +9,15 @@
 
 #include "cache.h"
 #include "reader.h"
+#include "store.h"
 
 #define THREADS_MAX 16
+/*
+ * A worker runs up to this many jobs back to back in one index read batch
+ * (stamp_store_read_begin): small files are one chunk each, and a
+ * transaction apiece would cost more system calls than the chunk's read.
+ */
+#define BATCH_JOBS 32
 
 struct job {
         struct job *next;
@@ -64,11 +71,18 @@ static void job_run(struct stamp_prefetch *p, const struct job *j)
 static void *worker(void *userdata)
 {
         struct stamp_prefetch *p = userdata;
+        unsigned batched = 0; /* jobs run in the current read batch */
 
         pthread_mutex_lock(&p->lock);
         for (;;) {
                 struct job *j;
 
+                if (batched > 0 && (p->stop || !p->head || batched >= BATCH_JOBS)) {
+                        pthread_mutex_unlock(&p->lock);
+                        stamp_store_read_end(p->s);
+                        batched = 0;
+                        pthread_mutex_lock(&p->lock);
+                }
                 while (!p->stop && !p->head)
                         pthread_cond_wait(&p->work, &p->lock);
                 if (p->stop)
@@ -79,6 +93,8 @@ static void *worker(void *userdata)
                         p->tail = NULL;
                 pthread_mutex_unlock(&p->lock);
 
+                if (batched++ == 0)
+                        stamp_store_read_begin(p->s);
                 job_run(p, j);
 
                 pthread_mutex_lock(&p->lock);

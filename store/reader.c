@@ -332,17 +332,19 @@ bool stamp_file_chunked(const struct stamp_file *f)
 int stamp_file_warm(struct stamp_file *f, uint64_t off, uint64_t len)
 {
         uint64_t end = len > f->size - (off < f->size ? off : f->size) ? f->size : off + len;
-        int r;
+        int r = 0;
 
+        stamp_store_read_begin(f->s);
         while (off < end) {
                 uint64_t start;
 
                 r = chunk_at(f, off, &start);
                 if (r < 0)
-                        return r;
+                        break;
                 off = start + f->chunk_len;
         }
-        return 0;
+        stamp_store_read_end(f->s);
+        return r < 0 ? r : 0;
 }
 
 ssize_t stamp_file_spans(struct stamp_file *f, uint64_t off, size_t len, struct stamp_span *spans,
@@ -353,6 +355,7 @@ ssize_t stamp_file_spans(struct stamp_file *f, uint64_t off, size_t len, struct 
 
         if (!f->cache)
                 return -EINVAL;
+        stamp_store_read_begin(f->s);
         while (done < len && off < f->size && n < max) {
                 struct stamp_span *sp = &spans[n];
                 struct stamp_id id;
@@ -380,6 +383,7 @@ ssize_t stamp_file_spans(struct stamp_file *f, uint64_t off, size_t len, struct 
                 done += sp->len;
                 off += sp->len;
         }
+        stamp_store_read_end(f->s);
         if (r < 0) {
                 for (size_t i = 0; i < n; i++)
                         stamp_cache_put(f->cache, spans[i].ref);
@@ -393,15 +397,16 @@ ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t o
 {
         uint8_t *out = buf;
         size_t done = 0;
-        int r;
+        int r = 0;
 
+        stamp_store_read_begin(f->s);
         while (done < len && off < f->size) {
                 uint64_t start;
                 size_t n;
 
                 r = chunk_at(f, off, &start);
                 if (r < 0)
-                        return r;
+                        break;
                 n = f->chunk_len - (size_t)(off - start);
                 if (n > len - done)
                         n = len - done;
@@ -409,5 +414,6 @@ ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t o
                 done += n;
                 off += n;
         }
-        return (ssize_t)done;
+        stamp_store_read_end(f->s);
+        return r < 0 ? r : (ssize_t)done;
 }

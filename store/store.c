@@ -26,6 +26,8 @@
 #define INDEX_NAME "index.db"
 #define LOCK_NAME "lock"
 #define GC_LOCK_NAME "gc.lock"
+/* Stored objects up to this size are read into the thread's reused buffer. */
+#define SCRATCH_MAX (1u << 20)
 
 struct conn {
         struct stamp_index *ix;
@@ -33,6 +35,10 @@ struct conn {
         struct stamp_index **old;   /* replaced by reopen_if_replaced(); freed with the store */
         size_t n_old;
         pthread_t thread;
+        unsigned batch;             /* stamp_store_read_begin() depth */
+        bool txn;                   /* a read transaction opened for the batch */
+        uint8_t *scratch;           /* get_once()'s buffer for stored bytes */
+        size_t scratch_size;
         struct conn *next;
 };
 
@@ -206,6 +212,7 @@ void stamp_store_free(struct stamp_store *s)
                 for (size_t i = 0; i < c->n_old; i++)
                         stamp_index_free(c->old[i]);
                 free(c->old);
+                free(c->scratch);
                 free(c);
         }
         pthread_key_delete(s->key);
@@ -426,6 +433,22 @@ static void index_identity(struct stamp_store *s, uint64_t *ret_dev, uint64_t *r
  * connection is kept until the store is freed: a caller may still hold it.
  * Returns 1 if reopened.
  */
+static void batch_close(struct conn *c)
+{
+        if (c && c->txn) {
+                stamp_index_end_read(c->ix);
+                c->txn = false;
+        }
+}
+
+/* Opens the batch's read transaction, unless the caller has one of its own. */
+static void batch_open(struct conn *c)
+{
+        if (c && c->batch > 0 && !c->txn && stamp_index_autocommit(c->ix) &&
+            stamp_index_begin_read(c->ix) == 0)
+                c->txn = true;
+}
+
 static int reopen_if_replaced(struct stamp_store *s)
 {
         struct conn *c = pthread_getspecific(s->key);
@@ -435,6 +458,7 @@ static int reopen_if_replaced(struct stamp_store *s)
 
         if (!c)
                 return 0;
+        batch_close(c);
         index_identity(s, &dev, &ino);
         if (ino == 0 || (dev == c->dev && ino == c->ino))
                 return 0;
@@ -861,14 +885,36 @@ int stamp_store_recover(struct stamp_store *s)
  * One attempt of stamp_store_get(): looks @id up and reads it. -ESTALE if
  * the pack the index named has vanished.
  */
+/*
+ * A buffer for @len bytes of stored object: the thread's own (kept, so
+ * that reading a chunk costs no malloc, no free and no fresh pages), or a
+ * new one in *@big for an object larger than SCRATCH_MAX.
+ */
+static uint8_t *stored_buffer(struct conn *c, size_t len, uint8_t **big)
+{
+        uint8_t *p;
+
+        if (!c || len > SCRATCH_MAX)
+                return *big = malloc(len);
+        if (len > c->scratch_size) {
+                p = realloc(c->scratch, len);
+                if (!p)
+                        return NULL;
+                c->scratch = p;
+                c->scratch_size = len;
+        }
+        return c->scratch;
+}
+
 static int get_once(struct stamp_store *s, struct stamp_index *ix, const struct stamp_id *id,
                     uint8_t type, uint8_t **ret, size_t *ret_len)
 {
         struct stamp_loc loc;
         struct stamp_pack_entry rec;
         struct stamp_id check;
-        _cleanup_free_ uint8_t *stored = NULL;
+        _cleanup_free_ uint8_t *big = NULL;
         _cleanup_free_ uint8_t *raw = NULL;
+        uint8_t *stored;
         int r;
 
         r = stamp_index_find(ix, id, &loc);
@@ -878,7 +924,8 @@ static int get_once(struct stamp_store *s, struct stamp_index *ix, const struct 
                 return -ENOENT;
         if (loc.type != type)
                 return -EBADMSG;
-        stored = malloc(STAMP_PACK_RECORD_HEADER_SIZE + (size_t)loc.stored_len);
+        stored = stored_buffer(pthread_getspecific(s->key),
+                               STAMP_PACK_RECORD_HEADER_SIZE + (size_t)loc.stored_len, &big);
         if (!stored)
                 return -ENOMEM;
         r = stamp_backend_read(s->backend, loc.pack, loc.offset, stored,
@@ -893,13 +940,12 @@ static int get_once(struct stamp_store *s, struct stamp_index *ix, const struct 
         if (stamp_id_cmp(&rec.id, id) != 0 || rec.type != type || rec.comp != loc.comp ||
             rec.raw_len != loc.raw_len || rec.stored_len != loc.stored_len)
                 return -EBADMSG;
-        if (rec.comp == STAMP_COMP_NONE) {
-                raw = TAKE_PTR(stored);
-                memmove(raw, raw + STAMP_PACK_RECORD_HEADER_SIZE, rec.raw_len);
-        } else {
-                raw = malloc(rec.raw_len ? rec.raw_len : 1);
-                if (!raw)
-                        return -ENOMEM;
+        raw = malloc(rec.raw_len ? rec.raw_len : 1);
+        if (!raw)
+                return -ENOMEM;
+        if (rec.comp == STAMP_COMP_NONE)
+                memcpy(raw, stored + STAMP_PACK_RECORD_HEADER_SIZE, rec.raw_len);
+        else {
                 r = stamp_decompress(stored + STAMP_PACK_RECORD_HEADER_SIZE, rec.stored_len,
                                      raw, rec.raw_len);
                 if (r < 0)
@@ -914,23 +960,48 @@ static int get_once(struct stamp_store *s, struct stamp_index *ix, const struct 
         return 0;
 }
 
+void stamp_store_read_begin(struct stamp_store *s)
+{
+        struct stamp_index *ix;
+
+        if (stamp_store_index(s, &ix) == 0)
+                ((struct conn *)pthread_getspecific(s->key))->batch++;
+}
+
+void stamp_store_read_end(struct stamp_store *s)
+{
+        struct conn *c = pthread_getspecific(s->key);
+
+        if (c && c->batch > 0 && --c->batch == 0)
+                batch_close(c);
+}
+
 int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
                     uint8_t **ret, size_t *ret_len)
 {
         struct stamp_index *ix;
+        struct conn *c;
         int r;
 
         r = stamp_store_index(s, &ix);
         if (r < 0)
                 return r;
+        c = pthread_getspecific(s->key);
+        batch_open(c);
         r = get_once(s, ix, id, type, ret, ret_len);
         /*
          * gc moves live objects out of a pack (new pack durable and indexed
          * first) and then deletes the old pack, all while readers run: a
          * reader that looked the object up just before the move finds the
          * pack gone, and a fresh lookup names the new one (FORMAT.md,
-         * "Garbage collection and concurrency").
+         * "Garbage collection and concurrency"). A batch's transaction
+         * shows the index as it was when the batch began (the old place,
+         * or no object committed since): it ends, and the lookup is redone.
          */
+        if ((r == -ESTALE || r == -ENOENT) && c->txn) {
+                batch_close(c);
+                r = get_once(s, ix, id, type, ret, ret_len);
+        }
         if (r == -ESTALE)
                 r = get_once(s, ix, id, type, ret, ret_len);
         if ((r == -ENOENT || r == -ESTALE) && reopen_if_replaced(s) == 1 &&

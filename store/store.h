@@ -154,6 +154,16 @@ int stamp_store_reindex(struct stamp_store *s, struct stamp_reindex_result *ret)
  */
 int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
                     uint8_t **ret, size_t *ret_len);
+/*
+ * Between these two, the calling thread's stamp_store_get() calls share one
+ * index read transaction (opened at the first one) instead of one each:
+ * SQLite takes its locks and checks the file once, not once per object.
+ * The transaction sees nothing committed after it began, so keep a batch
+ * short (one read request, a few files); a lookup that fails ends it. They
+ * nest; a caller's own transaction on the thread's connection is left alone.
+ */
+void stamp_store_read_begin(struct stamp_store *s);
+void stamp_store_read_end(struct stamp_store *s);
 
 /* The sorted list of stamps with a valid record name. */
 int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret);

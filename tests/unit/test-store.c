@@ -9,6 +9,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "index.h"
 #include "pack.h"
 #include "reader.h"
@@ -254,6 +255,108 @@ static void test_snapshot(const char *tmp)
         free(data);
 }
 
+static void check_get(struct stamp_store *s, const struct stamp_id *id, const unsigned char *data,
+                      size_t len)
+{
+        uint8_t *got;
+        size_t got_len;
+
+        CHECK_OK(stamp_store_get(s, id, STAMP_OBJ_DATA, &got, &got_len));
+        CHECK(got_len == len && memcmp(got, data, len) == 0);
+        free(got);
+}
+
+static bool in_txn(struct stamp_store *s)
+{
+        struct stamp_index *ix;
+
+        CHECK_OK(stamp_store_index(s, &ix));
+        return !stamp_index_autocommit(ix);
+}
+
+/*
+ * A read batch shares one index transaction, which shows the index as it
+ * was when the batch began. An object committed since, or moved to another
+ * pack since (gc's way: copy, relocate, delete the old pack), must still
+ * read; and a transaction of the caller's own is left alone.
+ */
+static void test_read_batch(const char *tmp)
+{
+        char dir[600], moved[128], scratch[600];
+        struct stamp_store *s, *r;
+        struct stamp_writer *w;
+        struct stamp_zctx *z = stamp_zctx_new(3);
+        struct stamp_index *wix, *rix;
+        struct stamp_pack_entry *ents;
+        struct stamp_loc loc;
+        struct stamp_id a, b;
+        unsigned char da[5000], db[7000];
+        uint8_t *pack;
+        size_t n, pack_len;
+        uint64_t size;
+
+        snprintf(dir, sizeof(dir), "%s/batch", tmp);
+        s = make_store(dir, 4096, 16384, 131072);
+        CHECK_OK(stamp_writer_new(s, &w));
+        fill_random(da, sizeof(da), 11);
+        fill_random(db, sizeof(db), 12);
+        CHECK_OK(stamp_writer_put(w, z, STAMP_OBJ_DATA, da, sizeof(da), &a));
+        CHECK_OK(stamp_writer_flush(w));
+        CHECK_OK(stamp_store_open(dir, &r));
+
+        stamp_store_read_end(r); /* without a begin: nothing happens */
+        CHECK(!in_txn(r));
+        stamp_store_read_begin(r);
+        stamp_store_read_begin(r); /* nested */
+        CHECK(!in_txn(r)); /* opened by the first lookup, not before */
+        check_get(r, &a, da, sizeof(da));
+        CHECK(in_txn(r));
+        stamp_store_read_end(r);
+        CHECK(in_txn(r)); /* the outer batch still runs */
+
+        /* Committed after the batch began. */
+        CHECK_OK(stamp_writer_put(w, z, STAMP_OBJ_DATA, db, sizeof(db), &b));
+        CHECK_OK(stamp_writer_flush(w));
+        check_get(r, &b, db, sizeof(db));
+        check_get(r, &a, da, sizeof(da));
+        CHECK(in_txn(r)); /* a fresh transaction */
+
+        /* Moved after the batch's transaction began. */
+        CHECK_OK(stamp_store_index(s, &wix));
+        CHECK(stamp_index_find(wix, &a, &loc) == 1);
+        CHECK_OK(stamp_pack_load_index(stamp_store_backend(s), loc.pack, &ents, &n, &size));
+        CHECK_OK(stamp_backend_get(stamp_store_backend(s), loc.pack, size, &pack, &pack_len));
+        CHECK(strlen(loc.pack) + 6 < sizeof(moved)); /* and < 64, the index's bound */
+        snprintf(moved, sizeof(moved), "%s.moved", loc.pack);
+        CHECK_OK(stamp_backend_put(stamp_store_backend(s), moved, pack, pack_len));
+        snprintf(scratch, sizeof(scratch), "%s/scratch.db", tmp);
+        close(open(scratch, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+        CHECK_OK(stamp_index_scratch_attach(wix, scratch)); /* gc's statements */
+        CHECK_OK(stamp_index_relocate(wix, moved, size, ents, n));
+        CHECK_OK(stamp_backend_remove(stamp_store_backend(s), loc.pack));
+        check_get(r, &a, da, sizeof(da));
+        check_get(r, &b, db, sizeof(db));
+        stamp_store_read_end(r);
+        CHECK(!in_txn(r));
+        free(pack);
+        free(ents);
+
+        /* The caller's own transaction stays open through a batch. */
+        CHECK_OK(stamp_store_index(r, &rix));
+        CHECK_OK(stamp_index_begin_read(rix));
+        stamp_store_read_begin(r);
+        check_get(r, &a, da, sizeof(da));
+        stamp_store_read_end(r);
+        CHECK(in_txn(r));
+        stamp_index_end_read(rix);
+        CHECK(!in_txn(r));
+
+        stamp_store_free(r);
+        stamp_writer_free(w);
+        stamp_zctx_free(z);
+        stamp_store_free(s);
+}
+
 int main(void)
 {
         char *tmp = make_tmpdir();
@@ -262,6 +365,7 @@ int main(void)
         test_writer(tmp);
         test_collision(tmp);
         test_snapshot(tmp);
+        test_read_batch(tmp);
         rm_rf(tmp);
         free(tmp);
         printf("test-store: ok\n");

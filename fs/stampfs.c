@@ -761,18 +761,33 @@ static void prefetch_done(void *hook_data, struct stamp_file *f, uint64_t len, v
         if (len < n->size)
                 len -= len % (uint64_t)fs->page_size;
         while (f && fs->se && off < len) {
-                size_t want = len - off > PUSH_MAX ? PUSH_MAX : (size_t)(len - off);
+                size_t want = len - off > PUSH_MAX ? PUSH_MAX : (size_t)(len - off), bytes = 0;
                 struct fuse_bufvec bv = FUSE_BUFVEC_INIT(want);
+                struct stamp_span span;
                 ssize_t got;
+                int r;
 
-                if (!buf && !(buf = malloc(PUSH_MAX)))
-                        break;
-                got = stamp_file_pread(f, buf, want, off);
-                if (got != (ssize_t)want)
-                        break;
-                bv.buf[0].mem = buf;
-                if (fuse_lowlevel_notify_store(fs->se, (fuse_ino_t)(uintptr_t)n, (off_t)off, &bv,
-                                               0) != 0)
+                /*
+                 * Straight from the cache when one chunk holds it all (most
+                 * small files): libfuse would copy a vector of several.
+                 */
+                got = stamp_file_spans(f, off, want, &span, 1, &bytes);
+                if (got == 1 && bytes == want) {
+                        bv.buf[0].mem = (void *)span.data;
+                } else {
+                        if (got == 1)
+                                stamp_cache_put(fs->cache, span.ref);
+                        span.ref = NULL;
+                        if (!buf && !(buf = malloc(PUSH_MAX)))
+                                break;
+                        if (stamp_file_pread(f, buf, want, off) != (ssize_t)want)
+                                break;
+                        bv.buf[0].mem = buf;
+                }
+                r = fuse_lowlevel_notify_store(fs->se, (fuse_ino_t)(uintptr_t)n, (off_t)off, &bv,
+                                               0);
+                stamp_cache_put(fs->cache, span.ref);
+                if (r != 0)
                         break;
                 off += want;
         }

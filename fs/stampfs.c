@@ -60,6 +60,8 @@
 #define LOG_BURST 20 /* read errors logged a minute */
 /* Spans of one read: 1 MiB (max_read) of the smallest chunks, 4 KiB. */
 #define READ_SPANS 257
+/* Subdirectories of one readdir reply whose trees are read ahead. */
+#define SUBDIRS_AHEAD 64
 
 enum kind {
         K_ROOT,
@@ -980,7 +982,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct node *dir = node_of(req, ino);
         struct dir_handle *d = (struct dir_handle *)(uintptr_t)fi->fh, own = { 0 };
         char *buf, name[STAMP_NAME_MAX + 1];
-        size_t used = 0, count;
+        struct stamp_id subdirs[SUBDIRS_AHEAD];
+        size_t used = 0, count, n_subdirs = 0;
         int err = 0;
 
         if (!d) { /* no opendir (see op_opendir): each call reads its own */
@@ -1036,6 +1039,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 }
                 used += need;
+                if (n && n->type == STAMP_T_DIR && n->kind == K_ENTRY &&
+                    n_subdirs < SUBDIRS_AHEAD)
+                        subdirs[n_subdirs++] = n->tree;
                 if (n && !plus)
                         node_free(n);
         }
@@ -1045,6 +1051,13 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 fuse_reply_buf(req, buf, used);
         free(buf);
         dir_handle_release(fs, &own);
+        /*
+         * The subdirectories just listed are likely listed next (find,
+         * cp -a, du descend into them): load their trees meanwhile.
+         */
+        for (size_t i = 0; i < n_subdirs && fs->pf; i++)
+                if (stamp_prefetch_tree(fs->pf, &subdirs[i]) < 0)
+                        break;
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

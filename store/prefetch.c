@@ -19,12 +19,17 @@
  */
 #define BATCH_JOBS 32
 
+/* What a directory job counts against the queue's bound. */
+#define TREE_JOB_BYTES 4096
+
 struct job {
         struct job *next;
-        void *data; /* for the done hook */
-        uint64_t size, len;
+        bool tree;          /* a directory's tree object, @id; else a file */
+        struct stamp_id id;
+        void *data;         /* for the done hook */
+        uint64_t size, len; /* len: counted against the bound */
         size_t content_len;
-        uint8_t content[]; /* the entry's encoded content reference */
+        uint8_t content[];  /* the entry's encoded content reference */
 };
 
 struct stamp_prefetch {
@@ -46,6 +51,15 @@ static void job_run(struct stamp_prefetch *p, const struct job *j)
 {
         struct stamp_entry e = { 0 };
         struct stamp_file *f;
+
+        if (j->tree) {
+                struct stamp_cache_ref *ref;
+                const uint8_t *data;
+                size_t len;
+                if (stamp_cache_get(p->cache, p->s, &j->id, STAMP_OBJ_TREE, &ref, &data, &len) == 0)
+                        stamp_cache_put(p->cache, ref);
+                return;
+        }
 
         e.type = STAMP_T_REG;
         e.size = j->size;
@@ -148,7 +162,7 @@ void stamp_prefetch_free(struct stamp_prefetch *p)
                 pthread_join(p->threads[i], NULL);
         for (struct job *j = p->head, *next; j; j = next) {
                 next = j->next;
-                if (p->done)
+                if (p->done && !j->tree)
                         p->done(p->hook_data, NULL, j->len, j->data);
                 free(j);
         }
@@ -157,24 +171,10 @@ void stamp_prefetch_free(struct stamp_prefetch *p)
         free(p);
 }
 
-int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len,
-                        void *job_data)
+/* Queues @j, or frees it and returns -EAGAIN when there is no room. */
+static int enqueue(struct stamp_prefetch *p, struct job *j)
 {
-        struct job *j;
-
-        if (e->type != STAMP_T_REG || e->size == 0 || len == 0)
-                return -EINVAL;
-        if (len > e->size)
-                len = e->size;
-        j = malloc(sizeof(*j) + e->content_len);
-        if (!j)
-                return -ENOMEM;
-        j->next = NULL;
-        j->data = job_data;
-        j->size = e->size;
-        j->len = len;
-        j->content_len = e->content_len;
-        memcpy(j->content, e->content, e->content_len);
+        uint64_t len = j->len;
 
         pthread_mutex_lock(&p->lock);
         if (p->queued_bytes + len > p->max_queued) {
@@ -192,6 +192,38 @@ int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, u
         pthread_cond_signal(&p->work);
         pthread_mutex_unlock(&p->lock);
         return 0;
+}
+
+int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len,
+                        void *job_data)
+{
+        struct job *j;
+
+        if (e->type != STAMP_T_REG || e->size == 0 || len == 0)
+                return -EINVAL;
+        if (len > e->size)
+                len = e->size;
+        j = calloc(1, sizeof(*j) + e->content_len);
+        if (!j)
+                return -ENOMEM;
+        j->data = job_data;
+        j->size = e->size;
+        j->len = len;
+        j->content_len = e->content_len;
+        memcpy(j->content, e->content, e->content_len);
+        return enqueue(p, j);
+}
+
+int stamp_prefetch_tree(struct stamp_prefetch *p, const struct stamp_id *id)
+{
+        struct job *j = calloc(1, sizeof(*j));
+
+        if (!j)
+                return -ENOMEM;
+        j->tree = true;
+        j->id = *id;
+        j->len = TREE_JOB_BYTES;
+        return enqueue(p, j);
 }
 
 void stamp_prefetch_stats(struct stamp_prefetch *p, uint64_t *ret_queued, uint64_t *ret_done)

@@ -2,8 +2,9 @@
 /*
  * Reading ahead into a shared cache: worker threads load the chunks of
  * files a reader is expected to read next (the mount queues the files that
- * follow, in directory order, the one a `cp -a` or `tar` just started), so
- * that the read itself finds them decompressed and verified in the cache.
+ * follow, in directory order, the one a `cp -a` or `tar` just started), and
+ * the trees of directories it is expected to list next, so that the read
+ * itself finds them decompressed and verified in the cache.
  *
  * Best effort: a chunk that cannot be read is skipped here, and the real
  * read reports it. Jobs wait in a FIFO bounded by bytes; a full queue
@@ -22,7 +23,7 @@ struct stamp_file;
 struct stamp_prefetch;
 
 /*
- * Called once for every queued job, on a worker thread: with the file's
+ * Called once for every queued file job, on a worker thread: with the file's
  * reader (on the cache) once its first @len bytes are in the cache, or with
  * @f NULL when they could not be loaded or the job was dropped (then from
  * stamp_prefetch_free()). @job_data is what stamp_prefetch_file() got.
@@ -51,5 +52,12 @@ void stamp_prefetch_free(struct stamp_prefetch *p);
 int stamp_prefetch_file(struct stamp_prefetch *p, const struct stamp_entry *e, uint64_t len,
                         void *job_data);
 
-/* Statistics (for tests): files queued, and files whose loads have ended. */
+/*
+ * Queues the load of directory tree object @id (a listing that the reader
+ * is expected to ask for next, as `find` or `cp -a` descend). The done hook
+ * is not called for it. 0, -EAGAIN (no room), -ENOMEM.
+ */
+int stamp_prefetch_tree(struct stamp_prefetch *p, const struct stamp_id *id);
+
+/* Statistics (for tests): jobs queued, and jobs whose loads have ended. */
 void stamp_prefetch_stats(struct stamp_prefetch *p, uint64_t *ret_queued, uint64_t *ret_done);

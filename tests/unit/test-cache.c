@@ -265,6 +265,40 @@ static void test_prefetch(struct fixture *fx)
         CHECK(hc.loaded + hc.not_loaded == 10);
         for (int i = 0; i < 10; i++)
                 CHECK(seen[SMALLS + i] == 1);
+
+        /* Directory jobs: the tree lands in the cache; the hook never hears of them. */
+        {
+                struct stamp_cache *tc = stamp_cache_new(64u << 20);
+                struct stamp_id missing;
+                struct stamp_cache_ref *ref;
+                const uint8_t *data;
+                size_t len;
+
+                hc.loaded = hc.not_loaded = 0;
+                memset(&missing, 0x5a, sizeof(missing));
+                CHECK_OK(stamp_prefetch_new(fx->s, tc, 1, 1000, hook, &hc, &p));
+                CHECK_RC(stamp_prefetch_tree(p, &fx->rec.root), -EAGAIN); /* bound: 1000 bytes */
+                stamp_prefetch_free(p);
+                CHECK_OK(stamp_prefetch_new(fx->s, tc, 2, 1u << 20, hook, &hc, &p));
+                CHECK_OK(stamp_prefetch_tree(p, &missing));
+                CHECK_OK(stamp_prefetch_tree(p, &fx->rec.root));
+                for (int i = 0; i < 500; i++) {
+                        stamp_prefetch_stats(p, &queued, &done);
+                        if (done == queued)
+                                break;
+                        usleep(10000);
+                }
+                CHECK(queued == 2 && done == 2);
+                stamp_prefetch_free(p);
+                CHECK(hc.loaded == 0 && hc.not_loaded == 0);
+                len = stamp_cache_bytes(tc);
+                CHECK(len > 0);
+                CHECK_OK(stamp_cache_get(tc, fx->s, &fx->rec.root, STAMP_OBJ_TREE, &ref, &data,
+                                         &len));
+                stamp_cache_put(tc, ref);
+                CHECK(stamp_cache_bytes(tc) == len); /* a hit: the one tree, nothing else */
+                stamp_cache_free(tc);
+        }
         pthread_mutex_destroy(&hc.lock);
         stamp_cache_free(c);
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache.h"
 #include "reader.h"
@@ -16,8 +17,11 @@
  * A worker runs up to this many jobs back to back in one index read batch
  * (stamp_store_read_begin): small files are one chunk each, and a
  * transaction apiece would cost more system calls than the chunk's read.
+ * The batch also ends after BATCH_NS, so that a checkpoint of the index
+ * (the end of a snapshot or a gc) never waits on it for long.
  */
 #define BATCH_JOBS 32
+#define BATCH_NS (50 * 1000 * 1000LL)
 
 /* What a directory job counts against the queue's bound. */
 #define TREE_JOB_BYTES 4096
@@ -46,6 +50,14 @@ struct stamp_prefetch {
         unsigned n_threads;
         pthread_t threads[THREADS_MAX];
 };
+
+static int64_t now_ns(void)
+{
+        struct timespec t;
+
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
 
 static void job_run(struct stamp_prefetch *p, const struct job *j)
 {
@@ -86,12 +98,14 @@ static void *worker(void *userdata)
 {
         struct stamp_prefetch *p = userdata;
         unsigned batched = 0; /* jobs run in the current read batch */
+        int64_t batch_start = 0;
 
         pthread_mutex_lock(&p->lock);
         for (;;) {
                 struct job *j;
 
-                if (batched > 0 && (p->stop || !p->head || batched >= BATCH_JOBS)) {
+                if (batched > 0 && (p->stop || !p->head || batched >= BATCH_JOBS ||
+                                    now_ns() - batch_start > BATCH_NS)) {
                         pthread_mutex_unlock(&p->lock);
                         stamp_store_read_end(p->s);
                         batched = 0;
@@ -107,8 +121,10 @@ static void *worker(void *userdata)
                         p->tail = NULL;
                 pthread_mutex_unlock(&p->lock);
 
-                if (batched++ == 0)
+                if (batched++ == 0) {
                         stamp_store_read_begin(p->s);
+                        batch_start = now_ns();
+                }
                 job_run(p, j);
 
                 pthread_mutex_lock(&p->lock);

@@ -425,14 +425,6 @@ static void index_identity(struct stamp_store *s, uint64_t *ret_dev, uint64_t *r
         *ret_ino = st.st_ino;
 }
 
-/*
- * `stamp reindex` replaces index.db with a new file. A long-lived reader
- * (the mount) would go on reading the old one, which lacks whatever is
- * committed later; so when a lookup fails, the calling thread's connection
- * is reopened if index.db is no longer the file it opened. The old
- * connection is kept until the store is freed: a caller may still hold it.
- * Returns 1 if reopened.
- */
 static void batch_close(struct conn *c)
 {
         if (c && c->txn) {
@@ -449,6 +441,14 @@ static void batch_open(struct conn *c)
                 c->txn = true;
 }
 
+/*
+ * `stamp reindex` replaces index.db with a new file. A long-lived reader
+ * (the mount) would go on reading the old one, which lacks whatever is
+ * committed later; so when a lookup fails, the calling thread's connection
+ * is reopened if index.db is no longer the file it opened. The old
+ * connection is kept until the store is freed: a caller may still hold it.
+ * Returns 1 if reopened.
+ */
 static int reopen_if_replaced(struct stamp_store *s)
 {
         struct conn *c = pthread_getspecific(s->key);
@@ -882,10 +882,6 @@ int stamp_store_recover(struct stamp_store *s)
 }
 
 /*
- * One attempt of stamp_store_get(): looks @id up and reads it. -ESTALE if
- * the pack the index named has vanished.
- */
-/*
  * A buffer for @len bytes of stored object: the thread's own (kept, so
  * that reading a chunk costs no malloc, no free and no fresh pages), or a
  * new one in *@big for an object larger than SCRATCH_MAX.
@@ -906,6 +902,10 @@ static uint8_t *stored_buffer(struct conn *c, size_t len, uint8_t **big)
         return c->scratch;
 }
 
+/*
+ * One attempt of stamp_store_get(): looks @id up and reads it. -ESTALE if
+ * the pack the index named has vanished.
+ */
 static int get_once(struct stamp_store *s, struct stamp_index *ix, const struct stamp_id *id,
                     uint8_t type, uint8_t **ret, size_t *ret_len)
 {

@@ -259,23 +259,48 @@ trap 'exit 143' TERM
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo ""; }
 
-# Times `find . | wc -l` in DIR; sets find_s, find_n.
-time_find() {  # dir
-    local t0 t1
-    t0=$EPOCHREALTIME
-    find_n=$(cd "$1" && find . | wc -l)
-    t1=$EPOCHREALTIME
-    find_s=$(elapsed "$t0" "$t1")
+clk_tck=$(getconf CLK_TCK)
+# CPU seconds (user + system, all threads) that process PID has used so far.
+proc_cpu() {  # pid
+    sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null |
+        awk -v hz="$clk_tck" '{ printf "%.2f\n", ($12 + $13) / hz }'
 }
 
-# Times `tar -cf - . | wc -c` in DIR; sets tar_s, tar_bytes, tar_rc.
+# CPU seconds of the commands a subshell ran, from its `times` output in
+# FILE (second line: children's user and system time, as "1m2.345s").
+children_cpu() {  # file
+    awk 'NR == 2 { t = 0
+                   for (i = 1; i <= 2; i++) { split($i, p, "m"); t += p[1] * 60 + p[2] }
+                   printf "%.2f\n", t }' "$1"
+}
+
+# Times `find . | wc -l` in DIR; sets find_s, find_n, and find_cpu: the CPU
+# time of find and wc themselves (the kernel's work for them included),
+# which no file system can take below.
+time_find() {  # dir
+    local t0 t1 tf
+    tf=$(mktemp)
+    t0=$EPOCHREALTIME
+    find_n=$(cd "$1" && find . | wc -l; times >"$tf")
+    t1=$EPOCHREALTIME
+    find_s=$(elapsed "$t0" "$t1")
+    find_cpu=$(children_cpu "$tf")
+    rm -f "$tf"
+}
+
+# Times `tar -cf - . | wc -c` in DIR; sets tar_s, tar_bytes, tar_rc, and
+# tar_cpu (the CPU time of tar and wc themselves).
 time_tar() {  # dir errlog
-    local t0 t1
+    local t0 t1 tf
+    tf=$(mktemp)
     tar_rc=0
     t0=$EPOCHREALTIME
-    tar_bytes=$( (cd "$1" && tar -cf - .) 2>>"$2" | wc -c) || tar_rc=$?
+    tar_bytes=$( rc=0; (cd "$1" && tar -cf - .) 2>>"$2" | wc -c || rc=$?
+                 times >"$tf"; exit "$rc") || tar_rc=$?
     t1=$EPOCHREALTIME
     tar_s=$(elapsed "$t0" "$t1")
+    tar_cpu=$(children_cpu "$tf")
+    rm -f "$tf"
     [ "$tar_rc" = 0 ] || warn "tar in $1 exited $tar_rc (see $2)"
 }
 
@@ -309,12 +334,15 @@ drop_caches "cold reads"
 time_find "$data"
 drop_caches "cold reads"
 time_tar "$data" "$workdir/logs/mount-source-tar.err"; cold_s=$tar_s; cold_bytes=$tar_bytes
+cold_reader_cpu=$tar_cpu
 time_tar "$data" "$workdir/logs/mount-source-tar.err"
 {
     echo "find_time=$find_s"
     echo "find_entries=$find_n"
+    echo "find_cpu=$find_cpu"
     echo "cold_time=$cold_s"
     echo "cold_tar_bytes=$cold_bytes"
+    echo "cold_reader_cpu=$cold_reader_cpu"
     echo "warm_time=$tar_s"
     echo "warm_tar_bytes=$tar_bytes"
     echo "day1_files=$day1_files"
@@ -354,6 +382,7 @@ for tool in "${tool_list[@]}"; do
         echo "mount_ready_time=$ready"
         echo "find_time=$find_s"
         echo "find_entries=$find_n"
+        echo "find_cpu=$find_cpu"
         echo "root=$root"
     } >>"$res"
     if [ "$tool" = stamp ]; then
@@ -369,7 +398,10 @@ for tool in "${tool_list[@]}"; do
     mount_tool "$tool"; ready2=$ready_s
     root=$(dataset_root "$tool")
     drop_caches "cold reads"
+    cpu0=$(proc_cpu "${mount_pid[$tool]}")
     time_tar "$root" "$errlog"; cold_s=$tar_s; cold_bytes=$tar_bytes; cold_rc=$tar_rc
+    cpu1=$(proc_cpu "${mount_pid[$tool]}")
+    cold_reader_cpu=$tar_cpu
     time_tar "$root" "$errlog"
     rss=$(rss_kib "${mount_pid[$tool]}")
     {
@@ -377,6 +409,9 @@ for tool in "${tool_list[@]}"; do
         echo "cold_time=$cold_s"
         echo "cold_tar_bytes=$cold_bytes"
         echo "cold_tar_rc=$cold_rc"
+        echo "cold_reader_cpu=$cold_reader_cpu"
+        [ -z "$cpu0" ] || [ -z "$cpu1" ] ||
+            echo "cold_mount_cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')"
         echo "warm_time=$tar_s"
         echo "warm_tar_bytes=$tar_bytes"
         echo "warm_tar_rc=$tar_rc"
@@ -429,7 +464,10 @@ rows = []  # (label, key, formatter, ratio?)
 rows.append(("mount-to-ready (s)", lambda t: num(t, "mount_ready_time"), secs, True))
 rows.append(("find (s) (entries)", lambda t: num(t, "find_time"),
              lambda v, t: "%s (%s)" % (secs(v), R[t].get("find_entries", "?")), True))
+rows.append(("  CPU of find + wc (s)", lambda t: num(t, "find_cpu"), secs, False))
 rows.append(("cold read (s)", lambda t: num(t, "cold_time"), secs, True))
+rows.append(("  CPU of the mount process (s)", lambda t: num(t, "cold_mount_cpu"), secs, True))
+rows.append(("  CPU of tar + wc (s)", lambda t: num(t, "cold_reader_cpu"), secs, False))
 rows.append(("warm read (s)", lambda t: num(t, "warm_time"), secs, True))
 rows.append(("RSS after reads (MiB)",
              lambda t: num(t, "rss_kib") and num(t, "rss_kib") / 1024, lambda v: "%.0f" % v, True))
@@ -519,6 +557,25 @@ notes.append("mount-to-ready: page cache dropped, then from starting the mount c
              "find: right after that, in the same mount (source dir: page cache dropped). "
              "cold read: a fresh mount, page cache dropped after it was ready. "
              "warm read: again at once. RSS: VmRSS of the mount process after both reads.")
+notes.append("CPU rows: user + system time, the kernel's work on the process's behalf "
+             "included. find cannot end before find has run, and with %d CPUs a cold read "
+             "cannot take less than (mount CPU + tar + wc CPU) / %d: the floors below."
+             % (os.cpu_count(), os.cpu_count()))
+for t in cols:
+    if t == "source":
+        continue
+    fc, mc, rc = num(t, "find_cpu"), num(t, "cold_mount_cpu"), num(t, "cold_reader_cpu")
+    if fc is None or mc is None or rc is None:
+        continue
+    notes.append("%s: find floor %.2f s (took %s s); cold read floor %.2f s (took %s s), "
+                 "%.2f s for a mount that used no CPU at all."
+                 % (t, fc, secs(num(t, "find_time")), (mc + rc) / os.cpu_count(),
+                    secs(num(t, "cold_time")), rc / os.cpu_count()))
+if "stamp" in R and "restic" in R and "borg" in R:
+    rf, bc = num("restic", "find_time"), num("borg", "cold_time")
+    if rf and bc:
+        notes.append("targets: find <= %.2f s (restic / 5), cold read <= %.2f s (borg / 10)."
+                     % (rf / 5, bc / 10))
 if R["source"].get("cold") != "yes":
     notes.append("page cache could NOT be dropped: cold figures are not cold.")
 if verify != "1":

@@ -304,6 +304,22 @@ time_tar() {  # dir errlog
     [ "$tar_rc" = 0 ] || warn "tar in $1 exited $tar_rc (see $2)"
 }
 
+# Runs `stamp verify --read-data --json` on STORE (its report in FILE) and
+# prints verify_cpu (user + system seconds), verify_time and verify_bytes
+# (the raw bytes of the objects it decompressed and re-hashed).
+time_verify() {  # store file
+    local t0 t1 tf
+    tf=$(mktemp)
+    t0=$EPOCHREALTIME
+    ( "$stamp_bin" --store "$1" verify --read-data --json >"$2" || true; times >"$tf" )
+    t1=$EPOCHREALTIME
+    echo "verify_time=$(elapsed "$t0" "$t1")"
+    echo "verify_cpu=$(children_cpu "$tf")"
+    echo "verify_bytes=$(python3 -c 'import json, sys
+print(json.load(open(sys.argv[1]))["checked"]["bytes_read"])' "$2" 2>/dev/null || echo "")"
+    rm -f "$tf"
+}
+
 # sha256 of every regular file, sorted by name: the content check. SQLite
 # files are hashed with the three header fields zeroed that SQLite's backup
 # API rewrites when stamp snapshots a rollback-journal database (see
@@ -389,6 +405,14 @@ for tool in "${tool_list[@]}"; do
         newest=$("$stamp_bin" --store "$(store_of stamp)" list --short | tail -n 1)
         [ "$(basename "$root")" = "$newest" ] ||
             warn "stamp: latest -> $(basename "$root"), but the newest stamp listed is $newest"
+        # The cost of one request to the mount and back, its work aside:
+        # O_DIRECT reads of 4 KiB each go to the server, the chunks cached.
+        dd if="$root/db/app.db" of=/dev/null iflag=direct bs=4k count=5000 status=none
+        t0=$EPOCHREALTIME
+        dd if="$root/db/app.db" of=/dev/null iflag=direct bs=4k count=5000 status=none
+        echo "request_us=$(awk -v s="$(elapsed "$t0" "$EPOCHREALTIME" 6)" \
+                             'BEGIN { printf "%.1f", s * 1e6 / 5000 }')" >>"$res"
+        echo "find_dirs=$(find "$data" -type d | wc -l)" >>"$res"
     fi
     log "$tool: ready in $ready s; find $find_s s ($find_n entries)"
     unmount_tool "$tool"
@@ -430,6 +454,13 @@ for tool in "${tool_list[@]}"; do
             warn "$tool: $ndiff manifest lines differ from the source (see $workdir/logs/mount-$tool.sha256.diff)"
     fi
     unmount_tool "$tool"
+    if [ "$tool" = stamp ]; then
+        # What serving the content costs before any FUSE work: reading,
+        # decompressing and re-hashing every object of the store once.
+        log "stamp: stamp verify --read-data (page cache dropped), for the CPU it takes"
+        drop_caches "cold reads"
+        time_verify "$(store_of stamp)" "$workdir/logs/mount-stamp-verify.json" >>"$res"
+    fi
     if [ "$keep" = 1 ]; then
         printf 'day1_bytes=%s\ninit_opts=%s\n' "$day1_bytes" \
             "$( [ "$tool" = stamp ] && echo "${store_init_opts:-}" )" >"$(marker_of "$tool")"
@@ -571,6 +602,20 @@ for t in cols:
                  "%.2f s for a mount that used no CPU at all."
                  % (t, fc, secs(num(t, "find_time")), (mc + rc) / os.cpu_count(),
                     secs(num(t, "cold_time")), rc / os.cpu_count()))
+us, nd, fc = num("stamp", "request_us"), num("stamp", "find_dirs"), num("stamp", "find_cpu")
+if us and nd and fc is not None:
+    notes.append("stamp: one request to the mount and back takes %.1f us (4 KiB O_DIRECT reads "
+                 "of a cached file); find's listing of %d directories is 2 requests each (the "
+                 "entries, then the end), so find cannot take less than its CPU + %d x %.1f us "
+                 "= %.2f s here."
+                 % (us, nd, 2 * nd, us, fc + 2 * nd * us / 1e6))
+vc, vb, rc = num("stamp", "verify_cpu"), num("stamp", "verify_bytes"), num("stamp", "cold_reader_cpu")
+if "stamp" in R and vc is not None and vb and rc is not None:
+    notes.append("stamp: reading, decompressing and re-hashing every object of its store once, "
+                 "without FUSE (stamp verify --read-data, %.0f MB raw, page cache dropped), "
+                 "used %.2f s of CPU; with tar's and wc's, a cold read that verifies what it "
+                 "serves cannot take less than %.2f s here."
+                 % (vb / 1e6, vc, (vc + rc) / os.cpu_count()))
 if "stamp" in R and "restic" in R and "borg" in R:
     rf, bc = num("restic", "find_time"), num("borg", "cold_time")
     if rf and bc:

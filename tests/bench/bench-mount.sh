@@ -308,11 +308,13 @@ time_tar() {  # dir errlog
 # prints verify_cpu (user + system seconds), verify_time and verify_bytes
 # (the raw bytes of the objects it decompressed and re-hashed).
 time_verify() {  # store file
-    local t0 t1 tf
+    local t0 t1 tf rc=0
     tf=$(mktemp)
     t0=$EPOCHREALTIME
-    ( "$stamp_bin" --store "$1" verify --read-data --json >"$2" || true; times >"$tf" )
+    ( rc=0; "$stamp_bin" --store "$1" verify --read-data --json >"$2" || rc=$?
+      times >"$tf"; exit "$rc" ) || rc=$?
     t1=$EPOCHREALTIME
+    [ "$rc" = 0 ] || warn "stamp verify --read-data exited $rc (see $2)"
     echo "verify_time=$(elapsed "$t0" "$t1")"
     echo "verify_cpu=$(children_cpu "$tf")"
     echo "verify_bytes=$(python3 -c 'import json, sys

@@ -607,7 +607,7 @@ for t in cols:
 us, nd, fc = num("stamp", "request_us"), num("stamp", "find_dirs"), num("stamp", "find_cpu")
 if us and nd and fc is not None:
     notes.append("stamp: one request to the mount and back takes %.1f us (4 KiB O_DIRECT reads "
-                 "of a cached file); find's listing of %d directories is 2 requests each (the "
+                 "of a cached file); find's listing of %d directories is at least 2 requests each (the "
                  "entries, then the end), so find cannot take less than its CPU + %d x %.1f us "
                  "= %.2f s here."
                  % (us, nd, 2 * nd, us, fc + 2 * nd * us / 1e6))

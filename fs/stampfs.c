@@ -64,6 +64,7 @@
 #define READ_SPANS 257
 /* Subdirectories of one readdir reply whose trees are read ahead. */
 #define SUBDIRS_AHEAD 64
+#define IDLE_LOCKS 64
 
 enum kind {
         K_ROOT,
@@ -87,20 +88,20 @@ struct node {
         uint32_t mode, uid, gid, nlink;
         int64_t mtime_ns, ctime_ns;
         uint64_t size, rdev;
-        uint8_t *content; /* regular files: the encoded content reference */
-        size_t content_len;
         uint8_t *xattrs;
         size_t xattrs_len;
         char *target; /* symlinks */
         size_t target_len;
         /*
-         * Regular files: idle readers, reused by reads. With open disabled
-         * (FUSE_CAP_NO_OPEN_SUPPORT) reads come without a handle; parallel
-         * reads of one file each take their own reader.
+         * Regular files: idle readers, reused by reads (allocated at the
+         * first one kept). With open disabled (FUSE_CAP_NO_OPEN_SUPPORT)
+         * reads come without a handle; parallel reads of one file each take
+         * their own reader. Protected by the node's fs.idle_locks stripe.
          */
-        pthread_mutex_t lock; /* protects idle, n_idle */
-        struct stamp_file *idle[4];
-        unsigned n_idle;
+        struct idle {
+                struct stamp_file *f[4];
+                unsigned n;
+        } *idle;
 };
 
 struct fs {
@@ -144,6 +145,8 @@ struct fs {
         uint64_t served; /* bytes read, atomic (trim_now_and_then()) */
         uint64_t rss_trim; /* RSS above which trim_now_and_then() trims */
         struct fuse_session *se; /* for prefetch_done()'s notifications */
+        /* Nodes' idle readers, by node address: a lock per node would cost 40 bytes each. */
+        pthread_mutex_t idle_locks[IDLE_LOCKS];
         long page_size;
 };
 
@@ -167,10 +170,9 @@ static struct node *node_of(fuse_req_t req, fuse_ino_t ino)
 
 static void node_free(struct node *n)
 {
-        for (unsigned i = 0; i < n->n_idle; i++)
-                stamp_file_free(n->idle[i]);
-        pthread_mutex_destroy(&n->lock);
-        free(n->content);
+        for (unsigned i = 0; n->idle && i < n->idle->n; i++)
+                stamp_file_free(n->idle->f[i]);
+        free(n->idle);
         free(n->xattrs);
         free(n->target);
         free(n);
@@ -178,11 +180,7 @@ static void node_free(struct node *n)
 
 static struct node *node_new(void)
 {
-        struct node *n = calloc(1, sizeof(*n));
-
-        if (n)
-                pthread_mutex_init(&n->lock, NULL);
-        return n;
+        return calloc(1, sizeof(struct node));
 }
 
 static uint64_t hash_ino(const void *a, size_t alen, const void *b, size_t blen)
@@ -364,13 +362,11 @@ static int node_from_entry(const struct node *parent, const struct stamp_entry *
         n->index = index;
         n->parent_ino = parent->ino;
         n->ino = entry_ino(n->stamp, parent->ino, e);
-        if (dup_bytes(e->content, e->content_len, &n->content) < 0 ||
-            dup_bytes(e->xattrs, e->xattrs_len, &n->xattrs) < 0 ||
+        if (dup_bytes(e->xattrs, e->xattrs_len, &n->xattrs) < 0 ||
             dup_bytes(e->target, e->target_len, (uint8_t **)&n->target) < 0) {
                 node_free(n);
                 return -ENOMEM;
         }
-        n->content_len = e->content_len;
         n->xattrs_len = e->xattrs_len;
         n->target_len = e->target_len;
         *ret = n;
@@ -608,28 +604,49 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
         fuse_reply_readlink(req, buf);
 }
 
-/* A reader for node @n: an idle one, or a new one. */
+static pthread_mutex_t *idle_lock(struct fs *fs, const struct node *n)
+{
+        return &fs->idle_locks[((uintptr_t)n / sizeof(*n)) % IDLE_LOCKS];
+}
+
+/*
+ * A reader for node @n: an idle one, or a new one. Nodes do not keep what
+ * a reader needs (a file's chunk list, up to 660 bytes, would cost that
+ * much for every file the kernel knows): it is read again from the entry
+ * in the directory's tree, which the cache mostly still holds.
+ */
 static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
 {
-        struct stamp_entry e = { 0 };
+        struct stamp_cache_ref *ref;
         struct stamp_file *f = NULL;
+        struct stamp_entry e;
+        struct stamp_tree t;
+        const uint8_t *data;
+        size_t len;
+        int r;
 
-        pthread_mutex_lock(&n->lock);
-        if (n->n_idle > 0)
-                f = n->idle[--n->n_idle];
-        pthread_mutex_unlock(&n->lock);
+        pthread_mutex_lock(idle_lock(fs, n));
+        if (n->idle && n->idle->n > 0)
+                f = n->idle->f[--n->idle->n];
+        pthread_mutex_unlock(idle_lock(fs, n));
         if (f) {
                 *ret = f;
                 return 0;
         }
-        e.type = STAMP_T_REG;
-        e.size = n->size;
-        e.content = n->content;
-        e.content_len = n->content_len;
-        return stamp_file_open(fs->s, &e, fs->cache, ret);
+        r = stamp_cache_get(fs->cache, fs->s, &n->parent_tree, STAMP_OBJ_TREE, &ref, &data, &len);
+        if (r < 0)
+                return r;
+        stamp_tree_view(data, len, &t);
+        r = stamp_tree_entry(&t, n->index, &e);
+        if (r == 0 && (e.type != STAMP_T_REG || e.size != n->size))
+                r = -EBADMSG; /* not the entry the node was made from: never serve it */
+        if (r == 0)
+                r = stamp_file_open(fs->s, &e, fs->cache, ret);
+        stamp_cache_put(fs->cache, ref);
+        return r;
 }
 
-static void reader_put(struct node *n, struct stamp_file *f)
+static void reader_put(struct fs *fs, struct node *n, struct stamp_file *f)
 {
         stamp_file_drop_chunk(f); /* the shared cache keeps it, within its bound */
         /*
@@ -641,12 +658,14 @@ static void reader_put(struct node *n, struct stamp_file *f)
                 stamp_file_free(f);
                 return;
         }
-        pthread_mutex_lock(&n->lock);
-        if (n->n_idle < sizeof(n->idle) / sizeof(n->idle[0])) {
-                n->idle[n->n_idle++] = f;
+        pthread_mutex_lock(idle_lock(fs, n));
+        if (!n->idle)
+                n->idle = calloc(1, sizeof(*n->idle)); /* if not: just not kept */
+        if (n->idle && n->idle->n < sizeof(n->idle->f) / sizeof(n->idle->f[0])) {
+                n->idle->f[n->idle->n++] = f;
                 f = NULL;
         }
-        pthread_mutex_unlock(&n->lock);
+        pthread_mutex_unlock(idle_lock(fs, n));
         stamp_file_free(f);
 }
 
@@ -832,7 +851,7 @@ static void read_copy(fuse_req_t req, struct node *n, struct stamp_file *f, size
         char *buf = malloc(size ? size : 1);
         ssize_t got = buf ? stamp_file_pread(f, buf, size, (uint64_t)off) : -ENOMEM;
 
-        reader_put(n, f);
+        reader_put(fs_of(req), n, f);
         if (got < 0) {
                 report_damage(n, "file", (int)got);
                 fuse_reply_err(req, got == -ENOMEM ? ENOMEM : EIO);
@@ -874,7 +893,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 read_copy(req, n, f, size, off);
                 return;
         }
-        reader_put(n, f);
+        reader_put(fs_of(req), n, f);
         if (got < 0) {
                 report_damage(n, "file", (int)got);
                 fuse_reply_err(req, got == -ENOMEM ? ENOMEM : EIO);
@@ -1484,6 +1503,8 @@ int main(int argc, char **argv)
         pthread_mutex_init(&fs.nodes_lock, NULL);
         pthread_mutex_init(&fs.root_lock, NULL);
         pthread_mutex_init(&fs.streams_lock, NULL);
+        for (size_t i = 0; i < IDLE_LOCKS; i++)
+                pthread_mutex_init(&fs.idle_locks[i], NULL);
         fs.prefetch_files = o.prefetch;
         /* A quarter of the cache: what is read ahead is still there when read. */
         fs.prefetch_bytes = ((uint64_t)o.cache_mib << 20) / 4;

@@ -893,7 +893,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 read_copy(req, n, f, size, off);
                 return;
         }
-        reader_put(fs_of(req), n, f);
+        reader_put(fs, n, f);
         if (got < 0) {
                 report_damage(n, "file", (int)got);
                 fuse_reply_err(req, got == -ENOMEM ? ENOMEM : EIO);

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
         gcc pkg-config meson ninja-build
         libsqlite3-dev libzstd-dev libxxhash-dev libcjson-dev libfuse3-dev fuse3
-        python3 sqlite3 attr acl util-linux rsync procps
+        python3 sqlite3 attr acl util-linux rsync procps openssh-client openssh-server
         scdoc groff-base man-db
 )
 [ "${1:-}" = --bench ] && packages+=(restic borgbackup time)

@@ -29,7 +29,8 @@ static void help(void)
                "\n"
                "DEST is a directory (a second disk, an NFS mount) or\n"
                "ssh://[USER@]HOST[:PORT]/PATH, reached by running 'stamp serve PATH' on\n"
-               "HOST through ssh (stamp must be installed there).\n"
+               "HOST through ssh (stamp must be installed there). An IPv6 HOST is written\n"
+               "in brackets: ssh://[2001:db8::1]:2222/PATH.\n"
                "\n"
                "Every object is re-hashed when it arrives; DEST commits a snapshot (writes\n"
                "its record) only after the packs it received were read back and the whole\n"
@@ -106,7 +107,18 @@ static int dest_parse(const char *arg, struct dest *d)
                 if (!*d->port || strspn(d->port, "0123456789") != strlen(d->port))
                         return -EINVAL;
         }
-        if (!*d->user_host || d->user_host[0] == '-')
+        /* ssh wants an IPv6 literal bare: user@[::1] becomes user@::1. */
+        char *host = strrchr(d->user_host, '@');
+        host = host ? host + 1 : d->user_host;
+        if (host[0] == '[') {
+                size_t n = strlen(host);
+                if (n < 3 || host[n - 1] != ']')
+                        return -EINVAL;
+                memmove(host, host + 1, n - 2);
+                host[n - 2] = 0;
+        } else if (strpbrk(host, "[]"))
+                return -EINVAL;
+        if (!*d->user_host || d->user_host[0] == '-' || !*host)
                 return -EINVAL;
         return 0;
 }
@@ -187,6 +199,31 @@ fail:
                         close(from[i]);
         }
         return r;
+}
+
+/*
+ * The connection broke without a word from the far end: ssh's status (and
+ * its own message, already on stderr) says why better than "ended the
+ * connection". Reaps the transport. Returns true if it reported, false if
+ * the transport ended well and the caller's own message should stand.
+ */
+static bool transport_failed(const struct dest *dst, const char *rsh, pid_t *pid, int *in,
+                             int *out)
+{
+        int st;
+
+        if (*out >= 0)
+                close(*out);
+        if (*in >= 0)
+                close(*in);
+        *in = *out = -1;
+        st = child_wait(*pid);
+        *pid = 0;
+        if (st == 0)
+                return false;
+        log_error("%s: '%s' ended with status %d%s", dst->user_host, rsh, st,
+                  st == 127 ? " (is stamp installed there? --remote-stamp names it)" : "");
+        return true;
 }
 
 struct ui {
@@ -444,6 +481,11 @@ int verb_copy(int argc, char **argv)
                                            &d);
         } else
                 r = stamp_copy_local_open(dst.path, flags, stamp_store_config(s), level, &d);
+        if (dst.remote && (r == -ECONNRESET || r == -EPIPE) &&
+            transport_failed(&dst, rsh ? rsh : "ssh", &pid, &in, &out)) {
+                r = EXIT_FAILED;
+                goto out;
+        }
         if (r < 0) {
                 if (d && d->error[0])
                         log_error("%s", d->error);
@@ -482,6 +524,11 @@ int verb_copy(int argc, char **argv)
                        (unsigned long long)res.skipped, (unsigned long long)res.invalid,
                        (unsigned long long)res.objects_sent, (unsigned long long)res.bytes_sent,
                        secs, r == 0 ? "true" : "false");
+        }
+        if (dst.remote && (r == -ECONNRESET || r == -EPIPE) &&
+            transport_failed(&dst, rsh ? rsh : "ssh", &pid, &in, &out)) {
+                r = EXIT_FAILED;
+                goto out;
         }
         if (r < 0 && !(r == -EBADMSG && res.invalid)) {
                 r = report_failure(s, d, &res, r);
@@ -568,6 +615,11 @@ int verb_serve(int argc, char **argv)
         r = stamp_copy_serve(STDIN_FILENO, STDOUT_FILENO, argv[optind], init);
         if (r == -ECONNABORTED)
                 return EXIT_FAILED; /* the client was told why */
+        if (r == -ECONNRESET) {
+                log_error("serve '%s': the client went away before saying goodbye",
+                          argv[optind]);
+                return EXIT_FAILED;
+        }
         if (r < 0) {
                 log_error("serve '%s': the connection failed: %s", argv[optind], describe(r));
                 return EXIT_FAILED;

@@ -42,6 +42,10 @@ expect_err "no such store (use --init"
 expect_rc 2 "$STAMP" copy "ftp://host/x"
 expect_rc 2 "$STAMP" copy --rsh true "$WORK/d1"
 expect_rc 2 "$STAMP" copy "ssh://host"
+for bad in "ssh://user@/x" "ssh://[::1/x" "ssh://::1]/x" "ssh://[]/x" "ssh://host:/x" \
+        "ssh://host:22a/x" "ssh://-oProxyCommand=x/x"; do
+        expect_rc 2 "$STAMP" copy "$bad"
+done
 expect_rc 2 "$STAMP" copy "$S"
 expect_err "the source store itself"
 

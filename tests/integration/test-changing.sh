@@ -44,22 +44,47 @@ time.sleep(0.1)
 p = subprocess.Popen([stamp, "--store", store, "--json", "-q", "snapshot", src],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 # Once the walker reads "grow", the directory is listed: delete zz-victim.
+# Each of the three files is also changed once more while the snapshot has
+# it open, so that none depends on the mutator being scheduled in time (on
+# a loaded machine it was not, and "rewrite" went unnoticed).
 victim = os.path.join(src, "zz-victim")
 deleted = False
+poked = set()
 end = time.monotonic() + 60
-while not deleted and p.poll() is None and time.monotonic() < end:
+
+
+def poke(name):
+    path = os.path.join(src, name)
+    if name == "grow":
+        with open(path, "ab") as f:
+            f.write(os.urandom(4096))
+    elif name == "shrink":
+        os.truncate(path, os.stat(path).st_size - 4096)
+    else:
+        fd = os.open(path, os.O_WRONLY)
+        os.pwrite(fd, os.urandom(4096), 4096)
+        os.close(fd)
+
+
+while p.poll() is None and time.monotonic() < end and not (deleted and len(poked) == 3):
     try:
         fds = os.listdir("/proc/%d/fd" % p.pid)
     except FileNotFoundError:
         break
     for fd in fds:
         try:
-            if os.readlink("/proc/%d/fd/%s" % (p.pid, fd)) == os.path.join(src, "grow"):
-                os.unlink(victim)
-                deleted = True
-                break
+            target = os.readlink("/proc/%d/fd/%s" % (p.pid, fd))
         except OSError:
-            pass
+            continue
+        name = os.path.basename(target)
+        if os.path.dirname(target) != src or name not in ("grow", "shrink", "rewrite"):
+            continue
+        if name == "grow" and not deleted:
+            os.unlink(victim)
+            deleted = True
+        if name not in poked:
+            poke(name)
+            poked.add(name)
     time.sleep(0.0005)
 out, err = p.communicate()
 stop = True

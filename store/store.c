@@ -51,6 +51,7 @@ struct stamp_store {
         struct stamp_backend *backend;
         int lock_fd;    /* "lock", when held */
         int gc_lock_fd; /* "gc.lock", when held; lock order: gc.lock, then lock */
+        int gc_hold_fd; /* "gc.lock" held shared (stamp_store_gc_hold()) */
         pthread_mutex_t conns_lock; /* protects conns */
         struct conn *conns;
         pthread_key_t key; /* the calling thread's struct conn */
@@ -221,6 +222,8 @@ void stamp_store_free(struct stamp_store *s)
         stamp_backend_free(s->backend);
         stamp_store_unlock(s);
         stamp_store_gc_unlock(s);
+        if (s->gc_hold_fd >= 0)
+                (void)close(s->gc_hold_fd); /* a shared flock: nothing written to undo */
         if (s->dirfd >= 0)
                 (void)close(s->dirfd);
         free(s->path);
@@ -250,7 +253,7 @@ int stamp_store_open(const char *dir, struct stamp_store **ret)
 
         if (!s)
                 return -ENOMEM;
-        s->dirfd = s->lock_fd = s->gc_lock_fd = -1;
+        s->dirfd = s->lock_fd = s->gc_lock_fd = s->gc_hold_fd = -1;
         pthread_mutex_init(&s->conns_lock, NULL);
         if (pthread_key_create(&s->key, NULL) != 0) {
                 free(s);
@@ -513,16 +516,23 @@ static void describe_holder(int fd, char *holder, size_t size)
         if (!holder || size == 0)
                 return;
         n = pread(fd, holder, size - 1, 0);
-        if (n <= 0)
-                snprintf(holder, size, "another process");
-        else {
+        if (n > 0) {
                 holder[n] = 0;
                 holder[strcspn(holder, "\n")] = 0;
-        }
+        } else if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+                /* Only shared holders, who write nothing (stamp_store_gc_hold()). */
+                snprintf(holder, size, "a restore or drill reading it");
+                (void)flock(fd, LOCK_UN);
+        } else
+                snprintf(holder, size, "another process");
 }
 
-/* Takes the flock on @name, kept in *fd_slot (see stamp_store_lock()). */
-static int lock_file(struct stamp_store *s, const char *name, int *fd_slot, int timeout_s,
+/*
+ * Takes the flock on @name, exclusive or (@op LOCK_SH) shared, kept in
+ * *fd_slot (see stamp_store_lock()). Only an exclusive holder says who it
+ * is in the file.
+ */
+static int lock_file(struct stamp_store *s, const char *name, int *fd_slot, int op, int timeout_s,
                      const char *what, char *holder, size_t holder_size)
 {
         char info[256];
@@ -532,10 +542,16 @@ static int lock_file(struct stamp_store *s, const char *name, int *fd_slot, int 
         if (*fd_slot >= 0)
                 return 0;
         fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 && op == LOCK_SH && (errno == EROFS || errno == EACCES)) {
+                /* A store this process cannot write: hold it if the file is there. */
+                fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0 && (errno == ENOENT || errno == EACCES))
+                        return 0; /* no gc could run from here; nothing to hold */
+        }
         if (fd < 0)
                 return negerrno();
         clock_gettime(CLOCK_MONOTONIC, &start);
-        while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        while (flock(fd, op | LOCK_NB) < 0) {
                 if (errno != EWOULDBLOCK && errno != EINTR) {
                         int r = negerrno();
                         (void)close(fd);
@@ -549,10 +565,13 @@ static int lock_file(struct stamp_store *s, const char *name, int *fd_slot, int 
                 }
                 usleep(100 * 1000);
         }
-        /* Say who holds it, for the error message of the next one who waits. */
-        n = snprintf(info, sizeof(info), "pid %ld: %s\n", (long)getpid(), what ? what : "stamp");
-        if (ftruncate(fd, 0) == 0)
-                (void)!pwrite(fd, info, (size_t)n, 0);
+        if (op == LOCK_EX) {
+                /* Say who holds it, for the error message of the next one who waits. */
+                n = snprintf(info, sizeof(info), "pid %ld: %s\n", (long)getpid(),
+                             what ? what : "stamp");
+                if (ftruncate(fd, 0) == 0)
+                        (void)!pwrite(fd, info, (size_t)n, 0);
+        }
         *fd_slot = fd;
         return 0;
 }
@@ -569,7 +588,8 @@ static void unlock_file(int *fd_slot)
 int stamp_store_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
                      size_t holder_size)
 {
-        return lock_file(s, LOCK_NAME, &s->lock_fd, timeout_s, what, holder, holder_size);
+        return lock_file(s, LOCK_NAME, &s->lock_fd, LOCK_EX, timeout_s, what, holder,
+                         holder_size);
 }
 
 void stamp_store_unlock(struct stamp_store *s)
@@ -585,7 +605,26 @@ bool stamp_store_locked(const struct stamp_store *s)
 int stamp_store_gc_lock(struct stamp_store *s, int timeout_s, const char *what, char *holder,
                         size_t holder_size)
 {
-        return lock_file(s, GC_LOCK_NAME, &s->gc_lock_fd, timeout_s, what, holder, holder_size);
+        return lock_file(s, GC_LOCK_NAME, &s->gc_lock_fd, LOCK_EX, timeout_s, what, holder,
+                         holder_size);
+}
+
+int stamp_store_gc_hold(struct stamp_store *s, int timeout_s, char *holder, size_t holder_size)
+{
+        return lock_file(s, GC_LOCK_NAME, &s->gc_hold_fd, LOCK_SH, timeout_s, NULL, holder,
+                         holder_size);
+}
+
+bool stamp_store_gc_held_by_readers(struct stamp_store *s)
+{
+        int fd = openat(s->dirfd, GC_LOCK_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        bool readers;
+
+        if (fd < 0)
+                return false;
+        readers = flock(fd, LOCK_EX | LOCK_NB) < 0 && flock(fd, LOCK_SH | LOCK_NB) == 0;
+        (void)close(fd);
+        return readers;
 }
 
 void stamp_store_gc_unlock(struct stamp_store *s)

@@ -110,6 +110,18 @@ void stamp_store_gc_unlock(struct stamp_store *s);
 bool stamp_store_gc_locked(const struct stamp_store *s);
 
 /*
+ * Holds gc.lock shared until stamp_store_free(), waiting up to @timeout_s
+ * seconds for a running gc or reindex: for a reader that needs a snapshot
+ * whole from start to end (restore, drill). While any reader holds it, gc
+ * and reindex cannot start (they say "locked by a restore or drill reading
+ * it"); forget still can, and the data stays until the next gc. Several
+ * readers may hold it at once. -EBUSY with the holder in @holder on timeout.
+ */
+int stamp_store_gc_hold(struct stamp_store *s, int timeout_s, char *holder, size_t holder_size);
+/* True if gc.lock is held right now, and only by such readers (no gc or reindex). */
+bool stamp_store_gc_held_by_readers(struct stamp_store *s);
+
+/*
  * Creates a private temporary file in the store's tmp/ whose name ends in
  * @suffix, its path in @ret_path. Returns its fd: while it is open the file
  * holds a flock, so recovery (which removes the files of dead writers)

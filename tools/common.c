@@ -316,11 +316,8 @@ void print_escaped_max(FILE *f, const char *s, size_t max)
         fput_escaped(f, s);
 }
 
-int lock_store(struct stamp_store *s, int timeout_s, const char *what)
+static int lock_result(struct stamp_store *s, int r, const char *holder, int timeout_s)
 {
-        char holder[256] = "";
-        int r = stamp_store_lock(s, timeout_s, what, holder, sizeof(holder));
-
         if (r == -EBUSY) {
                 log_error("store '%s' is locked by %s (waited %d s)", stamp_store_path(s), holder,
                           timeout_s);
@@ -331,4 +328,20 @@ int lock_store(struct stamp_store *s, int timeout_s, const char *what)
                 return exit_code(r);
         }
         return EXIT_OK;
+}
+
+int lock_store(struct stamp_store *s, int timeout_s, const char *what)
+{
+        char holder[256] = "";
+
+        return lock_result(s, stamp_store_lock(s, timeout_s, what, holder, sizeof(holder)), holder,
+                           timeout_s);
+}
+
+int hold_store_against_gc(struct stamp_store *s, int timeout_s)
+{
+        char holder[256] = "";
+
+        return lock_result(s, stamp_store_gc_hold(s, timeout_s, holder, sizeof(holder)), holder,
+                           timeout_s);
 }

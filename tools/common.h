@@ -76,6 +76,8 @@ int open_store(struct stamp_store **ret);
  * @timeout_s; on failure prints one line naming the holder. An exit code.
  */
 int lock_store(struct stamp_store *s, int timeout_s, const char *what);
+/* Keeps gc and reindex from starting until the store is freed (stamp_store_gc_hold()). */
+int hold_store_against_gc(struct stamp_store *s, int timeout_s);
 
 /* Resolves a stamp argument ("latest" too), printing an error line on failure. */
 int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_LEN + 1]);

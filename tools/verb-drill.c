@@ -554,7 +554,10 @@ int verb_drill(int argc, char **argv)
         if (a.history)
                 r = history(s);
         else {
-                r = resolve_stamp(s, optind < argc ? argv[optind] : "latest", stamp);
+                /* As restore: no gc takes the snapshot's data away mid-drill. */
+                r = hold_store_against_gc(s, 3600);
+                if (r == EXIT_OK)
+                        r = resolve_stamp(s, optind < argc ? argv[optind] : "latest", stamp);
                 if (r == EXIT_OK)
                         r = drill(s, stamp, &a);
         }

@@ -28,13 +28,15 @@ static void help(void)
                "  --max-unused PERCENT     rewrite packs with more unused than this\n"
                "                           (default 10; 0 rewrites every pack with any)\n"
                "  --lock-timeout SECONDS   wait this long for the store lock before the\n"
-               "                           commit (default 3600); nothing is deleted if it\n"
-               "                           runs out\n"
+               "                           commit, and as long for a restore or drill that\n"
+               "                           reads the store to end (default 3600); nothing\n"
+               "                           is deleted if it runs out\n"
                "  --json                   print the result as JSON\n"
                "\n"
-               "Exit status: 0 done; 4 another gc runs, or the store lock was not free in\n"
-               "time; 5 the store is damaged (a snapshot references missing or unreadable\n"
-               "objects: nothing is deleted; see 'stamp reindex').\n");
+               "Exit status: 0 done; 4 another gc runs, or a restore or drill reading the\n"
+               "store or the store lock was not free in time; 5 the store is damaged (a\n"
+               "snapshot references missing or unreadable objects: nothing is deleted;\n"
+               "see 'stamp reindex').\n");
 }
 
 struct ui {
@@ -294,8 +296,17 @@ int verb_gc(int argc, char **argv)
         r = open_store(&s);
         if (r != EXIT_OK)
                 return r;
+        /* Another gc: fail at once (it does the work). A restore or drill: wait for it. */
         r = stamp_store_gc_lock(s, 0, o.dry_run ? "stamp gc --dry-run" : "stamp gc", holder,
                                 sizeof(holder));
+        if (r == -EBUSY && stamp_store_gc_held_by_readers(s)) {
+                if (!arg_quiet)
+                        fprintf(stderr, "stamp: waiting for a restore or drill reading the "
+                                        "store (up to %d s)\n", o.lock_timeout_s);
+                r = stamp_store_gc_lock(s, o.lock_timeout_s,
+                                        o.dry_run ? "stamp gc --dry-run" : "stamp gc", holder,
+                                        sizeof(holder));
+        }
         if (r == -EBUSY) {
                 log_error("store '%s' is locked by %s", stamp_store_path(s), holder);
                 r = EXIT_BUSY;

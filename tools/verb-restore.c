@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -55,7 +56,9 @@ static void help(void)
                "  --dry-run           change nothing; report what would be done\n"
                "  --checksum          compare the content of files that look unchanged\n"
                "  -v, --verbose       list every path written, removed or updated\n"
-               "  --lock-timeout S    wait this long for the store lock (default 60)\n"
+               "  --lock-timeout S    wait this long for the store lock, or for a running\n"
+               "                      gc to end (default 60); gc cannot start while a\n"
+               "                      restore reads the store\n"
                "  -q, --quiet         print only the pre-restore snapshot's stamp\n"
                "  --json              a JSON report: stamp, target, pre_restore_snapshot,\n"
                "                      files_restored, files_removed, files_kept,\n"
@@ -70,6 +73,7 @@ struct out {
         bool verbose;
         bool progress;
         bool drawn;
+        bool test_stop; /* $STAMP_TEST_RESTORE_STOP: SIGSTOP at the first action */
 };
 
 static void clear_line(struct out *o)
@@ -89,6 +93,10 @@ static void on_event(enum stamp_restore_action a, const char *path, void *userda
         };
         struct out *o = userdata;
 
+        if (o->test_stop) {
+                o->test_stop = false;
+                raise(SIGSTOP); /* tests: a restore caught halfway, holding the store */
+        }
         if (!o->verbose)
                 return;
         clear_line(o);
@@ -332,6 +340,10 @@ int verb_restore(int argc, char **argv)
         r = open_store(&s);
         if (r != EXIT_OK)
                 return r;
+        /* No gc may take the snapshot's data away halfway through. */
+        r = hold_store_against_gc(s, lock_timeout);
+        if (r != EXIT_OK)
+                goto out;
         r = resolve_stamp(s, argv[optind], stamp);
         if (r != EXIT_OK)
                 goto out;
@@ -394,6 +406,7 @@ int verb_restore(int argc, char **argv)
         }
 
         out.progress = progress_enabled();
+        out.test_stop = getenv("STAMP_TEST_RESTORE_STOP") != NULL;
         ro.event = on_event;
         ro.warning = on_warning;
         ro.progress = on_progress;

@@ -4,7 +4,8 @@
 # dead: through the files cache (unchanged files, not read again) and
 # through chunk dedup (the same bytes under other names). After gc they
 # read back byte-exact with every object present, and a snapshot taken
-# after gc is not fooled by files-cache rows that named deleted data.
+# after gc is not fooled by files-cache rows that named deleted data. A
+# restore or drill keeps gc from starting until it ends.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$LIB/gc.sh"
@@ -94,4 +95,47 @@ check_all "$S" "snapshot of files whose data gc deleted"
 expect_rc 0 "$STAMP" --store "$S" gc --max-unused 0
 check_all "$S" "final"
 check_clean "$S" "final"
-echo "gc beside snapshots ok"
+
+# A restore holds gc off from start to end: its snapshot, forgotten while
+# it runs, still restores whole; gc gives up after --lock-timeout deleting
+# nothing, or waits for it, then deletes the data.
+make_tree "$WORK/r" 9 30
+sleep 1
+R=$(snap "$S" "$WORK/r")
+STAMP_TEST_RESTORE_STOP=1 "$STAMP" --store "$S" -q restore --no-pre-snapshot \
+        --confirm-service-stopped "$R" "$WORK/restored-r" >"$WORK/r.out" 2>&1 &
+r_pid=$!
+at_exit "kill -9 $r_pid"
+stopped() { [ "$(ps -o stat= -p "$1" | cut -c1)" = T ]; }
+for _ in $(seq 200); do
+        stopped $r_pid && break
+        sleep 0.05
+done
+stopped $r_pid || fail "the restore did not stop at its test hook"
+expect_rc 0 "$STAMP" --store "$S" forget "$R"
+expect_rc 4 "$STAMP" --store "$S" gc --max-unused 0 --lock-timeout 1
+grep -q "is locked by a restore or drill reading it" "$WORK/err" ||
+        { cat "$WORK/err" >&2; fail "gc does not say that a restore holds the store"; }
+"$STAMP" --store "$S" gc --max-unused 0 --json >"$WORK/gcw.out" 2>"$WORK/gcw.err" &
+gcw_pid=$!
+sleep 1
+kill -0 $gcw_pid 2>/dev/null || fail "gc did not wait for the restore"
+kill -CONT $r_pid
+wait $r_pid || { cat "$WORK/r.out" >&2; fail "the restore of a forgotten snapshot failed"; }
+wait $gcw_pid || { cat "$WORK/gcw.err" >&2; fail "the gc that waited for the restore failed"; }
+grep -q "waiting for a restore or drill" "$WORK/gcw.err" || fail "gc did not say why it waited"
+diff -r "$WORK/restored-r" "$WORK/r" >&2 || fail "the restore of a forgotten snapshot differs"
+[ "$(json_field "$WORK/gcw.out" dead_objects)" -gt 0 ] ||
+        fail "the gc after the restore deleted nothing of the forgotten snapshot"
+rm -rf "$WORK/copies/$R"
+check_all "$S" "after the restore and the gc"
+check_clean "$S" "after the restore and the gc"
+
+# A drill holds it too: one started while gc.lock is held waits for it.
+flock -x "$S/gc.lock" sleep 1.5 &
+sleep 0.2
+t0=$(date +%s%N)
+expect_rc 0 "$STAMP" --store "$S" -q drill
+waited=$((($(date +%s%N) - t0) / 1000000))
+[ "$waited" -ge 1000 ] || fail "the drill did not wait for gc.lock ($waited ms)"
+echo "gc beside snapshots, restores and drills ok"

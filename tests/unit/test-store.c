@@ -2,9 +2,11 @@
 /*
  * The store as a whole: init and open, the writer (dedup, collision
  * check), snapshots of a generated tree, and reading files back at any
- * offset, including files long enough for multi-level chunk lists.
+ * offset, including files long enough for multi-level chunk lists; the
+ * readers' shared hold on gc.lock.
  */
 #include <fcntl.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -357,6 +359,46 @@ static void test_read_batch(const char *tmp)
         stamp_store_free(s);
 }
 
+/* gc.lock: readers hold it shared and together; gc cannot take it meanwhile. */
+static void test_gc_hold(const char *tmp)
+{
+        struct stamp_store *gc, *r1, *r2, *s;
+        char dir[600], holder[128];
+
+        snprintf(dir, sizeof(dir), "%s/hold", tmp);
+        s = make_store(dir, 1024, 4096, 16384);
+        stamp_store_free(s);
+        CHECK_OK(stamp_store_open(dir, &gc));
+        CHECK_OK(stamp_store_open(dir, &r1));
+        CHECK_OK(stamp_store_open(dir, &r2));
+        CHECK(!stamp_store_gc_held_by_readers(gc));
+
+        CHECK_OK(stamp_store_gc_hold(r1, 0, holder, sizeof(holder)));
+        CHECK_OK(stamp_store_gc_hold(r2, 0, holder, sizeof(holder)));
+        CHECK_OK(stamp_store_gc_hold(r2, 0, holder, sizeof(holder))); /* held already */
+        CHECK(stamp_store_gc_held_by_readers(gc));
+        CHECK_RC(stamp_store_gc_lock(gc, 0, "gc", holder, sizeof(holder)), -EBUSY);
+        CHECK(strcmp(holder, "a restore or drill reading it") == 0);
+        CHECK(!stamp_store_gc_locked(gc));
+        CHECK(!stamp_store_gc_locked(r1)); /* a hold is not the gc lock */
+
+        stamp_store_free(r1);
+        CHECK_RC(stamp_store_gc_lock(gc, 0, "gc", holder, sizeof(holder)), -EBUSY);
+        stamp_store_free(r2);
+        CHECK(!stamp_store_gc_held_by_readers(gc));
+        CHECK_OK(stamp_store_gc_lock(gc, 0, "gc", holder, sizeof(holder)));
+        CHECK(!stamp_store_gc_held_by_readers(gc)); /* held, but by gc */
+
+        /* A reader waits for gc, then says who held it. */
+        CHECK_OK(stamp_store_open(dir, &r1));
+        CHECK_RC(stamp_store_gc_hold(r1, 0, holder, sizeof(holder)), -EBUSY);
+        CHECK(strstr(holder, ": gc") != NULL);
+        stamp_store_gc_unlock(gc);
+        CHECK_OK(stamp_store_gc_hold(r1, 0, holder, sizeof(holder)));
+        stamp_store_free(r1);
+        stamp_store_free(gc);
+}
+
 int main(void)
 {
         char *tmp = make_tmpdir();
@@ -366,6 +408,7 @@ int main(void)
         test_collision(tmp);
         test_snapshot(tmp);
         test_read_batch(tmp);
+        test_gc_hold(tmp);
         rm_rf(tmp);
         free(tmp);
         printf("test-store: ok\n");

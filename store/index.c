@@ -170,19 +170,48 @@ static int migrate(struct stamp_index *ix)
         return r;
 }
 
+/* "file:PATH?immutable=1", PATH %-escaped where a URI needs it. NULL on out of memory. */
+static char *immutable_uri(const char *path)
+{
+        static const char suffix[] = "?immutable=1";
+        char *uri = malloc(5 + 3 * strlen(path) + sizeof(suffix)), *p = uri;
+
+        if (!uri)
+                return NULL;
+        p += sprintf(p, "file:");
+        for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+                if (*c == '%' || *c == '?' || *c == '#' || *c < 0x20 || *c >= 0x7f)
+                        p += sprintf(p, "%%%02X", *c);
+                else
+                        *p++ = (char)*c;
+        }
+        memcpy(p, suffix, sizeof(suffix));
+        return uri;
+}
+
 int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret)
 {
         struct stamp_index *ix = calloc(1, sizeof(*ix));
         int oflags = SQLITE_OPEN_NOMUTEX;
+        char *uri = NULL;
         int r;
 
         if (!ix)
                 return -ENOMEM;
-        if (flags & STAMP_INDEX_READONLY)
+        if (flags & STAMP_INDEX_IMMUTABLE) {
+                uri = immutable_uri(path);
+                if (!uri) {
+                        free(ix);
+                        return -ENOMEM;
+                }
+                oflags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI;
+                flags |= STAMP_INDEX_READONLY; /* no WAL switch, no migration below */
+        } else if (flags & STAMP_INDEX_READONLY)
                 oflags |= SQLITE_OPEN_READONLY;
         else
                 oflags |= SQLITE_OPEN_READWRITE | ((flags & STAMP_INDEX_CREATE) ? SQLITE_OPEN_CREATE : 0);
-        r = sql_errno(sqlite3_open_v2(path, &ix->db, oflags, NULL));
+        r = sql_errno(sqlite3_open_v2(uri ? uri : path, &ix->db, oflags, NULL));
+        free(uri);
         if (r < 0)
                 goto fail;
         sqlite3_busy_timeout(ix->db, 30000);

@@ -42,6 +42,14 @@ struct stamp_loc {
 enum {
         STAMP_INDEX_CREATE = 1u << 0,
         STAMP_INDEX_READONLY = 1u << 1,
+        /*
+         * The file cannot change while open and no -shm can be made beside
+         * it (a store on a read-only file system): SQLite takes no locks
+         * and reads no WAL (the caller checks that there is none). Nothing
+         * is written to it; the connection stays writable only so that a
+         * scratch database elsewhere can be attached.
+         */
+        STAMP_INDEX_IMMUTABLE = 1u << 2,
 };
 
 /* Opens (and with CREATE, creates) the index at @path. Caller frees. */

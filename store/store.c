@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +53,7 @@ struct stamp_store {
         int lock_fd;    /* "lock", when held */
         int gc_lock_fd; /* "gc.lock", when held; lock order: gc.lock, then lock */
         int gc_hold_fd; /* "gc.lock" held shared (stamp_store_gc_hold()) */
+        bool readonly;  /* on a read-only file system (a backup disk mounted ro) */
         pthread_mutex_t conns_lock; /* protects conns */
         struct conn *conns;
         pthread_key_t key; /* the calling thread's struct conn */
@@ -275,6 +277,8 @@ int stamp_store_open(const char *dir, struct stamp_store **ret)
         }
         s->dev = st.st_dev;
         s->ino = st.st_ino;
+        struct statvfs vfs;
+        s->readonly = fstatvfs(s->dirfd, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
         r = load_config(s);
         if (r < 0)
                 goto fail;
@@ -397,6 +401,19 @@ int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
         /* A missing index is damage to repair (recovery rebuilds it), not an absent object. */
         if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) < 0)
                 return errno == ENOENT ? -EUCLEAN : negerrno();
+        if (s->readonly) {
+                struct stat wal;
+                /*
+                 * No -shm can be created here. A store closed cleanly has
+                 * no WAL left: everything is in index.db, read as immutable.
+                 * A WAL with its -shm is read as usual; one without cannot be.
+                 */
+                if (fstatat(s->dirfd, INDEX_NAME "-wal", &wal, 0) < 0 || wal.st_size == 0)
+                        return stamp_index_open(path, STAMP_INDEX_IMMUTABLE, ret);
+                if (faccessat(s->dirfd, INDEX_NAME "-shm", F_OK, 0) < 0)
+                        return -EROFS;
+                return stamp_index_open(path, STAMP_INDEX_READONLY, ret);
+        }
         return stamp_index_open(path, 0, ret);
 }
 
@@ -613,6 +630,11 @@ int stamp_store_gc_hold(struct stamp_store *s, int timeout_s, char *holder, size
 {
         return lock_file(s, GC_LOCK_NAME, &s->gc_hold_fd, LOCK_SH, timeout_s, NULL, holder,
                          holder_size);
+}
+
+bool stamp_store_readonly(const struct stamp_store *s)
+{
+        return s->readonly;
 }
 
 bool stamp_store_gc_held_by_readers(struct stamp_store *s)

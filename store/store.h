@@ -122,6 +122,13 @@ int stamp_store_gc_hold(struct stamp_store *s, int timeout_s, char *holder, size
 bool stamp_store_gc_held_by_readers(struct stamp_store *s);
 
 /*
+ * True if the store is on a read-only file system (a backup disk mounted
+ * ro): everything that only reads works (the index is opened immutable
+ * when no WAL is left in it), every writer fails with -EROFS.
+ */
+bool stamp_store_readonly(const struct stamp_store *s);
+
+/*
  * Creates a private temporary file in the store's tmp/ whose name ends in
  * @suffix, its path in @ret_path. Returns its fd: while it is open the file
  * holds a flock, so recovery (which removes the files of dead writers)

@@ -340,6 +340,13 @@ int verb_restore(int argc, char **argv)
         r = open_store(&s);
         if (r != EXIT_OK)
                 return r;
+        if (pre_snapshot && !ro.dry_run && stamp_store_readonly(s)) {
+                log_error("store '%s' is on a read-only file system: it cannot take the "
+                          "pre-restore snapshot (restore with --no-pre-snapshot)",
+                          stamp_store_path(s));
+                r = EXIT_FAILED;
+                goto out;
+        }
         /* No gc may take the snapshot's data away halfway through. */
         r = hold_store_against_gc(s, lock_timeout);
         if (r != EXIT_OK)

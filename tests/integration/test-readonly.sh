@@ -1,0 +1,77 @@
+#!/bin/bash
+# A store on a read-only file system (a backup disk mounted ro, here a
+# read-only bind mount): everything that only reads works -- list, show,
+# cat, diff, stats, validate and verify with --read-data, restore with
+# --no-pre-snapshot, drill with --scratch, the mount -- and every writer
+# fails with one line naming the store and the reason, changing nothing.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+. "$LIB/gc.sh"
+
+if [ "$(id -u)" != 0 ]; then
+        echo "not root (mount --bind needs it): skipped"
+        exit 77
+fi
+
+S="$WORK/store"
+RO="$WORK/ro"
+"$STAMP" init --pack-size 1 "$S" >/dev/null
+make_tree "$WORK/data" 1 30
+A=$(snap "$S" "$WORK/data")
+sleep 1
+mutate_tree "$WORK/data" 2
+B=$(snap "$S" "$WORK/data")
+mkdir "$RO"
+mount --bind "$S" "$RO"
+mount -o remount,bind,ro "$RO"
+at_exit "umount -l '$RO'"
+touch "$RO/x" 2>/dev/null && fail "the bind mount is writable"
+before=$(cd "$S" && find . -printf '%p %s %T@\n' | sort)
+
+expect_rc 0 "$STAMP" --store "$RO" list
+grep -q "$B" "$WORK/out" || fail "list does not show $B"
+expect_rc 0 "$STAMP" --store "$RO" show "$A"
+expect_rc 0 "$STAMP" --store "$RO" stats --json
+[ "$(json_field "$WORK/out" snapshots)" = 2 ] || fail "stats does not count 2 snapshots"
+expect_rc 0 "$STAMP" --store "$RO" diff "$A" "$B"
+expect_rc 0 "$STAMP" --store "$RO" validate --read-data "$A"
+expect_rc 0 "$STAMP" --store "$RO" validate --read-data "$B"
+expect_rc 0 "$STAMP" --store "$RO" cat "$B" big-1
+cmp -s "$WORK/out" "$WORK/copies/$B/big-1" || fail "stamp cat of a read-only store differs"
+expect_rc 0 "$STAMP" --store "$RO" verify --read-data
+restore_compare "$RO" "$A" "$WORK/copies/$A"
+restore_compare "$RO" "$B" "$WORK/copies/$B"
+mkdir "$WORK/scratch"
+expect_rc 6 "$STAMP" --store "$RO" drill --scratch "$WORK/scratch" "$B"
+grep -q "PASS" "$WORK/out" || fail "the drill of a read-only store did not pass"
+grep -q "cannot append to '$RO/drill.log': Read-only file system" "$WORK/err" ||
+        { cat "$WORK/err" >&2; fail "the unwritable drill log is not explained"; }
+
+# Writers: one line each, exit non-zero, nothing created.
+mkdir "$WORK/target"
+expect_rc 6 "$STAMP" --store "$RO" restore --confirm-service-stopped "$B" "$WORK/target"
+expect_err "store '$RO' is on a read-only file system: it cannot take the pre-restore snapshot (restore with --no-pre-snapshot)"
+[ -z "$(ls -A "$WORK/target")" ] || fail "a refused restore wrote into its target"
+expect_rc 6 "$STAMP" --store "$RO" snapshot "$WORK/data"
+expect_err "cannot lock store '$RO': Read-only file system"
+expect_rc 6 "$STAMP" --store "$RO" forget "$A"
+expect_err "Read-only file system"
+expect_rc 6 "$STAMP" --store "$RO" gc
+expect_err "Read-only file system"
+
+# The mount: every file of B, copied out with cp -a, equals the source.
+if [ -c /dev/fuse ] && [ -n "${STAMPFS:-}" ]; then
+        MNT="$WORK/mnt"
+        mkdir "$MNT"
+        "$STAMPFS" "$RO" "$MNT"
+        at_exit "fusermount3 -u '$MNT'"
+        cp -a "$MNT/$B" "$WORK/from-mount"
+        diff -r "$WORK/from-mount" "$WORK/copies/$B" >&2 || fail "the mount of a read-only store differs"
+        fusermount3 -u "$MNT"
+else
+        echo "no /dev/fuse or no STAMPFS: the mount part was not run"
+fi
+
+after=$(cd "$S" && find . -printf '%p %s %T@\n' | sort)
+[ "$before" = "$after" ] || fail "the store changed under a read-only mount"
+echo "read-only store: OK"

@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 S="$WORK/store"
-RO="$WORK/ro"
+RO="$WORK/ro ?#%20"   # SQLite opens it by URI: escaped
 "$STAMP" init --pack-size 1 "$S" >/dev/null
 make_tree "$WORK/data" 1 30
 A=$(snap "$S" "$WORK/data")

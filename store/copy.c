@@ -707,7 +707,7 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                 r = -ENOMEM;
                 goto out;
         }
-        fd = stamp_store_tmpfile(src, ".copy-scratch", scratch, sizeof(scratch));
+        fd = stamp_store_scratch(src, ".copy-scratch", scratch, sizeof(scratch));
         if (fd < 0) {
                 r = fd;
                 goto out;
@@ -742,7 +742,7 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
 out:
         stamp_index_free(c.ix);
         if (fd >= 0) {
-                stamp_store_tmpfile_remove(src, scratch);
+                stamp_store_scratch_remove(src, scratch);
                 (void)close(fd);
         }
         free(c.batch);

@@ -2,7 +2,6 @@
 #include "stats.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,7 +109,6 @@ int stamp_stats_compute(struct stamp_store *s,
         struct stamp_strv stamps = { 0 };
         struct stamp_walk w = { .s = s };
         char scratch[PATH_MAX];
-        bool outside = false;
         int fd, r;
 
         ret_bad[0] = 0;
@@ -126,17 +124,7 @@ int stamp_stats_compute(struct stamp_store *s,
                 stamp_strv_release(&stamps);
                 return -ENOMEM;
         }
-        fd = stamp_store_tmpfile(s, ".stats-scratch", scratch, sizeof(scratch));
-        if (fd == -EROFS) {
-                /* A store on a read-only disk: the scratch table goes to $TMPDIR. */
-                const char *tmp = getenv("TMPDIR");
-                if (snprintf(scratch, sizeof(scratch), "%s/stamp-stats-XXXXXX",
-                             tmp && *tmp ? tmp : "/tmp") >= (int)sizeof(scratch))
-                        fd = -ENAMETOOLONG;
-                else if ((fd = mkostemp(scratch, O_CLOEXEC)) < 0)
-                        fd = -errno;
-                outside = true;
-        }
+        fd = stamp_store_scratch(s, ".stats-scratch", scratch, sizeof(scratch));
         if (fd < 0) {
                 r = fd;
                 goto out;
@@ -158,10 +146,7 @@ int stamp_stats_compute(struct stamp_store *s,
         if (r == 0)
                 r = totals(&c);
         stamp_index_free(c.ix);
-        if (outside)
-                (void)unlink(scratch);
-        else
-                stamp_store_tmpfile_remove(s, scratch);
+        stamp_store_scratch_remove(s, scratch);
         (void)close(fd);
 out:
         free(c.pass_snap);

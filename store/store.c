@@ -688,6 +688,28 @@ void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path)
                 (void)unlinkat(s->dirfd, name, 0);
 }
 
+int stamp_store_scratch(struct stamp_store *s, const char *suffix, char *ret_path, size_t size)
+{
+        const char *tmp = getenv("TMPDIR");
+        int fd;
+
+        if (!s->readonly)
+                return stamp_store_tmpfile(s, suffix, ret_path, size);
+        if (snprintf(ret_path, size, "%s/stamp-XXXXXX%s", tmp && *tmp ? tmp : "/tmp", suffix) >=
+            (int)size)
+                return -ENAMETOOLONG;
+        fd = mkostemps(ret_path, (int)strlen(suffix), O_CLOEXEC);
+        return fd < 0 ? negerrno() : fd;
+}
+
+void stamp_store_scratch_remove(struct stamp_store *s, const char *path)
+{
+        if (s->readonly)
+                (void)unlink(path);
+        else
+                stamp_store_tmpfile_remove(s, path);
+}
+
 struct recover_ctx {
         struct stamp_store *s;
         struct stamp_index *ix;

@@ -136,6 +136,14 @@ bool stamp_store_readonly(const struct stamp_store *s);
  */
 int stamp_store_tmpfile(struct stamp_store *s, const char *suffix, char *ret_path, size_t size);
 void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path);
+/*
+ * A private scratch file for a reader's temporary tables, as
+ * stamp_store_tmpfile(); on a read-only store (stamp_store_readonly()) in
+ * $TMPDIR (default /tmp) instead. Close it, then remove it with
+ * stamp_store_scratch_remove().
+ */
+int stamp_store_scratch(struct stamp_store *s, const char *suffix, char *ret_path, size_t size);
+void stamp_store_scratch_remove(struct stamp_store *s, const char *path);
 
 /*
  * Brings the index up to date after a crash: removes the temporary files

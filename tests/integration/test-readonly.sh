@@ -2,7 +2,8 @@
 # A store on a read-only file system (a backup disk mounted ro, here a
 # read-only bind mount): everything that only reads works -- list, show,
 # cat, diff, stats, validate and verify with --read-data, restore with
-# --no-pre-snapshot, drill with --scratch, the mount -- and every writer
+# --no-pre-snapshot, drill with --scratch, copy to another store, the
+# mount -- and every writer
 # fails with one line naming the store and the reason, changing nothing.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -46,6 +47,10 @@ expect_rc 6 "$STAMP" --store "$RO" drill --scratch "$WORK/scratch" "$B"
 grep -q "PASS" "$WORK/out" || fail "the drill of a read-only store did not pass"
 grep -q "cannot append to '$RO/drill.log': Read-only file system" "$WORK/err" ||
         { cat "$WORK/err" >&2; fail "the unwritable drill log is not explained"; }
+
+# A copy out of it, to a new disk: the copy restores.
+expect_rc 0 "$STAMP" --store "$RO" copy --init "$WORK/copy"
+restore_compare "$WORK/copy" "$B" "$WORK/copies/$B"
 
 # Writers: one line each, exit non-zero, nothing created.
 mkdir "$WORK/target"

@@ -247,6 +247,19 @@ static int load_config(struct stamp_store *s)
         return stamp_config_parse(buf, (size_t)n, &s->config);
 }
 
+/*
+ * On a read-only file system no -shm can be created. A store closed
+ * cleanly has no WAL left: everything is in index.db, read as immutable.
+ * A WAL with its -shm is read as usual; one without cannot be read at all
+ * (stamp_store_open() refuses such a store with -EROFS).
+ */
+static bool index_has_wal(struct stamp_store *s)
+{
+        struct stat wal;
+
+        return fstatat(s->dirfd, INDEX_NAME "-wal", &wal, 0) == 0 && wal.st_size > 0;
+}
+
 int stamp_store_open(const char *dir, struct stamp_store **ret)
 {
         struct stamp_store *s = calloc(1, sizeof(*s));
@@ -279,6 +292,10 @@ int stamp_store_open(const char *dir, struct stamp_store **ret)
         s->ino = st.st_ino;
         struct statvfs vfs;
         s->readonly = fstatvfs(s->dirfd, &vfs) == 0 && (vfs.f_flag & ST_RDONLY);
+        if (s->readonly && index_has_wal(s) && faccessat(s->dirfd, INDEX_NAME "-shm", F_OK, 0) < 0) {
+                r = -EROFS;
+                goto fail;
+        }
         r = load_config(s);
         if (r < 0)
                 goto fail;
@@ -401,19 +418,9 @@ int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
         /* A missing index is damage to repair (recovery rebuilds it), not an absent object. */
         if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) < 0)
                 return errno == ENOENT ? -EUCLEAN : negerrno();
-        if (s->readonly) {
-                struct stat wal;
-                /*
-                 * No -shm can be created here. A store closed cleanly has
-                 * no WAL left: everything is in index.db, read as immutable.
-                 * A WAL with its -shm is read as usual; one without cannot be.
-                 */
-                if (fstatat(s->dirfd, INDEX_NAME "-wal", &wal, 0) < 0 || wal.st_size == 0)
-                        return stamp_index_open(path, STAMP_INDEX_IMMUTABLE, ret);
-                if (faccessat(s->dirfd, INDEX_NAME "-shm", F_OK, 0) < 0)
-                        return -EROFS;
-                return stamp_index_open(path, STAMP_INDEX_READONLY, ret);
-        }
+        if (s->readonly)
+                return stamp_index_open(path, index_has_wal(s) ? STAMP_INDEX_READONLY
+                                                               : STAMP_INDEX_IMMUTABLE, ret);
         return stamp_index_open(path, 0, ret);
 }
 

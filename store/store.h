@@ -68,9 +68,16 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o);
 
 /*
  * Opens the store in @dir. -ENOENT if @dir is missing, -EMEDIUMTYPE if it is
- * not a store. Caller frees with stamp_store_free(). Takes no lock.
+ * not a store, -EROFS if it is on a read-only file system with index.db
+ * changes not folded in (a -wal without its -shm: SQLite cannot read that
+ * there). Caller frees with stamp_store_free(). Takes no lock.
  */
 int stamp_store_open(const char *dir, struct stamp_store **ret);
+/* What -EROFS from stamp_store_open() means, for the front ends to print. */
+#define STAMP_STORE_EROFS_MESSAGE                                                                 \
+        "on a read-only file system, with index.db changes not folded in (index.db-wal "          \
+        "without index.db-shm), which SQLite cannot read there: mount it writable once, or "      \
+        "copy the store directory to a writable disk"
 void stamp_store_free(struct stamp_store *s);
 
 const struct stamp_config *stamp_store_config(const struct stamp_store *s);

@@ -134,6 +134,8 @@ int open_store(struct stamp_store **ret)
         if (r < 0) {
                 if (r == -ENOENT)
                         log_error("store '%s': no such directory", dir);
+                else if (r == -EROFS)
+                        log_error("store '%s': %s", dir, STAMP_STORE_EROFS_MESSAGE);
                 else
                         log_error("store '%s': %s", dir, describe(r));
                 return exit_code(r);

@@ -77,6 +77,42 @@ else
         echo "no /dev/fuse or no STAMPFS: the mount part was not run"
 fi
 
+# A copy of the store taken while index.db had a WAL not yet folded in,
+# without its -shm: SQLite cannot read that on a read-only disk. Both
+# front ends refuse it with one line that says so and what to do.
+W="$WORK/walstore"
+python3 - "$S" "$W" <<'PY'
+import os, shutil, sqlite3, sys
+src, dst = sys.argv[1:]
+shutil.copytree(src, dst)                # a plain copy: index.db, no WAL
+db = sqlite3.connect(os.path.join(dst, "index.db"))
+db.execute("PRAGMA wal_autocheckpoint=0")
+db.execute("CREATE TABLE scratch_x(a)")  # a commit that stays in the WAL
+db.commit()
+keep = os.path.join(dst, "..", "wal-kept")
+shutil.copy(os.path.join(dst, "index.db-wal"), keep)
+db.close()                               # folds the WAL in and removes it...
+shutil.copy(keep, os.path.join(dst, "index.db-wal"))   # ...so put it back
+for f in ("index.db-shm",):
+    if os.path.exists(os.path.join(dst, f)):
+        os.unlink(os.path.join(dst, f))
+PY
+[ -s "$W/index.db-wal" ] && [ ! -e "$W/index.db-shm" ] || fail "could not make a store with a WAL and no -shm"
+WRO="$WORK/walro"
+mkdir "$WRO"
+mount --bind "$W" "$WRO"
+mount -o remount,bind,ro "$WRO"
+at_exit "umount -l '$WRO'"
+expect_rc 6 "$STAMP" --store "$WRO" list
+expect_err "store '$WRO': on a read-only file system, with index.db changes not folded in"
+if [ -c /dev/fuse ] && [ -n "${STAMPFS:-}" ]; then
+        mkdir "$WORK/mnt2"
+        rc=0
+        "$STAMPFS" "$WRO" "$WORK/mnt2" 2>"$WORK/err" || rc=$?
+        [ $rc != 0 ] || { fusermount3 -u "$WORK/mnt2"; fail "stampfs mounted a store it cannot read"; }
+        expect_err "stampfs: store '$WRO': on a read-only file system, with index.db changes"
+fi
+
 after=$(cd "$S" && find . -printf '%p %s %T@\n' | sort)
 [ "$before" = "$after" ] || fail "the store changed under a read-only mount"
 echo "read-only store: OK"

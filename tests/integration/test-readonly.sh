@@ -110,6 +110,7 @@ if [ -c /dev/fuse ] && [ -n "${STAMPFS:-}" ]; then
         rc=0
         "$STAMPFS" "$WRO" "$WORK/mnt2" 2>"$WORK/err" || rc=$?
         [ $rc != 0 ] || { fusermount3 -u "$WORK/mnt2"; fail "stampfs mounted a store it cannot read"; }
+        [ $rc = 3 ] || fail "stampfs exited $rc for a store it cannot read, expected 3"
         expect_err "stampfs: store '$WRO': on a read-only file system, with index.db changes"
 fi
 

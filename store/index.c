@@ -170,15 +170,19 @@ static int migrate(struct stamp_index *ix)
         return r;
 }
 
-/* "file:PATH?immutable=1", PATH %-escaped where a URI needs it. NULL on out of memory. */
+/*
+ * "file:PATH?immutable=1", PATH %-escaped where a URI needs it; an absolute
+ * PATH gets an empty authority ("file://" PATH), so that one starting with
+ * "//" is not read as a host. NULL on out of memory.
+ */
 static char *immutable_uri(const char *path)
 {
         static const char suffix[] = "?immutable=1";
-        char *uri = malloc(5 + 3 * strlen(path) + sizeof(suffix)), *p = uri;
+        char *uri = malloc(7 + 3 * strlen(path) + sizeof(suffix)), *p = uri;
 
         if (!uri)
                 return NULL;
-        p += sprintf(p, "file:");
+        p += sprintf(p, path[0] == '/' ? "file://" : "file:");
         for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
                 if (*c == '%' || *c == '?' || *c == '#' || *c < 0x20 || *c >= 0x7f)
                         p += sprintf(p, "%%%02X", *c);

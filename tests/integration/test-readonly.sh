@@ -39,6 +39,9 @@ expect_rc 0 "$STAMP" --store "$RO" validate --read-data "$A"
 expect_rc 0 "$STAMP" --store "$RO" validate --read-data "$B"
 expect_rc 0 "$STAMP" --store "$RO" cat "$B" big-1
 cmp -s "$WORK/out" "$WORK/copies/$B/big-1" || fail "stamp cat of a read-only store differs"
+# The same store named by a relative path and by one starting with "//".
+(cd "$WORK" && expect_rc 0 "$STAMP" --store "${RO#"$WORK"/}" cat "$B" big-1)
+expect_rc 0 "$STAMP" --store "/$RO" cat "$B" big-1
 expect_rc 0 "$STAMP" --store "$RO" verify --read-data
 restore_compare "$RO" "$A" "$WORK/copies/$A"
 restore_compare "$RO" "$B" "$WORK/copies/$B"

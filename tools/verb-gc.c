@@ -297,15 +297,13 @@ int verb_gc(int argc, char **argv)
         if (r != EXIT_OK)
                 return r;
         /* Another gc: fail at once (it does the work). A restore or drill: wait for it. */
-        r = stamp_store_gc_lock(s, 0, o.dry_run ? "stamp gc --dry-run" : "stamp gc", holder,
-                                sizeof(holder));
+        const char *what = o.dry_run ? "stamp gc --dry-run" : "stamp gc";
+        r = stamp_store_gc_lock(s, 0, what, holder, sizeof(holder));
         if (r == -EBUSY && stamp_store_gc_held_by_readers(s)) {
                 if (!arg_quiet)
                         fprintf(stderr, "stamp: waiting for a restore or drill reading the "
                                         "store (up to %d s)\n", o.lock_timeout_s);
-                r = stamp_store_gc_lock(s, o.lock_timeout_s,
-                                        o.dry_run ? "stamp gc --dry-run" : "stamp gc", holder,
-                                        sizeof(holder));
+                r = stamp_store_gc_lock(s, o.lock_timeout_s, what, holder, sizeof(holder));
         }
         if (r == -EBUSY) {
                 log_error("store '%s' is locked by %s", stamp_store_path(s), holder);

@@ -58,7 +58,8 @@ static void help(void)
                "fail the drill.\n"
                "\n"
                "Every drill, passed or failed, appends one JSON line to STORE/drill.log (the\n"
-               "report below, plus \"v\" and \"host\"); --history prints them.\n"
+               "report below, plus \"v\" and \"host\"); --history prints them. On a store on\n"
+               "a read-only file system nothing is logged, and a notice says so.\n"
                "\n"
                "Options:\n"
                "  --scratch DIR  restore into DIR (empty or absent) instead of STORE/tmp/\n"
@@ -516,10 +517,18 @@ static int drill(struct stamp_store *s, const char *stamp, const struct args *a)
                 host[sizeof(host) - 1] = 0;
                 e.host = strdup(host);
         }
-        r = stamp_drill_log_append(s, &e);
-        if (r < 0)
-                log_error("cannot append to '%s/drill.log': %s", stamp_store_path(s), describe(r));
-        r = r < 0 ? EXIT_FAILED : EXIT_OK;
+        /* A store on a read-only disk (how a backup disk should be mounted
+         * on the day it is needed) cannot keep a log; the drill still counts. */
+        if (stamp_store_readonly(s)) {
+                log_warning("drill not logged: '%s' is on a read-only file system", stamp_store_path(s));
+                r = EXIT_OK;
+        } else {
+                r = stamp_drill_log_append(s, &e);
+                if (r < 0)
+                        log_error("cannot append to '%s/drill.log': %s", stamp_store_path(s),
+                                  describe(r));
+                r = r < 0 ? EXIT_FAILED : EXIT_OK;
+        }
         if (arg_json) {
                 print_json(&e, false);
                 putchar('\n');

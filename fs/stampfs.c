@@ -1340,6 +1340,22 @@ static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
         vfprintf(stderr, fmt, ap);
 }
 
+/* Undoes mountinfo's escapes in place: space, tab, newline and backslash as \ooo. */
+static void unescape_mountinfo(char *s)
+{
+        char *w = s;
+
+        for (const char *r = s; *r; w++) {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+                    r[3] >= '0' && r[3] <= '7') {
+                        *w = (char)((r[1] - '0') << 6 | (r[2] - '0') << 3 | (r[3] - '0'));
+                        r += 4;
+                } else
+                        *w = *r++;
+        }
+        *w = 0;
+}
+
 /*
  * Lets the kernel read ahead 1 MiB on this mount (it defaults to 128 KiB
  * for FUSE). The device number comes from mountinfo: a stat() of the
@@ -1356,9 +1372,10 @@ static void raise_readahead(const char *mountpoint)
                 return;
         while (!found && fgets(line, sizeof(line), f)) {
                 char mnt[PATH_MAX];
-                if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &maj, &min, mnt) == 3 &&
-                    strcmp(mnt, mountpoint) == 0 && strstr(line, " fuse.stampfs "))
-                        found = true;
+                if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &maj, &min, mnt) != 3)
+                        continue;
+                unescape_mountinfo(mnt);
+                found = strcmp(mnt, mountpoint) == 0 && strstr(line, " fuse.stampfs ");
         }
         fclose(f);
         if (!found)

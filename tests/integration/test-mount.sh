@@ -39,6 +39,28 @@ mkdir "$WORK/mnt-rel"
 (cd "$(dirname "$S")" && "$STAMPFS" "$(basename "$S")" "$WORK/mnt-rel")
 ls "$WORK/mnt-rel/latest/" >/dev/null || fail "a mount of a relative store path cannot read"
 fusermount3 -u "$WORK/mnt-rel"
+# The kernel may read ahead 1 MiB on the mount (128 KiB for FUSE by
+# default), also at a mountpoint whose name mountinfo escapes.
+if [ "$(id -u)" = 0 ]; then
+        SP="$WORK/mnt with space"
+        mkdir "$SP"
+        "$STAMPFS" "$S" "$SP"
+        for m in "$MNT" "$SP"; do
+                dev=$(python3 - "$m" <<'PY'
+import re, sys
+for line in open("/proc/self/mountinfo"):
+    f = line.split()
+    mp = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), f[4])
+    if mp == sys.argv[1]:
+        print(f[2])
+PY
+)
+                [ -n "$dev" ] || fail "'$m' is not in mountinfo"
+                ra=$(cat "/sys/class/bdi/$dev/read_ahead_kb")
+                [ "$ra" = 1024 ] || fail "read-ahead of the mount at '$m' is $ra KiB, expected 1024"
+        done
+        fusermount3 -u "$SP"
+fi
 # An explicit dev,suid (as mount.fuse passes from an fstab line) does not
 # open the mount to setuid files or device nodes: nosuid,nodev always win.
 "$STAMPFS" -o dev,suid "$S" "$WORK/mnt-rel"

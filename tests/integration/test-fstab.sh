@@ -72,6 +72,14 @@ if [ -x /sbin/mount.fuse ]; then
 fi
 not_mounted "$WORK/mnt"
 
+# A helper that finds no stampfs says so in one line.
+if [ ! -e /usr/local/bin/stampfs ] && [ ! -e /usr/bin/stampfs ]; then
+        mkdir "$WORK/lonely"
+        cp "$HELPER" "$WORK/lonely/mount.fuse.stampfs"
+        expect_rc 1 env PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh "$WORK/lonely/mount.fuse.stampfs" "$S" "$WORK/mnt"
+        expect_err "mount.stampfs: no stampfs binary beside $WORK/lonely/mount.fuse.stampfs, in PATH"
+fi
+
 # --- stampfs@.service
 UNIT="$UNITDIR/stampfs@.service"
 MNT="$WORK/mnt-unit/snapshots" # made by ExecStartPre=

@@ -118,9 +118,41 @@ static int sql_errno(int rc)
         }
 }
 
+/*
+ * As sql_errno(), but an I/O error says what the system said: a full disk
+ * is -ENOSPC (SQLite reports ENOSPC as SQLITE_FULL only for writes; a -shm
+ * or -wal it cannot grow is SQLITE_IOERR), never -EIO, which callers may
+ * read as a damaged file.
+ */
+static int db_errno(sqlite3 *db, int rc)
+{
+        int r = sql_errno(rc);
+
+        if (r == -EIO || r == -ENOENT) {
+                switch (sqlite3_system_errno(db)) {
+                case ENOSPC:
+                case EDQUOT:
+                        return -ENOSPC;
+                case EROFS:
+                        return -EROFS;
+                case EACCES:
+                case EPERM:
+                        return -EACCES;
+                default:
+                        break;
+                }
+        }
+        return r;
+}
+
+static int ix_errno(struct stamp_index *ix, int rc)
+{
+        return db_errno(ix->db, rc);
+}
+
 static int exec(struct stamp_index *ix, const char *sql)
 {
-        return sql_errno(sqlite3_exec(ix->db, sql, NULL, NULL, NULL));
+        return ix_errno(ix, sqlite3_exec(ix->db, sql, NULL, NULL, NULL));
 }
 
 const char *stamp_index_errmsg(struct stamp_index *ix)
@@ -145,14 +177,14 @@ static int migrate(struct stamp_index *ix)
         sqlite3_stmt *st;
         int version, r;
 
-        r = sql_errno(sqlite3_prepare_v2(ix->db, "PRAGMA user_version", -1, &st, NULL));
+        r = ix_errno(ix, sqlite3_prepare_v2(ix->db, "PRAGMA user_version", -1, &st, NULL));
         if (r < 0)
                 return r;
         r = sqlite3_step(st);
         version = r == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
         sqlite3_finalize(st);
         if (version < 0)
-                return sql_errno(r) ?: -EIO;
+                return ix_errno(ix, r) ?: -EIO;
         if (version > STAMP_INDEX_SCHEMA)
                 return -EOPNOTSUPP;
         if (version == STAMP_INDEX_SCHEMA)
@@ -214,7 +246,7 @@ int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret)
                 oflags |= SQLITE_OPEN_READONLY;
         else
                 oflags |= SQLITE_OPEN_READWRITE | ((flags & STAMP_INDEX_CREATE) ? SQLITE_OPEN_CREATE : 0);
-        r = sql_errno(sqlite3_open_v2(uri ? uri : path, &ix->db, oflags, NULL));
+        r = ix_errno(ix, sqlite3_open_v2(uri ? uri : path, &ix->db, oflags, NULL));
         free(uri);
         if (r < 0)
                 goto fail;
@@ -233,7 +265,7 @@ int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret)
                         goto fail;
         }
         for (unsigned i = 0; i < _Q_MAX; i++) {
-                r = sql_errno(sqlite3_prepare_v3(ix->db, queries[i], -1,
+                r = ix_errno(ix, sqlite3_prepare_v3(ix->db, queries[i], -1,
                                                  SQLITE_PREPARE_PERSISTENT, &ix->q[i], NULL));
                 if (r < 0)
                         goto fail;
@@ -279,7 +311,7 @@ void stamp_index_rollback(struct stamp_index *ix)
 static int step_done(sqlite3_stmt *st)
 {
         int rc = sqlite3_step(st);
-        int r = rc == SQLITE_DONE ? 0 : (sql_errno(rc) ?: -EIO);
+        int r = rc == SQLITE_DONE ? 0 : (db_errno(sqlite3_db_handle(st), rc) ?: -EIO);
 
         sqlite3_reset(st);
         sqlite3_clear_bindings(st);
@@ -324,7 +356,7 @@ int stamp_index_has_pack(struct stamp_index *ix, const char *name)
         sqlite3_reset(st);
         if (rc == SQLITE_ROW)
                 return 1;
-        return rc == SQLITE_DONE ? 0 : (sql_errno(rc) ?: -EIO);
+        return rc == SQLITE_DONE ? 0 : (db_errno(sqlite3_db_handle(st), rc) ?: -EIO);
 }
 
 int stamp_index_find(struct stamp_index *ix, const struct stamp_id *id, struct stamp_loc *ret)
@@ -354,7 +386,7 @@ int stamp_index_find(struct stamp_index *ix, const struct stamp_id *id, struct s
                         r = 1;
                 }
         } else if (rc != SQLITE_DONE)
-                r = sql_errno(rc) ?: -EIO;
+                r = ix_errno(ix, rc) ?: -EIO;
         sqlite3_reset(st);
         return r;
 }
@@ -402,7 +434,7 @@ int stamp_index_files_get(struct stamp_index *ix, uint64_t dev, uint64_t ino, ui
                         r = 1;
                 }
         } else if (rc != SQLITE_DONE)
-                r = sql_errno(rc) ?: -EIO;
+                r = ix_errno(ix, rc) ?: -EIO;
         sqlite3_reset(st);
         return r;
 }
@@ -455,7 +487,7 @@ int stamp_index_snapshot_has(struct stamp_index *ix, const char *stamp)
         sqlite3_reset(st);
         if (rc == SQLITE_ROW)
                 return 1;
-        return rc == SQLITE_DONE ? 0 : (sql_errno(rc) ?: -EIO);
+        return rc == SQLITE_DONE ? 0 : (db_errno(sqlite3_db_handle(st), rc) ?: -EIO);
 }
 
 int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *ret_objects,
@@ -469,7 +501,7 @@ int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *re
                                 " (SELECT coalesce(sum(size), 0) FROM packs)",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return sql_errno(rc) ?: -EIO;
+                return ix_errno(ix, rc) ?: -EIO;
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
                 *ret_packs = (uint64_t)sqlite3_column_int64(st, 0);
@@ -477,7 +509,7 @@ int stamp_index_counts(struct stamp_index *ix, uint64_t *ret_packs, uint64_t *re
                 *ret_pack_bytes = (uint64_t)sqlite3_column_int64(st, 2);
         }
         sqlite3_finalize(st);
-        return rc == SQLITE_ROW ? 0 : (sql_errno(rc) ?: -EIO);
+        return rc == SQLITE_ROW ? 0 : (ix_errno(ix, rc) ?: -EIO);
 }
 
 int stamp_index_foreach_pack(struct stamp_index *ix, stamp_index_pack_fn fn, void *userdata)
@@ -491,7 +523,7 @@ int stamp_index_foreach_pack(struct stamp_index *ix, stamp_index_pack_fn fn, voi
                                 " ON c.pack = p.id ORDER BY p.name",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return sql_errno(rc) ?: -EIO;
+                return ix_errno(ix, rc) ?: -EIO;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 const char *name = (const char *)sqlite3_column_text(st, 0);
                 sqlite3_int64 size = sqlite3_column_int64(st, 1);
@@ -506,7 +538,7 @@ int stamp_index_foreach_pack(struct stamp_index *ix, stamp_index_pack_fn fn, voi
                         break;
         }
         if (r == 0 && rc != SQLITE_DONE)
-                r = sql_errno(rc) ?: -EIO;
+                r = ix_errno(ix, rc) ?: -EIO;
         sqlite3_finalize(st);
         return r;
 }
@@ -577,7 +609,7 @@ int stamp_index_scratch_attach(struct stamp_index *ix, const char *path)
 
         if (ix->s[0])
                 return -EINVAL;
-        r = sql_errno(sqlite3_prepare_v2(ix->db, "ATTACH DATABASE ? AS scratch", -1, &st, NULL));
+        r = ix_errno(ix, sqlite3_prepare_v2(ix->db, "ATTACH DATABASE ? AS scratch", -1, &st, NULL));
         if (r < 0)
                 return r;
         sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
@@ -589,7 +621,7 @@ int stamp_index_scratch_attach(struct stamp_index *ix, const char *path)
         if (r < 0)
                 return r;
         for (unsigned i = 0; i < _S_MAX; i++) {
-                r = sql_errno(sqlite3_prepare_v3(ix->db, scratch_queries[i], -1,
+                r = ix_errno(ix, sqlite3_prepare_v3(ix->db, scratch_queries[i], -1,
                                                  SQLITE_PREPARE_PERSISTENT, &ix->s[i], NULL));
                 if (r < 0)
                         return r;
@@ -614,7 +646,7 @@ static int step_row(sqlite3_stmt *st)
 
         if (rc == SQLITE_ROW)
                 return 1;
-        return rc == SQLITE_DONE ? 0 : (sql_errno(rc) ?: -EIO);
+        return rc == SQLITE_DONE ? 0 : (db_errno(sqlite3_db_handle(st), rc) ?: -EIO);
 }
 
 static void finish(sqlite3_stmt *st)
@@ -692,13 +724,13 @@ static int query_u64s(struct stamp_index *ix, const char *sql, uint64_t *v, int 
 
         rc = sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return sql_errno(rc) ?: -EIO;
+                return ix_errno(ix, rc) ?: -EIO;
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
                 for (int i = 0; i < n; i++)
                         v[i] = (uint64_t)sqlite3_column_int64(st, i);
         sqlite3_finalize(st);
-        return rc == SQLITE_ROW ? 0 : (sql_errno(rc) ?: -EIO);
+        return rc == SQLITE_ROW ? 0 : (ix_errno(ix, rc) ?: -EIO);
 }
 
 int stamp_index_usage(struct stamp_index *ix, struct stamp_index_usage *ret)
@@ -740,14 +772,14 @@ int stamp_index_seen_exclusive(struct stamp_index *ix,
                                 "WHERE n = 1 AND bytes IS NOT NULL GROUP BY last",
                                 -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return sql_errno(rc) ?: -EIO;
+                return ix_errno(ix, rc) ?: -EIO;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW && r == 0)
                 r = fn(sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
                        (uint64_t)sqlite3_column_int64(st, 2), userdata);
         sqlite3_finalize(st);
         if (r != 0)
                 return r;
-        return rc == SQLITE_DONE ? 0 : (sql_errno(rc) ?: -EIO);
+        return rc == SQLITE_DONE ? 0 : (ix_errno(ix, rc) ?: -EIO);
 }
 
 int stamp_index_gc_plan(struct stamp_index *ix, unsigned max_unused_pct)
@@ -873,7 +905,7 @@ int stamp_index_gc_copy_next(struct stamp_index *ix, int64_t after, struct stamp
                 n++;
         }
         if (r == 0 && n < max && rc != SQLITE_DONE)
-                r = sql_errno(rc) ?: -EIO;
+                r = ix_errno(ix, rc) ?: -EIO;
         finish(st);
         if (r < 0)
                 return r;
@@ -939,7 +971,7 @@ int stamp_index_gc_files_scan(struct stamp_index *ix,
                 return r;
         rc = sqlite3_prepare_v2(ix->db, "SELECT dev, ino, content FROM main.files", -1, &st, NULL);
         if (rc != SQLITE_OK)
-                return sql_errno(rc) ?: -EIO;
+                return ix_errno(ix, rc) ?: -EIO;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 const void *p = sqlite3_column_blob(st, 2);
                 int n = sqlite3_column_bytes(st, 2);
@@ -962,7 +994,7 @@ int stamp_index_gc_files_scan(struct stamp_index *ix,
         if (r < 0)
                 return r;
         if (rc != SQLITE_DONE)
-                return sql_errno(rc) ?: -EIO;
+                return ix_errno(ix, rc) ?: -EIO;
         *ret_listed = listed;
         return 0;
 }

@@ -33,6 +33,7 @@
 struct conn {
         struct stamp_index *ix;
         uint64_t dev, ino;          /* index.db's identity when ix was opened */
+        bool frozen;                /* ix is a full disk's immutable fallback (index_open()) */
         struct stamp_index **old;   /* replaced by reopen_if_replaced(); freed with the store */
         size_t n_old;
         pthread_t thread;
@@ -409,10 +410,13 @@ void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_
         *ret_ino = s->ino;
 }
 
-int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
+/* stamp_store_index_open(); *@ret_frozen: opened as a full disk's fallback (below). */
+static int index_open(struct stamp_store *s, struct stamp_index **ret, bool *ret_frozen)
 {
         char path[PATH_MAX];
+        int r;
 
+        *ret_frozen = false;
         if (snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path) >= (int)sizeof(path))
                 return -ENAMETOOLONG;
         /* A missing index is damage to repair (recovery rebuilds it), not an absent object. */
@@ -421,7 +425,27 @@ int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
         if (s->readonly)
                 return stamp_index_open(path, index_has_wal(s) ? STAMP_INDEX_READONLY
                                                                : STAMP_INDEX_IMMUTABLE, ret);
-        return stamp_index_open(path, 0, ret);
+        r = stamp_index_open(path, 0, ret);
+        /*
+         * A full disk leaves no room for index.db-shm, without which SQLite
+         * reads no WAL database: restoring from a store whose disk filled
+         * up would fail. A reader (no write lock: writers must fail with
+         * -ENOSPC) then reads index.db as it stands, immutable, when no
+         * WAL is left to fold in; reopen_if_replaced() tries the normal way
+         * again after a failed lookup.
+         */
+        if (r == -ENOSPC && s->lock_fd < 0 && !index_has_wal(s)) {
+                r = stamp_index_open(path, STAMP_INDEX_IMMUTABLE, ret);
+                *ret_frozen = r == 0;
+        }
+        return r;
+}
+
+int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
+{
+        bool frozen;
+
+        return index_open(s, ret, &frozen);
 }
 
 /* Creates an empty index.db if there is none; recovery then fills it. */
@@ -474,33 +498,41 @@ static void batch_open(struct conn *c)
  * committed later; so when a lookup fails, the calling thread's connection
  * is reopened if index.db is no longer the file it opened. The old
  * connection is kept until the store is freed: a caller may still hold it.
- * Returns 1 if reopened.
+ * The same for a connection opened frozen on a full disk (index_open()),
+ * which sees nothing committed after it: it is replaced once the normal
+ * way works again. Returns 1 if reopened.
  */
 static int reopen_if_replaced(struct stamp_store *s)
 {
         struct conn *c = pthread_getspecific(s->key);
         struct stamp_index *ix, **old;
         uint64_t dev, ino;
+        bool frozen;
         int r;
 
         if (!c)
                 return 0;
         batch_close(c);
         index_identity(s, &dev, &ino);
-        if (ino == 0 || (dev == c->dev && ino == c->ino))
+        if (!c->frozen && (ino == 0 || (dev == c->dev && ino == c->ino)))
                 return 0;
         old = realloc(c->old, (c->n_old + 1) * sizeof(*old));
         if (!old)
                 return -ENOMEM;
         c->old = old;
-        r = stamp_store_index_open(s, &ix);
+        r = index_open(s, &ix, &frozen);
         if (r < 0)
                 return r;
+        if (frozen && c->frozen && dev == c->dev && ino == c->ino) {
+                stamp_index_free(ix); /* the disk is still full: nothing new to see */
+                return 0;
+        }
         (void)stamp_index_tune_reader(ix);
         c->old[c->n_old++] = c->ix;
         c->ix = ix;
         c->dev = dev;
         c->ino = ino;
+        c->frozen = frozen;
         return 1;
 }
 
@@ -517,7 +549,7 @@ int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
         if (!c)
                 return -ENOMEM;
         index_identity(s, &c->dev, &c->ino); /* before the open: a change after it shows */
-        r = stamp_store_index_open(s, &c->ix);
+        r = index_open(s, &c->ix, &c->frozen);
         if (r < 0) {
                 free(c);
                 return r;

@@ -17,6 +17,9 @@
 #include "restore.h"
 #include "snapshot.h"
 
+/* After a full store disk stopped the pre-restore snapshot. */
+#define NO_SPACE_HINT " (free space there, or restore with --no-pre-snapshot)"
+
 static void help(void)
 {
         printf("Usage: stamp [--store DIR] restore STAMP TARGET --confirm-service-stopped\n"
@@ -158,7 +161,8 @@ static int take_pre_snapshot(struct stamp_store *s, const char *target, int lock
                 return r;
         r = stamp_store_recover(s);
         if (r < 0) {
-                log_error("store '%s': recovery failed: %s", stamp_store_path(s), describe(r));
+                log_error("store '%s': recovery failed: %s%s", stamp_store_path(s), describe(r),
+                          r == -ENOSPC ? NO_SPACE_HINT : "");
                 stamp_store_unlock(s);
                 return exit_code(r);
         }
@@ -170,8 +174,8 @@ static int take_pre_snapshot(struct stamp_store *s, const char *target, int lock
         r = stamp_snapshot_create(s, &so, &rec, &bad);
         stamp_store_unlock(s);
         if (r < 0) {
-                log_error("the pre-restore snapshot of '%s' failed, nothing was changed: %s",
-                          target, describe(r));
+                log_error("the pre-restore snapshot of '%s' failed, nothing was changed: %s%s",
+                          target, describe(r), r == -ENOSPC ? NO_SPACE_HINT : "");
                 return rep.problems ? EXIT_INVALID : exit_code(r) == EXIT_NOTFOUND ? EXIT_FAILED
                                                                                     : exit_code(r);
         }

@@ -6,7 +6,9 @@
  * renamed into place with RENAME_NOREPLACE (or linked, where the
  * filesystem lacks it), and the destination directory is fsynced before
  * commit returns. New subdirectories are fsynced into their parent. A failed
- * fsync is never retried: the object is abandoned and the error returned.
+ * fsync is never retried: the object is abandoned (unlinked again if the
+ * destination directory's fsync failed after the rename) and the error
+ * returned.
  * Files are created 0600 and directories 0700 whatever the umask.
  *
  * Read fds are kept in a small cache, because the mount reads many small
@@ -213,6 +215,13 @@ static int local_writer_commit(struct stamp_backend_writer *bw, const char *name
                 r = fsync_dir(l->dirfd, dir);
         } else
                 r = fsync_dir(l->dirfd, ".");
+        /*
+         * Visible but not durable: take it back, so that a failed put leaves
+         * no object (a snapshot record would otherwise be listed by a
+         * snapshot that reported failure). The name was new (no replace).
+         */
+        if (r < 0)
+                (void)unlinkat(l->dirfd, name, 0);
         free(w);
         return r;
 fail:

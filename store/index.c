@@ -122,7 +122,8 @@ static int sql_errno(int rc)
  * As sql_errno(), but an I/O error says what the system said: a full disk
  * is -ENOSPC (SQLite reports ENOSPC as SQLITE_FULL only for writes; a -shm
  * or -wal it cannot grow is SQLITE_IOERR), never -EIO, which callers may
- * read as a damaged file.
+ * read as a damaged file; the disk's EIO stays -EIO even where SQLite says
+ * it cannot open a file (not -ENOENT, which means "no such store").
  */
 static int db_errno(sqlite3 *db, int rc)
 {
@@ -138,6 +139,8 @@ static int db_errno(sqlite3 *db, int rc)
                 case EACCES:
                 case EPERM:
                         return -EACCES;
+                case EIO:
+                        return -EIO; /* the disk's own error, also where SQLite says CANTOPEN */
                 default:
                         break;
                 }
@@ -273,8 +276,11 @@ int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret)
         *ret = ix;
         return 0;
 fail:
+        /* An I/O error SQLite found by itself, not the system: a file that is not an index. */
+        if (r == -EIO && (!ix->db || sqlite3_system_errno(ix->db) == 0))
+                r = -EBADMSG;
         stamp_index_free(ix);
-        return r == -EIO ? -EBADMSG : r; /* a file that is not an index */
+        return r;
 }
 
 int stamp_index_begin(struct stamp_index *ix)

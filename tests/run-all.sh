@@ -20,5 +20,5 @@ run_suite build-ci --werror
 echo "=== build: AddressSanitizer + UndefinedBehaviorSanitizer"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-KILL_TRIALS=6 POWERLOSS_STATES=10 FULL_DISK_STEP=6 \
+KILL_TRIALS=6 POWERLOSS_STATES=10 FULL_DISK_STEP=6 IO_ERROR_TRIALS=6 \
         run_suite build-asan --werror -Db_sanitize=address,undefined -Db_lundef=false

@@ -8,6 +8,13 @@
  *   STAMP_OPLOG_ROOT=DIR    record only paths below DIR (absolute, no symlinks)
  *   STAMP_OPLOG_NOSYNC=1    the negative control: fsyncs happen but are not
  *                           recorded, as if the program never asked
+ *   STAMP_OPLOG_FAIL=N      fault injection (with or without STAMP_OPLOG):
+ *                           the Nth change below ROOT (counted as the
+ *                           records are, from 1) fails with
+ *   STAMP_OPLOG_ERRNO=E     EIO (default), ENOSPC or EDQUOT, without
+ *                           happening; with
+ *   STAMP_OPLOG_FAIL_ALL=1  every change from the Nth on fails (a disk
+ *                           that went bad for good)
  *
  * Records, one text line each (paths are below ROOT, relative, %-escaped):
  *   C INO PATH       a file created (open with O_CREAT of a missing name)
@@ -57,6 +64,9 @@ static char root[PATH_MAX];
 static size_t root_len;
 static bool nosync;
 static bool ready;
+static unsigned long changes, fail_at; /* fault injection */
+static bool fail_all;
+static int fail_errno = EIO;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static int (*real_open)(const char *, int, ...);
@@ -90,14 +100,23 @@ static void init(void)
         real_linkat = dlsym(RTLD_NEXT, "linkat");
         real_unlinkat = dlsym(RTLD_NEXT, "unlinkat");
         real_mkdirat = dlsym(RTLD_NEXT, "mkdirat");
-        if (!file || !r || strlen(r) >= sizeof(root) || r[0] != '/')
+        const char *fail = getenv("STAMP_OPLOG_FAIL"), *e = getenv("STAMP_OPLOG_ERRNO");
+
+        if (!r || strlen(r) >= sizeof(root) || r[0] != '/')
                 return;
+        if (fail)
+                fail_at = strtoul(fail, NULL, 10);
+        fail_all = getenv("STAMP_OPLOG_FAIL_ALL") != NULL;
+        if (e && strcmp(e, "ENOSPC") == 0)
+                fail_errno = ENOSPC;
+        else if (e && strcmp(e, "EDQUOT") == 0)
+                fail_errno = EDQUOT;
         strcpy(root, r);
         root_len = strlen(root);
         while (root_len > 1 && root[root_len - 1] == '/')
                 root[--root_len] = 0;
         nosync = getenv("STAMP_OPLOG_NOSYNC") != NULL;
-        log_fd = real_open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        log_fd = file ? real_open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : -1;
         if (log_fd >= 0) {
                 /* Far from the fds the program uses, so that they never collide. */
                 int high = fcntl(log_fd, F_DUPFD_CLOEXEC, 1000);
@@ -106,7 +125,7 @@ static void init(void)
                         log_fd = high;
                 }
         }
-        ready = log_fd >= 0;
+        ready = log_fd >= 0 || fail_at > 0;
 }
 
 /* Before anything: another library's constructor may open files before ours runs. */
@@ -172,11 +191,29 @@ static const char *below_root(const char *abs)
         return abs + root_len + 1;
 }
 
+/*
+ * Counts one change below the root, called with the lock held before it is
+ * made: true (errno set) if fault injection says it fails instead.
+ */
+static bool inject(void)
+{
+        changes++;
+        if (fail_at && (changes == fail_at || (fail_all && changes > fail_at))) {
+                errno = fail_errno;
+                return true;
+        }
+        return false;
+}
+
 static void emit(const char *line, const void *data, size_t len)
 {
         struct iovec v[2] = { { (void *)line, strlen(line) }, { (void *)data, len } };
         size_t want = v[0].iov_len + len;
-        ssize_t n = writev(log_fd, v, data ? 2 : 1);
+        ssize_t n;
+
+        if (log_fd < 0)
+                return;
+        n = writev(log_fd, v, data ? 2 : 1);
 
         if (n != (ssize_t)want) {
                 /* A torn log would give wrong crash states: stop the test. */
@@ -238,6 +275,10 @@ static int do_openat(int dirfd, const char *name, int flags, mode_t mode)
         rel = below_root(abs);
         if (rel && (flags & O_CREAT))
                 existed = faccessat(AT_FDCWD, abs, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!existed && inject()) {
+                pthread_mutex_unlock(&lock);
+                return -1;
+        }
         fd = real_openat(dirfd, name, flags, mode);
         if (fd >= 0) {
                 track(fd, abs);
@@ -320,6 +361,10 @@ ssize_t write(int fd, const void *buf, size_t len)
         ensure();
         if (!recorded(fd))
                 return real_write(fd, buf, len);
+        if (inject()) {
+                pthread_mutex_unlock(&lock);
+                return -1;
+        }
         off = lseek(fd, 0, SEEK_CUR);
         n = real_write(fd, buf, len);
         if (n > 0 && off >= 0)
@@ -336,6 +381,10 @@ ssize_t pwrite(int fd, const void *buf, size_t len, off_t off)
         ensure();
         if (!recorded(fd))
                 return real_pwrite(fd, buf, len, off);
+        if (inject()) {
+                pthread_mutex_unlock(&lock);
+                return -1;
+        }
         n = real_pwrite(fd, buf, len, off);
         if (n > 0)
                 emitf(buf, (size_t)n, "W %llu %lld %zd\n", (unsigned long long)fds[fd].ino,
@@ -353,6 +402,10 @@ int ftruncate(int fd, off_t len)
         ensure();
         if (!recorded(fd))
                 return real_ftruncate(fd, len);
+        if (inject()) {
+                pthread_mutex_unlock(&lock);
+                return -1;
+        }
         r = real_ftruncate(fd, len);
         if (r == 0)
                 emitf(NULL, 0, "T %llu %lld\n", (unsigned long long)fds[fd].ino, (long long)len);
@@ -371,7 +424,7 @@ static int do_sync(int fd, int (*fn)(int))
         if (!ready || fd < 0 || fd >= MAX_FDS || !fds[fd].rec)
                 return fn(fd);
         pthread_mutex_lock(&lock);
-        r = fn(fd);
+        r = inject() ? -1 : fn(fd);
         if (r == 0 && !nosync) {
                 if (fds[fd].dir) {
                         escape(below_root(fds[fd].path), esc, sizeof(esc));
@@ -401,7 +454,7 @@ int syncfs(int fd)
         if (!ready)
                 return real_syncfs(fd);
         pthread_mutex_lock(&lock);
-        r = real_syncfs(fd);
+        r = inject() ? -1 : real_syncfs(fd);
         if (r == 0 && !nosync)
                 emitf(NULL, 0, "S\n");
         pthread_mutex_unlock(&lock);
@@ -443,7 +496,10 @@ int renameat2(int od, const char *o, int nd, const char *n, unsigned flags)
         pthread_mutex_lock(&lock);
         resolve(od, o, a, sizeof(a));
         resolve(nd, n, b, sizeof(b));
-        r = real_renameat2(od, o, nd, n, flags);
+        if (below_root(a) && below_root(b) && inject())
+                r = -1;
+        else
+                r = real_renameat2(od, o, nd, n, flags);
         if (r == 0)
                 emit2('R', a, b);
         pthread_mutex_unlock(&lock);
@@ -471,7 +527,10 @@ int linkat(int od, const char *o, int nd, const char *n, int flags)
         pthread_mutex_lock(&lock);
         resolve(od, o, a, sizeof(a));
         resolve(nd, n, b, sizeof(b));
-        r = real_linkat(od, o, nd, n, flags);
+        if (below_root(a) && below_root(b) && inject())
+                r = -1;
+        else
+                r = real_linkat(od, o, nd, n, flags);
         if (r == 0)
                 emit2('L', a, b);
         pthread_mutex_unlock(&lock);
@@ -493,7 +552,10 @@ int unlinkat(int dirfd, const char *name, int flags)
                 return real_unlinkat(dirfd, name, flags);
         pthread_mutex_lock(&lock);
         resolve(dirfd, name, a, sizeof(a));
-        r = real_unlinkat(dirfd, name, flags);
+        if (below_root(a) && inject())
+                r = -1;
+        else
+                r = real_unlinkat(dirfd, name, flags);
         if (r == 0)
                 emit1(flags & AT_REMOVEDIR ? 'X' : 'U', a);
         pthread_mutex_unlock(&lock);
@@ -520,7 +582,10 @@ int mkdirat(int dirfd, const char *name, mode_t mode)
                 return real_mkdirat(dirfd, name, mode);
         pthread_mutex_lock(&lock);
         resolve(dirfd, name, a, sizeof(a));
-        r = real_mkdirat(dirfd, name, mode);
+        if (below_root(a) && inject())
+                r = -1;
+        else
+                r = real_mkdirat(dirfd, name, mode);
         if (r == 0)
                 emit1('M', a);
         pthread_mutex_unlock(&lock);

@@ -1,0 +1,130 @@
+#!/bin/bash
+# I/O errors on the store, SQLite's files included: tests/helpers/oplog.so
+# (LD_PRELOAD) makes the Nth change below the store fail -- a create, a
+# write, a truncate, an fsync, a rename, a link, an unlink or a mkdir --
+# with EIO, ENOSPC or EDQUOT, once, or from then on for good. For N spread
+# over all the changes of a snapshot and of a gc (IO_ERROR_TRIALS of each,
+# default 20; 80 run by hand cover every change of the snapshot), on a
+# fresh copy of the store:
+#   - the command exits 0, or 6 with one line naming the error;
+#   - a snapshot that failed committed nothing, one that succeeded is there;
+#   - afterwards, without faults, a snapshot succeeds and `stamp verify
+#     --read-data` finds every snapshot whole (a failed gc lost nothing),
+#     and a gc then leaves the store clean.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+. "$LIB/gc.sh"
+: "${OPLOG:?OPLOG must point at tests/helpers/oplog.so}"
+TRIALS=${IO_ERROR_TRIALS:-20}
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
+
+S="$WORK/store"
+"$STAMP" init --pack-size 1 "$S" >/dev/null
+make_tree "$WORK/data" 1 8
+A=$(snap "$S" "$WORK/data")
+sleep 1
+mutate_tree "$WORK/data" 2
+B=$(snap "$S" "$WORK/data")
+sleep 1
+mutate_tree "$WORK/data" 3
+cp -a "$S" "$WORK/base-snapshot"          # the snapshot workload: C of data
+"$STAMP" --store "$S" -q forget "$A" >/dev/null
+cp -a "$S" "$WORK/base-gc"                # the gc workload: A's data to delete
+
+# faulty STORE N ERRNO ALL CMD...: CMD with the Nth change below STORE failing.
+faulty() {
+        local store=$1 n=$2 e=$3 all=$4
+        shift 4
+        env STAMP_OPLOG_ROOT="$store" STAMP_OPLOG_FAIL="$n" STAMP_OPLOG_ERRNO="$e" \
+                ${all:+STAMP_OPLOG_FAIL_ALL=1} \
+                LD_PRELOAD="$OPLOG${LD_PRELOAD:+:$LD_PRELOAD}" "$@"
+}
+# changes BASE CMD...: how many changes CMD makes below a copy of BASE.
+changes() {
+        local base=$1 c="$WORK/count"
+        shift
+        rm -rf "$c" "$WORK/count.log"
+        cp -a "$base" "$c"
+        STAMP_OPLOG_ROOT="$c" STAMP_OPLOG="$WORK/count.log" \
+                LD_PRELOAD="$OPLOG${LD_PRELOAD:+:$LD_PRELOAD}" "${@//@STORE@/$c}" >/dev/null
+        python3 - "$WORK/count.log" <<'PY'
+import sys
+d, i, n = open(sys.argv[1], "rb").read(), 0, 0
+while i < len(d):
+    j = d.index(b"\n", i)
+    f = d[i:j].split(b" ")
+    i = j + 1 + (int(f[3]) if f[0] == b"W" else 0)
+    n += 1
+print(n)
+PY
+}
+# picks N TOTAL: N numbers from 1..TOTAL, spread evenly (all if N >= TOTAL).
+picks() {
+        python3 -c 'import sys; n, t = int(sys.argv[1]), int(sys.argv[2]); print(*sorted({1 + i * t // min(n, t) for i in range(min(n, t))}))' "$1" "$2"
+}
+
+# check_after STORE WHAT: without faults, a snapshot works, everything verifies.
+check_after() {
+        "$STAMP" --store "$1" -q snapshot "$WORK/data" >"$WORK/after.out" 2>&1 ||
+                { cat "$WORK/after.out" >&2; fail "$2: the next snapshot fails"; }
+        "$STAMP" --store "$1" -q verify --read-data >"$WORK/after.out" 2>&1 ||
+                { cat "$WORK/after.out" >&2; fail "$2: verify --read-data finds damage"; }
+}
+# check_rc WHAT: the last command exited 0, or 6 with one line naming the error.
+check_rc() {
+        [ "$rc" = 0 ] && return 0
+        [ "$rc" = 6 ] || { cat "$WORK/err" >&2; fail "$1: exit $rc, expected 0 or 6"; }
+        [ "$(wc -l <"$WORK/err")" = 1 ] || { cat "$WORK/err" >&2; fail "$1: not one line"; }
+        grep -Eq "Input/output error|no space left|No space left|Disk quota" "$WORK/err" ||
+                { cat "$WORK/err" >&2; fail "$1: the error is not named"; }
+}
+
+errnos=(EIO ENOSPC EIO EDQUOT)
+run_trials() { # WORKLOAD BASE
+        local what=$1 base=$2 total i k=0 e all c="$WORK/c" failed=0
+        if [ "$what" = snapshot ]; then
+                total=$(changes "$base" "$STAMP" --store @STORE@ -q snapshot "$WORK/data")
+        else
+                total=$(changes "$base" "$STAMP" --store @STORE@ -q gc)
+        fi
+        for i in $(picks "$TRIALS" "$total"); do
+                e=${errnos[$((k % 4))]}
+                all=
+                [ $((k % 5)) = 4 ] && all=1
+                k=$((k + 1))
+                rm -rf "$c"
+                cp -a "$base" "$c"
+                before=$("$STAMP" --store "$c" list --short)
+                rc=0
+                if [ "$what" = snapshot ]; then
+                        faulty "$c" "$i" "$e" "$all" "$STAMP" --store "$c" -q snapshot "$WORK/data" \
+                                >"$WORK/out" 2>"$WORK/err" || rc=$?
+                else
+                        faulty "$c" "$i" "$e" "$all" "$STAMP" --store "$c" -q gc \
+                                >"$WORK/out" 2>"$WORK/err" || rc=$?
+                fi
+                check_rc "$what, change $i of $total failing with $e${all:+ for good}"
+                after=$("$STAMP" --store "$c" list --short)
+                if [ "$what" = snapshot ] && [ "$rc" != 0 ]; then
+                        [ "$before" = "$after" ] || fail "$what, change $i: a failed snapshot changed the list"
+                elif [ "$what" = snapshot ]; then
+                        grep -qx "$(cat "$WORK/out")" <<<"$after" || fail "$what, change $i: exit 0 but no snapshot"
+                else
+                        [ "$before" = "$after" ] || fail "$what, change $i: gc changed the list"
+                fi
+                [ "$rc" = 0 ] || failed=$((failed + 1))
+                check_after "$c" "$what, change $i of $total failing with $e${all:+ for good}"
+        done
+        echo "$what: $k trials over $total changes, $failed failed cleanly, the rest succeeded"
+        [ "$failed" -gt 0 ] || fail "$what: no injected fault made it fail: the injection is not working"
+}
+
+run_trials snapshot "$WORK/base-snapshot"
+run_trials gc "$WORK/base-gc"
+
+# After every kind of failure, a last gc without faults leaves the store
+# clean and every snapshot whole.
+"$STAMP" --store "$WORK/c" -q gc >/dev/null
+check_clean "$WORK/c" "after the faults"
+restore_compare "$WORK/c" "$B" "$WORK/copies/$B" || fail "snapshot $B does not read back"
+echo "I/O errors: OK"

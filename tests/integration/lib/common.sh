@@ -15,7 +15,9 @@ cleanup() {
                 eval "$h" >/dev/null 2>&1 || true
         done
         # Unmount anything a test mounted below WORK before removing it.
+        # (/proc/mounts writes a space in a path as \040: printf %b undoes it)
         { grep -o " $WORK[^ ]*" /proc/mounts 2>/dev/null || true; } | sort -r | while read -r m; do
+                m=$(printf '%b' "${m# }")
                 umount -l "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || true
         done
         chmod -R u+rwX "$WORK" 2>/dev/null || true

@@ -229,14 +229,16 @@ static int remote_list(struct stamp_copy_dest *d, struct stamp_strv *ret)
                 return r;
         for (char *p = (char *)rm->c.rbuf, *nl; *p; p = nl + 1) {
                 nl = strchr(p, '\n');
-                if (!nl)
-                        return remote_fail(rm, -EPROTO, "copy connection");
-                *nl = 0;
-                if (!stamp_stamp_valid(p))
-                        return remote_fail(rm, -EPROTO, "copy connection");
-                r = stamp_strv_push(ret, p);
-                if (r < 0)
+                if (nl)
+                        *nl = 0;
+                if (!nl || !stamp_stamp_valid(p))
+                        r = remote_fail(rm, -EPROTO, "copy connection");
+                else
+                        r = stamp_strv_push(ret, p);
+                if (r < 0) {
+                        stamp_strv_release(ret); /* a failed call hands nothing over */
                         return r;
+                }
         }
         return 0;
 }
@@ -304,8 +306,10 @@ static int remote_commit(struct stamp_copy_dest *d, const char *stamp, const str
                         break;
                 *nl = 0;
                 r = stamp_strv_push(&ret->problems, q);
-                if (r < 0)
+                if (r < 0) {
+                        stamp_copy_commit_release(ret); /* a failed call hands nothing over */
                         return r;
+                }
         }
         if (!ret->valid && ret->n_problems == 0)
                 ret->n_problems = 1;
@@ -419,7 +423,8 @@ static int serve_hello(struct server *sv, size_t len)
         if (r < 0) {
                 char msg[sizeof(sv->d->error)];
 
-                snprintf(msg, sizeof(msg), "%s", sv->d->error);
+                /* No destination at all when it ran out of memory first. */
+                snprintf(msg, sizeof(msg), "%s", sv->d ? sv->d->error : "out of memory");
                 stamp_copy_dest_close(sv->d);
                 sv->d = NULL;
                 return reply_err(sv, r, msg);

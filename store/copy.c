@@ -262,10 +262,12 @@ static int local_commit(struct stamp_copy_dest *d, const char *stamp, const stru
         ret->validate_s = now_s() - t0;
         if (ret->n_problems)
                 return 0;
-        r = stamp_store_record_write_text(l->s, stamp, record, record_len);
+        r = stamp_store_record_write_text(l->s, stamp, root, record, record_len);
         if (r < 0) {
                 dest_error(d, "store '%s': cannot write the record of %s: %s", l->path, stamp,
-                           r == -EEXIST ? "a snapshot of that stamp exists" : strerror(-r));
+                           r == -EEXIST    ? "a snapshot of that stamp exists"
+                           : r == -EBADMSG ? "it is not a record of that stamp and root"
+                                           : strerror(-r));
                 return r;
         }
         ret->valid = true;

@@ -1200,8 +1200,8 @@ int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct sta
         return 0;
 }
 
-int stamp_store_record_write_text(struct stamp_store *s, const char *stamp, const char *text,
-                                  size_t len)
+int stamp_store_record_write_text(struct stamp_store *s, const char *stamp,
+                                  const struct stamp_id *root, const char *text, size_t len)
 {
         struct stamp_record rec;
         struct stamp_index *ix;
@@ -1213,7 +1213,7 @@ int stamp_store_record_write_text(struct stamp_store *s, const char *stamp, cons
         e = stamp_record_parse(text, len, &rec);
         if (e < 0)
                 return e;
-        if (strcmp(rec.stamp, stamp) != 0) {
+        if (strcmp(rec.stamp, stamp) != 0 || stamp_id_cmp(&rec.root, root) != 0) {
                 stamp_record_release(&rec);
                 return -EBADMSG;
         }

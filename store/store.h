@@ -207,11 +207,12 @@ int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct sta
 int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r);
 /*
  * Writes the record text @text of another store (stamp copy) byte for byte,
- * after checking it parses as the record of @stamp. -EEXIST if the stamp is
- * taken, -EBADMSG if @text is not such a record.
+ * after checking it parses as the record of @stamp with root @root (the
+ * tree the caller validated). -EEXIST if the stamp is taken, -EBADMSG if
+ * @text is not such a record.
  */
-int stamp_store_record_write_text(struct stamp_store *s, const char *stamp, const char *text,
-                                  size_t len);
+int stamp_store_record_write_text(struct stamp_store *s, const char *stamp,
+                                  const struct stamp_id *root, const char *text, size_t len);
 /*
  * Deletes a snapshot's record (its data stays until gc). Requires the write
  * lock. -ENOENT if there is no such snapshot.

@@ -5,7 +5,7 @@
 #
 # Builds the libFuzzer targets (clang, -Dfuzzing=true, ASan + UBSan) in
 # BUILDDIR (default /tmp/stampfs-fuzz; set up if it has no build.ninja) and
-# runs each TARGET (default: pack tree treebuild record chunker) for SECONDS (default
+# runs each TARGET (default: all of them) for SECONDS (default
 # 60) on a copy of tests/fuzz/corpus/TARGET, so the committed corpus is
 # never changed. Exits 1 if any target crashed, leaked, timed out or failed
 # a check; the inputs that did are left in BUILDDIR/fuzz-work/TARGET/ as
@@ -22,7 +22,7 @@ seconds=${1:-60}
 build=${2:-/tmp/stampfs-fuzz}
 shift 2 2>/dev/null || shift $#
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pack tree treebuild record chunker)
+[ ${#targets[@]} -gt 0 ] || targets=(pack tree treebuild record chunker dbcheck copyproto)
 
 case "$seconds" in
 ''|*[!0-9]*) echo "run-fuzzers: SECONDS must be a number, not '$seconds'" >&2; exit 2 ;;

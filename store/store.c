@@ -30,10 +30,17 @@
 /* Stored objects up to this size are read into the thread's reused buffer. */
 #define SCRATCH_MAX (1u << 20)
 
+/* What says that index.db changed under a reader (reopen_if_replaced()). */
+struct index_state {
+        uint64_t dev, ino; /* 0, 0: no index.db */
+        int64_t mtime_ns, size;
+        bool wal; /* an index.db-wal with frames */
+};
+
 struct conn {
         struct stamp_index *ix;
-        uint64_t dev, ino;          /* index.db's identity when ix was opened */
-        bool frozen;                /* ix is a full disk's immutable fallback (index_open()) */
+        struct index_state opened;  /* index.db when ix was opened */
+        bool frozen;                /* ix reads index.db immutable (index_open()) */
         struct stamp_index **old;   /* replaced by reopen_if_replaced(); freed with the store */
         size_t n_old;
         pthread_t thread;
@@ -410,7 +417,10 @@ void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_
         *ret_ino = s->ino;
 }
 
-/* stamp_store_index_open(); *@ret_frozen: opened as a full disk's fallback (below). */
+/*
+ * stamp_store_index_open(); *@ret_frozen: opened immutable, blind to later
+ * commits: a store on a read-only file system, or a full disk's fallback.
+ */
 static int index_open(struct stamp_store *s, struct stamp_index **ret, bool *ret_frozen)
 {
         char path[PATH_MAX];
@@ -422,9 +432,18 @@ static int index_open(struct stamp_store *s, struct stamp_index **ret, bool *ret
         /* A missing index is damage to repair (recovery rebuilds it), not an absent object. */
         if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) < 0)
                 return errno == ENOENT ? -EUCLEAN : negerrno();
-        if (s->readonly)
-                return stamp_index_open(path, index_has_wal(s) ? STAMP_INDEX_READONLY
-                                                               : STAMP_INDEX_IMMUTABLE, ret);
+        if (s->readonly) {
+                /*
+                 * Immutable when no WAL is left, which a backup disk mounted
+                 * ro has. A read-only view of a store written elsewhere (an
+                 * ro bind mount of a live one) changes, though: such a
+                 * reader opens again when a lookup fails and index.db or its
+                 * WAL changed since (reopen_if_replaced()).
+                 */
+                *ret_frozen = !index_has_wal(s);
+                return stamp_index_open(path, *ret_frozen ? STAMP_INDEX_IMMUTABLE
+                                                          : STAMP_INDEX_READONLY, ret);
+        }
         r = stamp_index_open(path, 0, ret);
         /*
          * index.db exists (above): SQLite says CANTOPEN for an index.db-wal
@@ -473,14 +492,29 @@ static int index_ensure(struct stamp_store *s)
         return 0;
 }
 
-static void index_identity(struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino)
+static void index_state(struct stamp_store *s, struct index_state *ret)
 {
         struct stat st;
 
+        memset(ret, 0, sizeof(*ret));
         if (fstatat(s->dirfd, INDEX_NAME, &st, 0) < 0)
-                st.st_dev = st.st_ino = 0;
-        *ret_dev = st.st_dev;
-        *ret_ino = st.st_ino;
+                return;
+        ret->dev = st.st_dev;
+        ret->ino = st.st_ino;
+        ret->mtime_ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+        ret->size = st.st_size;
+        ret->wal = index_has_wal(s);
+}
+
+static bool same_file(const struct index_state *a, const struct index_state *b)
+{
+        return a->dev == b->dev && a->ino == b->ino;
+}
+
+static bool same_state(const struct index_state *a, const struct index_state *b)
+{
+        return same_file(a, b) && a->mtime_ns == b->mtime_ns && a->size == b->size &&
+               a->wal == b->wal;
 }
 
 static void batch_close(struct conn *c)
@@ -505,23 +539,28 @@ static void batch_open(struct conn *c)
  * committed later; so when a lookup fails, the calling thread's connection
  * is reopened if index.db is no longer the file it opened. The old
  * connection is kept until the store is freed: a caller may still hold it.
- * The same for a connection opened frozen on a full disk (index_open()),
- * which sees nothing committed after it: it is replaced once the normal
- * way works again. Returns 1 if reopened.
+ * A connection opened frozen (index_open()) sees nothing committed after
+ * it: it is replaced whenever index.db or its WAL changed since, or the
+ * full disk that made it frozen has room again. Returns 1 if reopened.
  */
 static int reopen_if_replaced(struct stamp_store *s)
 {
         struct conn *c = pthread_getspecific(s->key);
         struct stamp_index *ix, **old;
-        uint64_t dev, ino;
+        struct index_state now;
         bool frozen;
         int r;
 
         if (!c)
                 return 0;
         batch_close(c);
-        index_identity(s, &dev, &ino);
-        if (!c->frozen && (ino == 0 || (dev == c->dev && ino == c->ino)))
+        index_state(s, &now);
+        if (now.ino == 0)
+                return 0;
+        if (!c->frozen && same_file(&now, &c->opened))
+                return 0;
+        /* Frozen on a read-only disk: only a change can show anything new. */
+        if (c->frozen && s->readonly && same_state(&now, &c->opened))
                 return 0;
         old = realloc(c->old, (c->n_old + 1) * sizeof(*old));
         if (!old)
@@ -530,15 +569,14 @@ static int reopen_if_replaced(struct stamp_store *s)
         r = index_open(s, &ix, &frozen);
         if (r < 0)
                 return r;
-        if (frozen && c->frozen && dev == c->dev && ino == c->ino) {
+        if (frozen && same_state(&now, &c->opened)) {
                 stamp_index_free(ix); /* the disk is still full: nothing new to see */
                 return 0;
         }
         (void)stamp_index_tune_reader(ix);
         c->old[c->n_old++] = c->ix;
         c->ix = ix;
-        c->dev = dev;
-        c->ino = ino;
+        c->opened = now;
         c->frozen = frozen;
         return 1;
 }
@@ -555,7 +593,7 @@ int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;
-        index_identity(s, &c->dev, &c->ino); /* before the open: a change after it shows */
+        index_state(s, &c->opened); /* before the open: a change after it shows */
         r = index_open(s, &c->ix, &c->frozen);
         if (r < 0) {
                 free(c);

@@ -22,7 +22,7 @@ points=(mark:1 mark:2 plan:1 rewrite-durable:1 rewrite-relocated:1 rewrite-durab
         rewrite-relocated:2 rewritten:1 locked:1 pending:1 committed:1 unlink:1 unlink:3
         done:1 random random)
 thresholds=(0 10 50 0)
-trials=40 # each named point 2-3 times, from different wrecks
+trials=32 # each named point twice, from different wrecks
 [ -n "${KILL_TRIALS:-}" ] && trials=$((KILL_TRIALS * 2))
 killed=0 completed=0 random_kills=0
 declare -A hit=()
@@ -80,6 +80,6 @@ check_clean "$S" "final"
 [ "$(stats_field "$S" unused_bytes)" = 0 ] || fail "unused bytes after the final gc"
 echo "gc kill ok: $trials trials, $killed killed at ${#hit[@]} distinct points" \
         "(${!hit[*]}), $random_kills at random times, $completed completed first"
-if [ "$trials" -ge 40 ] && [ "${#hit[@]}" -lt 10 ]; then
+if [ "$trials" -ge 32 ] && [ "${#hit[@]}" -lt 10 ]; then
         fail "kills reached only ${#hit[@]} distinct points: the trials do not spread over gc's phases"
 fi

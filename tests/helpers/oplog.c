@@ -485,25 +485,37 @@ static void emit1(char op, const char *a)
         emitf(NULL, 0, "%c %s\n", op, ea);
 }
 
-int renameat2(int od, const char *o, int nd, const char *n, unsigned flags)
+static int call_renameat2(int od, const char *o, int nd, const char *n, int flags)
+{
+        return real_renameat2(od, o, nd, n, (unsigned)flags);
+}
+
+/* A rename ('R') or link ('L') through @call: recorded and counted like the others. */
+static int two_paths(char op, int (*call)(int, const char *, int, const char *, int), int od,
+                     const char *o, int nd, const char *n, int flags)
 {
         char a[PATH_MAX], b[PATH_MAX];
         int r;
 
         ensure();
         if (!ready)
-                return real_renameat2(od, o, nd, n, flags);
+                return call(od, o, nd, n, flags);
         pthread_mutex_lock(&lock);
         resolve(od, o, a, sizeof(a));
         resolve(nd, n, b, sizeof(b));
         if (below_root(a) && below_root(b) && inject())
                 r = -1;
         else
-                r = real_renameat2(od, o, nd, n, flags);
+                r = call(od, o, nd, n, flags);
         if (r == 0)
-                emit2('R', a, b);
+                emit2(op, a, b);
         pthread_mutex_unlock(&lock);
         return r;
+}
+
+int renameat2(int od, const char *o, int nd, const char *n, unsigned flags)
+{
+        return two_paths('R', call_renameat2, od, o, nd, n, (int)flags);
 }
 
 int renameat(int od, const char *o, int nd, const char *n)
@@ -518,23 +530,8 @@ int rename(const char *o, const char *n)
 
 int linkat(int od, const char *o, int nd, const char *n, int flags)
 {
-        char a[PATH_MAX], b[PATH_MAX];
-        int r;
-
-        ensure();
-        if (!ready)
-                return real_linkat(od, o, nd, n, flags);
-        pthread_mutex_lock(&lock);
-        resolve(od, o, a, sizeof(a));
-        resolve(nd, n, b, sizeof(b));
-        if (below_root(a) && below_root(b) && inject())
-                r = -1;
-        else
-                r = real_linkat(od, o, nd, n, flags);
-        if (r == 0)
-                emit2('L', a, b);
-        pthread_mutex_unlock(&lock);
-        return r;
+        ensure(); /* real_linkat is set by it */
+        return two_paths('L', real_linkat, od, o, nd, n, flags);
 }
 
 int link(const char *o, const char *n)
@@ -542,24 +539,41 @@ int link(const char *o, const char *n)
         return linkat(AT_FDCWD, o, AT_FDCWD, n, 0);
 }
 
-int unlinkat(int dirfd, const char *name, int flags)
+static int call_unlinkat(int dirfd, const char *name, int flags)
+{
+        return real_unlinkat(dirfd, name, flags);
+}
+
+static int call_mkdirat(int dirfd, const char *name, int mode)
+{
+        return real_mkdirat(dirfd, name, (mode_t)mode);
+}
+
+/* An unlink, rmdir or mkdir (@op) through @call: recorded and counted like the others. */
+static int one_path(char op, int (*call)(int, const char *, int), int dirfd, const char *name,
+                    int arg)
 {
         char a[PATH_MAX];
         int r;
 
         ensure();
         if (!ready)
-                return real_unlinkat(dirfd, name, flags);
+                return call(dirfd, name, arg);
         pthread_mutex_lock(&lock);
         resolve(dirfd, name, a, sizeof(a));
         if (below_root(a) && inject())
                 r = -1;
         else
-                r = real_unlinkat(dirfd, name, flags);
+                r = call(dirfd, name, arg);
         if (r == 0)
-                emit1(flags & AT_REMOVEDIR ? 'X' : 'U', a);
+                emit1(op, a);
         pthread_mutex_unlock(&lock);
         return r;
+}
+
+int unlinkat(int dirfd, const char *name, int flags)
+{
+        return one_path(flags & AT_REMOVEDIR ? 'X' : 'U', call_unlinkat, dirfd, name, flags);
 }
 
 int unlink(const char *name)
@@ -574,22 +588,7 @@ int rmdir(const char *name)
 
 int mkdirat(int dirfd, const char *name, mode_t mode)
 {
-        char a[PATH_MAX];
-        int r;
-
-        ensure();
-        if (!ready)
-                return real_mkdirat(dirfd, name, mode);
-        pthread_mutex_lock(&lock);
-        resolve(dirfd, name, a, sizeof(a));
-        if (below_root(a) && inject())
-                r = -1;
-        else
-                r = real_mkdirat(dirfd, name, mode);
-        if (r == 0)
-                emit1('M', a);
-        pthread_mutex_unlock(&lock);
-        return r;
+        return one_path('M', call_mkdirat, dirfd, name, (int)mode);
 }
 
 int mkdir(const char *name, mode_t mode)

@@ -27,10 +27,18 @@
 #define PAYLOAD_MAX (STAMP_OBJECT_MAX + (1u << 20) > STAMP_JSON_MAX + 64u ? \
                      STAMP_OBJECT_MAX + (1u << 20) : STAMP_JSON_MAX + 64u)
 #define WBUF_SIZE (1u << 20)
+/*
+ * A HELLO flag beside the STAMP_COPY_* ones: the client understands
+ * forgotten stamps ("-STAMP" lines) in the LIST answer. A server that
+ * predates it ignores it and sends none; one that knows it sends them only
+ * to a client that set it, since an older client would take "-STAMP" for
+ * a malformed answer.
+ */
+#define WIRE_FORGOTTEN (1u << 3)
 
 enum {
         MSG_HELLO = 1,  /* u32 version, u32 flags, i32 zstd level, config JSON of the source */
-        MSG_LIST = 2,   /* (empty) -> OK: stamps separated by '\n' */
+        MSG_LIST = 2,   /* (empty) -> OK: stamps, each followed by '\n' ("-STAMP": forgotten) */
         MSG_HAVE = 3,   /* n x 16-byte ids -> OK: n bytes, 1 if the server has the id */
         MSG_PUT = 4,    /* 16 id, u8 type, u8 comp, u16 0, u32 raw, u32 stored, payload */
         MSG_COMMIT = 5, /* 16 root, 16 stamp, record text -> OK: see commit_encode() */
@@ -217,26 +225,32 @@ static int remote_config(struct stamp_copy_dest *d, struct stamp_config *ret)
         return 0;
 }
 
-static int remote_list(struct stamp_copy_dest *d, struct stamp_strv *ret)
+static int remote_list(struct stamp_copy_dest *d, struct stamp_strv *ret,
+                       struct stamp_strv *ret_forgotten)
 {
         struct remote *rm = (struct remote *)d;
         size_t len;
         int r;
 
         *ret = (struct stamp_strv){ 0 };
+        *ret_forgotten = (struct stamp_strv){ 0 };
         r = remote_call(rm, MSG_LIST, NULL, 0, NULL, 0, &len);
         if (r < 0)
                 return r;
         for (char *p = (char *)rm->c.rbuf, *nl; *p; p = nl + 1) {
+                bool gone = *p == '-';
+
                 nl = strchr(p, '\n');
                 if (nl)
                         *nl = 0;
-                if (!nl || !stamp_stamp_valid(p))
+                if (!nl || !stamp_stamp_valid(p + gone))
                         r = remote_fail(rm, -EPROTO, "copy connection");
                 else
-                        r = stamp_strv_push(ret, p);
+                        r = stamp_strv_push(gone ? ret_forgotten : ret, p + gone);
                 if (r < 0) {
-                        stamp_strv_release(ret); /* a failed call hands nothing over */
+                        /* a failed call hands nothing over */
+                        stamp_strv_release(ret);
+                        stamp_strv_release(ret_forgotten);
                         return r;
                 }
         }
@@ -358,7 +372,7 @@ int stamp_copy_remote_open(int in, int out, const char *path, unsigned flags,
         if (r < 0)
                 return r;
         le32_write(h, PROTO_VERSION);
-        le32_write(h + 4, flags);
+        le32_write(h + 4, flags | WIRE_FORGOTTEN);
         le32_write(h + 8, (uint32_t)zstd_level);
         r = remote_call(rm, MSG_HELLO, h, sizeof(h), json, strlen(json), &len);
         if (r < 0) {
@@ -379,6 +393,7 @@ struct server {
         struct conn c;
         const char *path;
         bool allow_init;
+        bool forgotten; /* the client takes "-STAMP" lines in LIST (WIRE_FORGOTTEN) */
         struct stamp_copy_dest *d;
         int put_error; /* the first failed PUT, reported at the next request */
         char put_msg[512];
@@ -414,6 +429,7 @@ static int serve_hello(struct server *sv, size_t len)
                 return reply_err(sv, -EPROTONOSUPPORT,
                                  "the remote stamp speaks another copy protocol version");
         flags = le32_read(p + 4) & (STAMP_COPY_INIT | STAMP_COPY_READ_DATA | STAMP_COPY_DRY_RUN);
+        sv->forgotten = le32_read(p + 4) & WIRE_FORGOTTEN;
         level = (int)le32_read(p + 8);
         if (stamp_config_parse((const char *)p + 12, len - 12, &like) < 0)
                 return reply_err(sv, -EPROTO, "the source's config did not parse");
@@ -536,24 +552,30 @@ static int serve_one(struct server *sv, uint8_t type, size_t len)
         case MSG_PUT:
                 return serve_put(sv, len);
         case MSG_LIST: {
-                struct stamp_strv v;
+                struct stamp_strv v, gone;
                 _cleanup_free_ char *text = NULL;
                 size_t n = 0;
 
                 r = put_failure(sv);
                 if (r)
                         return r < 0 ? r : 0;
-                r = sv->d->ops->list(sv->d, &v);
+                r = sv->d->ops->list(sv->d, &v, &gone);
                 if (r < 0)
                         return reply_err(sv, r, sv->d->error);
-                text = malloc(v.n * (STAMP_STAMP_LEN + 1) + 1);
+                if (!sv->forgotten)
+                        stamp_strv_release(&gone);
+                text = malloc((v.n + gone.n) * (STAMP_STAMP_LEN + 2) + 1);
                 if (!text) {
                         stamp_strv_release(&v);
+                        stamp_strv_release(&gone);
                         return reply_err(sv, -ENOMEM, "out of memory");
                 }
                 for (size_t i = 0; i < v.n; i++)
                         n += (size_t)sprintf(text + n, "%s\n", v.v[i]);
+                for (size_t i = 0; i < gone.n; i++)
+                        n += (size_t)sprintf(text + n, "-%s\n", gone.v[i]);
                 stamp_strv_release(&v);
+                stamp_strv_release(&gone);
                 return conn_send(&sv->c, MSG_OK, text, n, NULL, 0);
         }
         case MSG_HAVE: {

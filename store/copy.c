@@ -75,15 +75,22 @@ static int local_config(struct stamp_copy_dest *d, struct stamp_config *ret)
         return 0;
 }
 
-static int local_list(struct stamp_copy_dest *d, struct stamp_strv *ret)
+static int local_list(struct stamp_copy_dest *d, struct stamp_strv *ret,
+                      struct stamp_strv *ret_forgotten)
 {
         struct local *l = (struct local *)d;
         int r;
 
         *ret = (struct stamp_strv){ 0 };
+        *ret_forgotten = (struct stamp_strv){ 0 };
         if (!l->s)
                 return 0;
         r = stamp_store_list(l->s, ret);
+        if (r == 0) {
+                r = stamp_store_forgotten(l->s, ret_forgotten);
+                if (r < 0)
+                        stamp_strv_release(ret);
+        }
         if (r < 0)
                 dest_error(d, "store '%s': cannot list snapshots: %s", l->path, strerror(-r));
         return r;
@@ -675,7 +682,7 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                const struct stamp_copy_options *o, struct stamp_copy_result *ret)
 {
         struct cp c = { .src = src, .d = d, .o = o, .res = ret };
-        struct stamp_strv all = { 0 }, theirs = { 0 };
+        struct stamp_strv all = { 0 }, theirs = { 0 }, forgotten = { 0 };
         const struct stamp_strv *want;
         struct stamp_config dc;
         char scratch[4096];
@@ -691,7 +698,7 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                          "objects would not match (create it with stamp copy --init)");
                 return -EXDEV;
         }
-        r = d->ops->list(d, &theirs);
+        r = d->ops->list(d, &theirs, &forgotten);
         if (r < 0)
                 return r;
         if (o->stamps && o->stamps->n)
@@ -731,6 +738,12 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                                 o->done(want->v[i], 1, NULL, 0, 0, 0, o->userdata);
                         continue;
                 }
+                if (want == &all && strv_has(&forgotten, want->v[i])) {
+                        ret->forgotten++;
+                        if (o->done)
+                                o->done(want->v[i], 2, NULL, 0, 0, 0, o->userdata);
+                        continue;
+                }
                 r = copy_one(&c, want->v[i]);
                 if (r < 0 && stamp_id_is_null(&ret->bad_id))
                         ret->bad_id = d->bad_id;
@@ -753,5 +766,6 @@ out:
         free(c.buf);
         stamp_strv_release(&all);
         stamp_strv_release(&theirs);
+        stamp_strv_release(&forgotten);
         return r;
 }

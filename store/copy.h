@@ -62,8 +62,12 @@ struct stamp_copy_dest;
 struct stamp_copy_dest_ops {
         /* The destination's config (a missing one with INIT: the one it will get). */
         int (*config)(struct stamp_copy_dest *d, struct stamp_config *ret);
-        /* Its stamps, sorted. */
-        int (*list)(struct stamp_copy_dest *d, struct stamp_strv *ret);
+        /*
+         * Its stamps, sorted, and those it has forgotten (deleted there by
+         * forget or prune; a destination that cannot tell gives none).
+         */
+        int (*list)(struct stamp_copy_dest *d, struct stamp_strv *ret,
+                    struct stamp_strv *ret_forgotten);
         /* For each of @n ids, ret[i] = 1 if the destination has it, else 0. */
         int (*have)(struct stamp_copy_dest *d, const struct stamp_id *ids, size_t n,
                     uint8_t *ret);
@@ -125,13 +129,19 @@ struct stamp_copy_progress {
 };
 
 struct stamp_copy_options {
-        const struct stamp_strv *stamps; /* NULL or empty: every snapshot of the source */
+        /*
+         * NULL or empty: every snapshot of the source, but those the
+         * destination has or forgot. Named ones are copied even if it forgot
+         * them.
+         */
+        const struct stamp_strv *stamps;
         bool dry_run;
         void (*progress)(const struct stamp_copy_progress *p, void *userdata);
         /*
          * Called after each snapshot: @result is 0 copied, 1 skipped (the
-         * destination has it), or a negative errno; @c is set when the
-         * destination validated it (also when invalid).
+         * destination has it), 2 skipped (the destination forgot it), or a
+         * negative errno; @c is set when the destination validated it (also
+         * when invalid).
          */
         void (*done)(const char *stamp, int result, const struct stamp_copy_commit *c,
                      uint64_t objects, uint64_t bytes, double seconds, void *userdata);
@@ -142,6 +152,7 @@ struct stamp_copy_options {
 
 struct stamp_copy_result {
         uint64_t copied, skipped, invalid;
+        uint64_t forgotten; /* not copied: the destination forgot them (not in skipped) */
         uint64_t objects_sent, bytes_sent; /* stored bytes sent */
         uint64_t objects_reached;
         char bad_stamp[STAMP_STAMP_LEN + 1]; /* the snapshot a failure concerns */
@@ -151,7 +162,8 @@ struct stamp_copy_result {
 
 /*
  * Copies snapshots of @src (the named ones, else all) into @d. Snapshots
- * the destination already has are skipped. Returns 0 when every snapshot
+ * the destination already has are skipped, and so are, unless named, those
+ * it forgot: a destination pruned by its own rules stays pruned. Returns 0 when every snapshot
  * was copied and valid, -EBADMSG if one failed validation in the
  * destination (the others are still copied), or the first error that
  * stopped the copy (-EXDEV: incompatible stores).

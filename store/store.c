@@ -1213,6 +1213,48 @@ static void record_name(const char *stamp, char ret[64])
         snprintf(ret, 64, "snapshots/%s.json", stamp);
 }
 
+/* forgotten/STAMP marks a snapshot deleted here (stamp_store_record_delete()). */
+#define FORGOTTEN_DIR "forgotten/"
+
+static void forgotten_name(const char *stamp, char ret[64])
+{
+        snprintf(ret, 64, FORGOTTEN_DIR "%s", stamp);
+}
+
+/* A record of @stamp exists again: its mark of a forget no longer applies. */
+static void forgotten_clear(struct stamp_store *s, const char *stamp)
+{
+        char name[64];
+
+        forgotten_name(stamp, name);
+        (void)stamp_backend_remove(s->backend, name); /* usually -ENOENT; a stale mark is harmless */
+}
+
+static int collect_forgotten(const char *name, void *userdata)
+{
+        const char *base = name + strlen(FORGOTTEN_DIR);
+
+        if (strncmp(name, FORGOTTEN_DIR, strlen(FORGOTTEN_DIR)) != 0 || !stamp_stamp_valid(base))
+                return 0;
+        return stamp_strv_push(userdata, base);
+}
+
+int stamp_store_forgotten(struct stamp_store *s, struct stamp_strv *ret)
+{
+        struct stamp_strv v = { 0 };
+        int r;
+
+        r = stamp_backend_list(s->backend, FORGOTTEN_DIR, collect_forgotten, &v);
+        if (r < 0) {
+                stamp_strv_release(&v);
+                return r;
+        }
+        if (v.n > 1)
+                qsort(v.v, v.n, sizeof(char *), cmp_str);
+        *ret = v;
+        return 0;
+}
+
 int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct stamp_record *ret)
 {
         _cleanup_free_ uint8_t *buf = NULL;
@@ -1257,8 +1299,11 @@ int stamp_store_record_write_text(struct stamp_store *s, const char *stamp,
         }
         record_name(stamp, name);
         e = stamp_backend_put(s->backend, name, text, len);
-        if (e == 0 && stamp_store_index(s, &ix) == 0)
-                (void)stamp_index_snapshot_put(ix, stamp, &rec.root);
+        if (e == 0) {
+                forgotten_clear(s, stamp);
+                if (stamp_store_index(s, &ix) == 0)
+                        (void)stamp_index_snapshot_put(ix, stamp, &rec.root);
+        }
         stamp_record_release(&rec);
         return e;
 }
@@ -1279,6 +1324,7 @@ int stamp_store_record_write(struct stamp_store *s, const struct stamp_record *r
         e = stamp_backend_put(s->backend, name, text, strlen(text));
         if (e < 0)
                 return e;
+        forgotten_clear(s, r->stamp);
         /* The record is the commit point; the index row is a cache of it. */
         if (stamp_store_index(s, &ix) == 0)
                 (void)stamp_index_snapshot_put(ix, r->stamp, &r->root);
@@ -1334,20 +1380,37 @@ int stamp_store_resolve(struct stamp_store *s, const char *name,
 
 int stamp_store_record_delete(struct stamp_store *s, const char *stamp)
 {
+        char name[64], mark[64];
         struct stamp_index *ix;
-        char name[64];
-        int r;
+        int r, unmarked = 0;
+        uint64_t size;
 
         if (s->lock_fd < 0)
                 return -EINVAL;
         if (!stamp_stamp_valid(stamp))
                 return -EINVAL;
         record_name(stamp, name);
+        r = stamp_backend_size(s->backend, name, &size);
+        if (r < 0)
+                return r;
+        /*
+         * The mark first, so that no crash leaves the snapshot gone but
+         * unmarked (stamp copy would bring it back from the source). It is
+         * empty, so that it fits on a disk with no block left but an inode;
+         * if it does not, the delete goes on, since freeing space comes
+         * first, and the caller is told (1).
+         */
+        forgotten_name(stamp, mark);
+        r = stamp_backend_put(s->backend, mark, "", 0);
+        if (r == -ENOSPC || r == -EDQUOT)
+                unmarked = 1;
+        else if (r < 0 && r != -EEXIST)
+                return r;
         r = stamp_backend_remove(s->backend, name);
         if (r < 0)
                 return r;
         r = stamp_store_index(s, &ix);
         if (r == 0)
                 (void)stamp_index_snapshot_del(ix, stamp); /* the record was the truth */
-        return 0;
+        return unmarked;
 }

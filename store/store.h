@@ -215,9 +215,15 @@ int stamp_store_record_write_text(struct stamp_store *s, const char *stamp,
                                   const struct stamp_id *root, const char *text, size_t len);
 /*
  * Deletes a snapshot's record (its data stays until gc). Requires the write
- * lock. -ENOENT if there is no such snapshot.
+ * lock. -ENOENT if there is no such snapshot. The store remembers the
+ * stamp as forgotten (forgotten/STAMP), so that stamp copy does not bring the
+ * snapshot back from a store that still has it; writing a record of that
+ * stamp again clears the mark. Returns 1 if the snapshot was deleted but
+ * there was no space left for the mark.
  */
 int stamp_store_record_delete(struct stamp_store *s, const char *stamp);
+/* The sorted stamps this store has forgotten (a record may exist again). */
+int stamp_store_forgotten(struct stamp_store *s, struct stamp_strv *ret);
 /* The tag of the safety snapshot `stamp restore` takes of its target first. */
 #define STAMP_TAG_PRE_RESTORE "pre-restore"
 

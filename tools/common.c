@@ -340,6 +340,13 @@ int lock_store(struct stamp_store *s, int timeout_s, const char *what)
                            timeout_s);
 }
 
+void warn_unmarked(const char *stamp)
+{
+        log_warning("snapshot %s was deleted, but with no space left it is not remembered as "
+                    "forgotten: a 'stamp copy' into this store would bring it back",
+                    stamp);
+}
+
 int hold_store_against_gc(struct stamp_store *s, int timeout_s)
 {
         char holder[256] = "";

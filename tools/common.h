@@ -76,6 +76,11 @@ int open_store(struct stamp_store **ret);
  * @timeout_s; on failure prints one line naming the holder. An exit code.
  */
 int lock_store(struct stamp_store *s, int timeout_s, const char *what);
+/*
+ * The warning of forget and prune when stamp_store_record_delete() deleted
+ * @stamp but had no space left to remember it as forgotten.
+ */
+void warn_unmarked(const char *stamp);
 /* Keeps gc and reindex from starting until the store is freed (stamp_store_gc_hold()). */
 int hold_store_against_gc(struct stamp_store *s, int timeout_s);
 

@@ -25,7 +25,9 @@ static void help(void)
                "Copy snapshots of the store SRC (--store or $STAMP_STORE) into the store\n"
                "DEST, sending only the data DEST does not hold yet. With no STAMP, every\n"
                "snapshot of SRC that DEST lacks is copied; snapshots DEST already has are\n"
-               "skipped, so a repeated copy sends almost nothing.\n"
+               "skipped, so a repeated copy sends almost nothing. So are those DEST has\n"
+               "forgotten (deleted there by prune or forget), so DEST may keep fewer\n"
+               "snapshots than SRC; a STAMP named is copied even then.\n"
                "\n"
                "DEST is a directory (a second disk, an NFS mount) or\n"
                "ssh://[USER@]HOST[:PORT]/PATH, reached by running 'stamp serve PATH' on\n"
@@ -54,7 +56,8 @@ static void help(void)
                "  -n, --dry-run            show what would be copied, copy nothing\n"
                "  -q, --quiet              print nothing but errors\n"
                "  --json                   a JSON report on stdout: copied, skipped,\n"
-               "                           invalid, objects_sent, bytes_sent, duration_s\n"
+               "                           forgotten, invalid, objects_sent, bytes_sent,\n"
+               "                           duration_s\n"
                "\n"
                "Exit status: 0 copied (or nothing to do); 3 DEST or a STAMP missing;\n"
                "4 DEST locked; 5 damaged data in SRC; 6 failure; 7 a copied snapshot\n"
@@ -281,6 +284,7 @@ static void on_done(const char *stamp, int result, const struct stamp_copy_commi
                        "\"bytes\": %llu, \"duration_s\": %.3f",
                        u->first_json ? "" : ",", stamp,
                        result == 1           ? "skipped"
+                       : result == 2         ? "forgotten"
                        : u->dry_run          ? "would-copy"
                        : c && !c->valid      ? "invalid"
                                              : "copied",
@@ -311,6 +315,9 @@ static void on_done(const char *stamp, int result, const struct stamp_copy_commi
                 return;
         if (result == 1)
                 printf("%s: already in the destination\n", stamp);
+        else if (result == 2)
+                printf("%s: forgotten in the destination (pruned there), not copied again\n",
+                       stamp);
         else if (u->dry_run)
                 printf("%s: would send %llu objects (%s)\n", stamp, (unsigned long long)objects,
                        fmt_bytes(bytes, b));
@@ -517,11 +524,12 @@ int verb_copy(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &t1);
         double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         if (arg_json) {
-                printf("%s], \"copied\": %llu, \"skipped\": %llu, \"invalid\": %llu, "
-                       "\"objects_sent\": %llu, \"bytes_sent\": %llu, \"duration_s\": %.3f, "
-                       "\"ok\": %s}\n",
+                printf("%s], \"copied\": %llu, \"skipped\": %llu, \"forgotten\": %llu, "
+                       "\"invalid\": %llu, \"objects_sent\": %llu, \"bytes_sent\": %llu, "
+                       "\"duration_s\": %.3f, \"ok\": %s}\n",
                        u.first_json ? "" : "\n  ", (unsigned long long)res.copied,
-                       (unsigned long long)res.skipped, (unsigned long long)res.invalid,
+                       (unsigned long long)res.skipped, (unsigned long long)res.forgotten,
+                       (unsigned long long)res.invalid,
                        (unsigned long long)res.objects_sent, (unsigned long long)res.bytes_sent,
                        secs, r == 0 ? "true" : "false");
         }
@@ -539,12 +547,15 @@ int verb_copy(int argc, char **argv)
                 goto out;
         }
         if (!arg_json && !arg_quiet) {
-                char b[32];
-                printf("%s %llu snapshot%s to '%s', %llu already there; %llu objects (%s) "
+                char b[32], gone[64] = "";
+                if (res.forgotten)
+                        snprintf(gone, sizeof(gone), ", %llu forgotten there",
+                                 (unsigned long long)res.forgotten);
+                printf("%s %llu snapshot%s to '%s', %llu already there%s; %llu objects (%s) "
                        "%s in %.1f s\n",
                        u.dry_run ? "Would copy" : "Copied", (unsigned long long)res.copied,
                        res.copied == 1 ? "" : "s", dst.arg, (unsigned long long)res.skipped,
-                       (unsigned long long)res.objects_sent, fmt_bytes(res.bytes_sent, b),
+                       gone, (unsigned long long)res.objects_sent, fmt_bytes(res.bytes_sent, b),
                        u.dry_run ? "to send" : "sent", secs);
         }
         r = EXIT_OK;

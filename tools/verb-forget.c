@@ -64,6 +64,8 @@ int verb_forget(int argc, char **argv)
                         r = exit_code(e);
                         break;
                 }
+                if (e == 1)
+                        warn_unmarked(stamps[i]);
                 if (arg_json)
                         printf("%s\"%s\"", i ? ", " : "", stamps[i]);
                 else if (!arg_quiet)

@@ -280,6 +280,8 @@ static int plan_execute(struct stamp_store *s, const struct plan *p)
                                   p->items[i].stamp, describe(r), done);
                         return exit_code(r);
                 }
+                if (r == 1)
+                        warn_unmarked(p->items[i].stamp);
                 done++;
         }
         return EXIT_OK;

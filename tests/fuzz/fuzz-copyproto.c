@@ -198,7 +198,7 @@ static int client_calls(struct stamp_copy_dest *d, size_t n_have)
         struct stamp_id ids[127] = { 0 };
         uint8_t have[127];
         struct stamp_config c;
-        struct stamp_strv theirs;
+        struct stamp_strv theirs, forgotten;
         struct stamp_copy_commit cm;
         int r;
 
@@ -207,12 +207,15 @@ static int client_calls(struct stamp_copy_dest *d, size_t n_have)
                 return r;
         FUZZ_CHECK(stamp_chunker_params_check(&c.chunker) == 0);
         FUZZ_CHECK(memcmp(c.secret, like.secret, sizeof(c.secret)) == 0);
-        r = d->ops->list(d, &theirs);
+        r = d->ops->list(d, &theirs, &forgotten);
         if (r < 0)
                 return r; /* like stamp_copy(): a failed call leaves nothing to free */
         for (size_t i = 0; i < theirs.n; i++)
                 FUZZ_CHECK(stamp_stamp_valid(theirs.v[i]));
+        for (size_t i = 0; i < forgotten.n; i++)
+                FUZZ_CHECK(stamp_stamp_valid(forgotten.v[i]));
         stamp_strv_release(&theirs);
+        stamp_strv_release(&forgotten);
         for (size_t i = 0; i < n_have; i++)
                 ids[i].b[0] = (uint8_t)i;
         r = d->ops->have(d, ids, n_have, have);

@@ -154,6 +154,19 @@ expect_rc 0 "$STAMP" copy "${R[@]}" --json "ssh://$USER_NAME@stamptest:$PORT/$DE
 [ "$(sent_field copied)" = 1 ] || fail "USER@HOST:PORT did not copy $C"
 check_all "$DEST" "copy over ssh to USER@HOST:PORT"
 
+# Pruned at the far end by its own rules: the next copy does not send it
+# again (the far end lists it as forgotten), unless it is named.
+"$STAMP" --store "$DEST" forget "$A" >/dev/null
+expect_rc 0 "$STAMP" copy "${R[@]}" --json "ssh://stamptest/$DEST"
+[ "$(sent_field copied)" = 0 ] && [ "$(sent_field forgotten)" = 1 ] ||
+        fail "a snapshot forgotten at the far end was copied again over ssh"
+expect_rc 0 "$STAMP" copy "${R[@]}" "ssh://stamptest/$DEST"
+grep -q "^$A: forgotten in the destination" "$WORK/out" ||
+        { cat "$WORK/out" >&2; fail "the forgotten snapshot is not reported as such"; }
+expect_rc 0 "$STAMP" copy "${R[@]}" --json "ssh://stamptest/$DEST" "$A"
+[ "$(sent_field copied)" = 1 ] || fail "a forgotten snapshot named over ssh was not copied"
+[ ! -e "$DEST/forgotten/$A" ] || fail "copying $A back left its forgotten mark"
+
 # The far end's refusal, as the far end words it: a locked store.
 flock "$DEST/lock" sleep 30 &
 LOCKER=$!

@@ -87,6 +87,21 @@ echo "incremental copy of $D sent $inc bytes; the snapshot added $new"
 [ "$inc" -le $((new + 100000)) ] || fail "incremental copy sent $inc bytes for $new new"
 check_all "$WORK/d1" "after the incremental copy"
 
+# A destination pruned by its own rules (README: keep fewer there) stays
+# pruned: the next daily copy sends nothing and brings nothing back.
+expect_rc 0 "$STAMP" copy --init "$WORK/pruned"
+"$STAMP" --store "$WORK/pruned" prune --keep-last 1 >/dev/null
+"$STAMP" --store "$WORK/pruned" gc >/dev/null
+expect_rc 0 "$STAMP" copy --json "$WORK/pruned"
+[ "$(sent_field copied)" = 0 ] && [ "$(sent_field forgotten)" = 3 ] &&
+        [ "$(sent_field bytes_sent)" = 0 ] ||
+        fail "a copy brought back what the destination pruned ($(sent_field copied) copied)"
+[ "$("$STAMP" --store "$WORK/pruned" list --short)" = "$D" ] || fail "pruned does not list only $D"
+expect_rc 0 "$STAMP" copy --dry-run "$WORK/pruned"
+grep -q "1 already there, 3 forgotten there" "$WORK/out" ||
+        { cat "$WORK/out" >&2; fail "the dry run does not count the forgotten snapshots"; }
+check_all "$WORK/pruned" "a pruned destination after the next copy"
+
 # Over the transport: a stand-in for ssh that runs the command here.
 cat >"$WORK/rsh" <<'EOF'
 #!/bin/sh

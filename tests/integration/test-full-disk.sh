@@ -90,6 +90,10 @@ expect_err "nothing was changed: no space left on the store's device (free space
         fail "a refused restore touched its target"
 expect_rc 6 "$STAMP" --store "$S" gc
 expect_err "no space left on the store's device"
+# Retention still works, the first step to free space.
+OLDEST=$("$STAMP" --store "$S" list --short | head -1)
+expect_rc 0 "$STAMP" --store "$S" forget "$OLDEST"
+"$STAMP" --store "$S" list --short | grep -qx "$OLDEST" && fail "forget on a full disk kept $OLDEST"
 
 MNT="$WORK/mnt"
 if [ -c /dev/fuse ] && [ -n "${STAMPFS:-}" ]; then

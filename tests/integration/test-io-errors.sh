@@ -127,4 +127,21 @@ run_trials gc "$WORK/base-gc"
 "$STAMP" --store "$WORK/c" -q gc >/dev/null
 check_clean "$WORK/c" "after the faults"
 restore_compare "$WORK/c" "$B" "$WORK/copies/$B" || fail "snapshot $B does not read back"
+
+# forget on a disk with no space for the forgotten mark (an empty file
+# created in tmp/ first): freeing space comes first, so the snapshot goes
+# anyway, with one warning; any other failure there deletes nothing.
+F="$WORK/forget"
+cp -a "$WORK/base-snapshot" "$F"
+faulty "$F/tmp" 1 EIO "" "$STAMP" --store "$F" forget "$B" >"$WORK/out" 2>"$WORK/err" && rc=0 || rc=$?
+[ "$rc" = 6 ] && [ -e "$F/snapshots/$B.json" ] ||
+        { cat "$WORK/err" >&2; fail "forget with EIO on its mark: exit $rc, or the snapshot went"; }
+faulty "$F/tmp" 1 ENOSPC "" "$STAMP" --store "$F" forget "$B" >"$WORK/out" 2>"$WORK/err" ||
+        { cat "$WORK/err" >&2; fail "forget with no space for its mark failed"; }
+grep -q "^stamp: warning: snapshot $B was deleted, but with no space left it is not remembered" \
+        "$WORK/err" || { cat "$WORK/err" >&2; fail "no warning for a forget without its mark"; }
+[ ! -e "$F/snapshots/$B.json" ] && [ ! -e "$F/forgotten/$B" ] ||
+        fail "forget with no space for its mark: the record or a mark is there"
+"$STAMP" --store "$F" forget "$A" >/dev/null
+[ -e "$F/forgotten/$A" ] || fail "forget left no mark"
 echo "I/O errors: OK"

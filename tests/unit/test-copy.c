@@ -83,24 +83,122 @@ static pthread_t start_server(struct server *sv, const char *path, int *ret_in, 
         return t;
 }
 
-static void remote_copy(struct stamp_store *src, const char *path, uint64_t *ret_sent,
-                        uint64_t *ret_copied)
+static void remote_copy_res(struct stamp_store *src, const char *path,
+                            struct stamp_copy_result *res)
 {
         struct stamp_copy_dest *d;
-        struct stamp_copy_result res;
         struct server sv;
         int in, out;
         pthread_t t = start_server(&sv, path, &in, &out);
 
         CHECK_OK(stamp_copy_remote_open(in, out, path, STAMP_COPY_INIT, stamp_store_config(src),
                                         3, &d));
-        copy_all(src, d, &res);
+        copy_all(src, d, res);
         close(out);
         close(in);
         CHECK(pthread_join(t, NULL) == 0);
         CHECK_OK(sv.result);
+}
+
+static void remote_copy(struct stamp_store *src, const char *path, uint64_t *ret_sent,
+                        uint64_t *ret_copied)
+{
+        struct stamp_copy_result res;
+
+        remote_copy_res(src, path, &res);
         *ret_sent = res.bytes_sent;
         *ret_copied = res.copied;
+}
+
+/* Forgets @stamp in the store @path, as stamp forget does. */
+static void forget_in(const char *path, const char *stamp)
+{
+        struct stamp_store *s;
+
+        CHECK_OK(stamp_store_open(path, &s));
+        CHECK_OK(stamp_store_lock(s, 0, "test", NULL, 0));
+        CHECK_OK(stamp_store_record_delete(s, stamp));
+        stamp_store_free(s);
+}
+
+static size_t forgotten_in(const char *path)
+{
+        struct stamp_store *s;
+        struct stamp_strv v;
+        size_t n;
+
+        CHECK_OK(stamp_store_open(path, &s));
+        CHECK_OK(stamp_store_forgotten(s, &v));
+        n = v.n;
+        stamp_strv_release(&v);
+        stamp_store_free(s);
+        return n;
+}
+
+static void send_msg(int fd, uint8_t type, const void *p, size_t len)
+{
+        uint8_t h[8] = { type, 0, 0, 0, (uint8_t)len, (uint8_t)(len >> 8), (uint8_t)(len >> 16),
+                         (uint8_t)(len >> 24) };
+
+        CHECK(write(fd, h, 8) == 8);
+        CHECK(len == 0 || write(fd, p, len) == (ssize_t)len);
+}
+
+/* Reads one answer into @buf (NUL-terminated); returns its type. */
+static uint8_t recv_msg(int fd, char *buf, size_t size)
+{
+        uint8_t h[8];
+        size_t len, got = 0;
+
+        CHECK(read(fd, h, 8) == 8);
+        len = h[4] | (size_t)h[5] << 8 | (size_t)h[6] << 16 | (size_t)h[7] << 24;
+        CHECK(len < size);
+        while (got < len) {
+                ssize_t n = read(fd, buf + got, len - got);
+                CHECK(n > 0);
+                got += (size_t)n;
+        }
+        buf[len] = 0;
+        return h[0];
+}
+
+/*
+ * A client that predates forgotten stamps (no flag 8 in HELLO) gets a LIST
+ * answer without "-STAMP" lines; one that sets it gets them.
+ */
+static void check_list_flag(struct stamp_store *src, const char *path, unsigned flag,
+                            const char *held, const char *gone)
+{
+        char *json = NULL;
+        struct server sv;
+        uint8_t hello[12] = { 1 };
+        char *msg, buf[4096], line[64];
+        int in, out;
+        pthread_t t = start_server(&sv, path, &in, &out);
+
+        CHECK_OK(stamp_config_encode(stamp_store_config(src), &json));
+        hello[4] = (uint8_t)flag;
+        msg = malloc(12 + strlen(json));
+        CHECK(msg);
+        memcpy(msg, hello, 12);
+        memcpy(msg + 12, json, strlen(json));
+        send_msg(out, 1, msg, 12 + strlen(json));
+        free(msg);
+        free(json);
+        CHECK(recv_msg(in, buf, sizeof(buf)) == 0x80);
+        send_msg(out, 2, NULL, 0);
+        CHECK(recv_msg(in, buf, sizeof(buf)) == 0x80);
+        snprintf(line, sizeof(line), "%s\n", held);
+        CHECK(strstr(buf, line) != NULL);
+        snprintf(line, sizeof(line), "-%s\n", gone);
+        CHECK((strstr(buf, line) != NULL) == (flag != 0));
+        CHECK((strchr(buf, '-') != NULL) == (flag != 0));
+        send_msg(out, 6, NULL, 0);
+        CHECK(recv_msg(in, buf, sizeof(buf)) == 0x80);
+        close(out);
+        CHECK(pthread_join(t, NULL) == 0);
+        CHECK_OK(sv.result);
+        close(in);
 }
 
 static void test_garbage(const char *path)
@@ -180,6 +278,34 @@ int main(void)
         check_content(remote, a, "two", 2);
         remote_copy(s, remote, &sent, &copied);
         CHECK(copied == 0 && sent == 0);
+
+        /*
+         * A destination pruned by its own rules stays pruned: what it forgot
+         * is not copied again, unless named; a copy named clears the mark.
+         */
+        forget_in(local, a);
+        CHECK(forgotten_in(local) == 1);
+        CHECK_OK(stamp_copy_local_open(local, 0, stamp_store_config(s), 0, &d));
+        copy_all(s, d, &res);
+        CHECK(res.copied == 0 && res.skipped == 1 && res.forgotten == 1 && res.bytes_sent == 0);
+        {
+                struct stamp_copy_options o = { 0 };
+                struct stamp_strv named = { 0 };
+                CHECK_OK(stamp_strv_push(&named, a));
+                o.stamps = &named;
+                CHECK_OK(stamp_copy_local_open(local, 0, stamp_store_config(s), 0, &d));
+                CHECK_OK(stamp_copy(s, d, &o, &res));
+                stamp_copy_dest_close(d);
+                CHECK(res.copied == 1 && res.forgotten == 0);
+                stamp_strv_release(&named);
+        }
+        CHECK(forgotten_in(local) == 0);
+        check_content(local, a, "two", 2);
+        forget_in(remote, a);
+        remote_copy_res(s, remote, &res);
+        CHECK(res.copied == 0 && res.skipped == 1 && res.forgotten == 1);
+        check_list_flag(s, remote, 0, b, a);
+        check_list_flag(s, remote, 8, b, a);
 
         /* A store with its own secret. */
         stamp_init_options_default(&io);

@@ -28,6 +28,7 @@
 #include "backend.h"
 #include "hash.h"
 #include "macro.h"
+#include "owner.h"
 #include "tmpfile.h"
 
 #define FD_CACHE_SIZE 64
@@ -91,6 +92,7 @@ static int make_parents(int dirfd, const char *name)
                 *p = 0;
                 if (mkdirat(dirfd, buf, 0700) == 0) {
                         (void)fchmodat(dirfd, buf, 0700, 0);
+                        stamp_owner_adopt_at(dirfd, dirfd, buf);
                         char *slash = strrchr(buf, '/');
                         int r;
                         if (slash) {

@@ -17,6 +17,7 @@
 
 #include "dbcheck.h"
 #include "macro.h"
+#include "owner.h"
 #include "reader.h"
 #include "restore.h"
 #include "store-internal.h"
@@ -1030,7 +1031,9 @@ int stamp_drill_scratch_new(struct stamp_store *s, char **ret_path, unsigned *re
         unsigned stale;
         int fd, r;
 
-        if (mkdirat(stamp_store_dirfd(s), "tmp", 0700) < 0 && errno != EEXIST)
+        if (mkdirat(stamp_store_dirfd(s), "tmp", 0700) == 0)
+                stamp_owner_adopt_at(stamp_store_dirfd(s), stamp_store_dirfd(s), "tmp");
+        else if (errno != EEXIST)
                 return negerrno();
         tmpfd = openat(stamp_store_dirfd(s), "tmp", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (tmpfd < 0)
@@ -1112,6 +1115,8 @@ int stamp_drill_log_append(struct stamp_store *s, const struct stamp_drill_entry
                 fd = openat(dirfd, DRILL_LOG, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return negerrno();
+        if (created)
+                stamp_owner_adopt(dirfd, fd);
         if (created && fchmod(fd, 0600) < 0)
                 return negerrno();
         buf = malloc(strlen(line) + 3);

@@ -19,6 +19,7 @@
 #include "compress.h"
 #include "gc.h"
 #include "macro.h"
+#include "owner.h"
 #include "pack.h"
 #include "store-internal.h"
 #include "tmpfile.h"
@@ -94,6 +95,7 @@ static int write_file_at(int dirfd, const char *name, const char *data)
 
         if (fd < 0)
                 return negerrno();
+        stamp_owner_adopt(dirfd, fd);
         if (write(fd, data, len) != (ssize_t)len)
                 return errno ? negerrno() : -EIO;
         if (fsync(fd) < 0)
@@ -190,9 +192,12 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o)
         if (r < 0)
                 return r;
 
-        for (const char *sub = "packs\0snapshots\0tmp\0"; *sub; sub += strlen(sub) + 1)
+        /* An empty directory of another user's, made a store by root, stays theirs. */
+        for (const char *sub = "packs\0snapshots\0tmp\0"; *sub; sub += strlen(sub) + 1) {
                 if (mkdirat(fd, sub, 0700) < 0)
                         return negerrno();
+                stamp_owner_adopt_at(fd, fd, sub);
+        }
         r = write_file_at(fd, LOCK_NAME, "");
         if (r < 0)
                 return r;
@@ -202,6 +207,7 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o)
                 return r;
         stamp_index_free(ix);
         (void)fchmodat(fd, INDEX_NAME, 0600, 0);
+        stamp_owner_adopt_at(fd, fd, INDEX_NAME);
         /* The config is written last: a directory without one is not a store yet. */
         r = write_file_at(fd, CONFIG_NAME ".tmp", text);
         if (r < 0)
@@ -464,6 +470,18 @@ static int index_open(struct stamp_store *s, struct stamp_index **ret, bool *ret
                 r = stamp_index_open(path, STAMP_INDEX_IMMUTABLE, ret);
                 *ret_frozen = r == 0;
         }
+        /*
+         * A reader this store does not let write (another user's store,
+         * readable to it: a copy from it, stats) reads as from a read-only
+         * disk.
+         */
+        if ((r == -EACCES || r == -EPERM) && s->lock_fd < 0) {
+                *ret_frozen = !index_has_wal(s);
+                r = stamp_index_open(path, *ret_frozen ? STAMP_INDEX_IMMUTABLE
+                                                       : STAMP_INDEX_READONLY, ret);
+                if (r < 0)
+                        *ret_frozen = false;
+        }
         return r;
 }
 
@@ -489,6 +507,7 @@ static int index_ensure(struct stamp_store *s)
                 return r;
         stamp_index_free(ix);
         (void)fchmodat(s->dirfd, INDEX_NAME, 0600, 0);
+        stamp_owner_adopt_at(s->dirfd, s->dirfd, INDEX_NAME);
         return 0;
 }
 
@@ -643,6 +662,8 @@ static int lock_file(struct stamp_store *s, const char *name, int *fd_slot, int 
         if (*fd_slot >= 0)
                 return 0;
         fd = openat(s->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0)
+                stamp_owner_adopt(s->dirfd, fd);
         if (fd < 0 && op == LOCK_SH && (errno == EROFS || errno == EACCES)) {
                 /* A store this process cannot write: hold it if the file is there. */
                 fd = openat(s->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -762,13 +783,23 @@ int stamp_store_tmpfile(struct stamp_store *s, const char *suffix, char *ret_pat
         return fd;
 }
 
-void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path)
+/* The name below the store of @path if it is a file of the store's tmp/, else NULL. */
+static const char *tmp_name(struct stamp_store *s, const char *path)
 {
         size_t len = strlen(s->path);
         const char *name = path + len + 1;
 
         if (strncmp(path, s->path, len) == 0 && path[len] == '/' &&
             strncmp(name, "tmp/", 4) == 0 && !strchr(name + 4, '/'))
+                return name;
+        return NULL;
+}
+
+void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path)
+{
+        const char *name = tmp_name(s, path);
+
+        if (name)
                 (void)unlinkat(s->dirfd, name, 0);
 }
 
@@ -777,8 +808,15 @@ int stamp_store_scratch(struct stamp_store *s, const char *suffix, char *ret_pat
         const char *tmp = getenv("TMPDIR");
         int fd;
 
-        if (!s->readonly)
-                return stamp_store_tmpfile(s, suffix, ret_path, size);
+        /*
+         * In the store's tmp/ if this process may write there; else (a
+         * read-only disk, another user's store read by this one) in $TMPDIR.
+         */
+        if (!s->readonly) {
+                fd = stamp_store_tmpfile(s, suffix, ret_path, size);
+                if (fd != -EACCES && fd != -EPERM && fd != -EROFS)
+                        return fd;
+        }
         if (snprintf(ret_path, size, "%s/stamp-XXXXXX%s", tmp && *tmp ? tmp : "/tmp", suffix) >=
             (int)size)
                 return -ENAMETOOLONG;
@@ -788,10 +826,10 @@ int stamp_store_scratch(struct stamp_store *s, const char *suffix, char *ret_pat
 
 void stamp_store_scratch_remove(struct stamp_store *s, const char *path)
 {
-        if (s->readonly)
-                (void)unlink(path);
-        else
+        if (tmp_name(s, path))
                 stamp_store_tmpfile_remove(s, path);
+        else
+                (void)unlink(path);
 }
 
 struct recover_ctx {
@@ -998,6 +1036,7 @@ int stamp_store_reindex(struct stamp_store *s, struct stamp_reindex_result *ret)
                 return r;
         }
         (void)fchmodat(s->dirfd, INDEX_NAME ".new", 0600, 0);
+        stamp_owner_adopt_at(s->dirfd, s->dirfd, INDEX_NAME ".new");
         /*
          * The new file is complete and durable (SQLite fsynced it). The old
          * -wal and -shm must go before the rename: a connection opening the

@@ -145,8 +145,8 @@ int stamp_store_tmpfile(struct stamp_store *s, const char *suffix, char *ret_pat
 void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path);
 /*
  * A private scratch file for a reader's temporary tables, as
- * stamp_store_tmpfile(); on a read-only store (stamp_store_readonly()) in
- * $TMPDIR (default /tmp) instead. Close it, then remove it with
+ * stamp_store_tmpfile(); on a read-only store (stamp_store_readonly()), or
+ * one this process may not write in, in $TMPDIR (default /tmp) instead. Close it, then remove it with
  * stamp_store_scratch_remove().
  */
 int stamp_store_scratch(struct stamp_store *s, const char *suffix, char *ret_path, size_t size);

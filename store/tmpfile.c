@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "owner.h"
 
 static int lock_wait(int fd)
 {
@@ -29,7 +30,9 @@ static int make_parent(int dirfd, const char *path)
         if ((size_t)(slash - path) >= sizeof(dir))
                 return -ENAMETOOLONG;
         snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-        if (mkdirat(dirfd, dir, 0700) < 0 && errno != EEXIST)
+        if (mkdirat(dirfd, dir, 0700) == 0)
+                stamp_owner_adopt_at(dirfd, dirfd, dir);
+        else if (errno != EEXIST)
                 return negerrno();
         return 0;
 }
@@ -68,6 +71,7 @@ int stamp_tmpfile_create_locked(int dirfd, const char *path, int access)
                 if (st.st_nlink == 0)
                         continue; /* removed under us: the name is free again */
                 (void)fchmod(fd, 0600); /* explicit: a umask must not widen or narrow it */
+                stamp_owner_adopt(dirfd, fd);
                 return TAKE_FD(fd);
         }
         return -EAGAIN;

@@ -14,7 +14,8 @@
  * Creates @path (relative to @dirfd; a missing parent directory is made)
  * with O_CREAT | O_EXCL, mode 0600, opened with @access (O_RDONLY, O_WRONLY
  * or O_RDWR), and takes an exclusive flock on it. Returns the fd; the lock
- * lasts until it is closed. -EEXIST if @path exists.
+ * lasts until it is closed. -EEXIST if @path exists. @dirfd is the store's
+ * directory: the file and a new parent go to its owner (owner.h).
  */
 int stamp_tmpfile_create_locked(int dirfd, const char *path, int access);
 

@@ -363,9 +363,10 @@ static int report_failure(struct stamp_store *s, struct stamp_copy_dest *d,
                 log_error("snapshot %s: no such snapshot in the source", res->bad_stamp);
                 return EXIT_NOTFOUND;
         }
-        if (!d->error[0])
-                log_error("%s%s%s%s", res->bad_stamp[0] ? "snapshot " : "", res->bad_stamp,
-                          res->bad_stamp[0] ? ": " : "", describe(r));
+        if (!d->error[0] && res->bad_stamp[0])
+                log_error("snapshot %s: %s", res->bad_stamp, describe(r));
+        else if (!d->error[0]) /* the destination names its own failures */
+                log_error("source store '%s': %s", stamp_store_path(s), describe(r));
         else if (res->bad_stamp[0])
                 log_error("snapshot %s: %s", res->bad_stamp, d->error);
         else

@@ -1115,10 +1115,10 @@ int stamp_drill_log_append(struct stamp_store *s, const struct stamp_drill_entry
                 fd = openat(dirfd, DRILL_LOG, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0)
                 return negerrno();
-        if (created)
-                stamp_owner_adopt(dirfd, fd);
         if (created && fchmod(fd, 0600) < 0)
                 return negerrno();
+        if (created)
+                stamp_owner_adopt(dirfd, fd); /* after the chmod, which needs it ours */
         buf = malloc(strlen(line) + 3);
         if (!buf)
                 return -ENOMEM;

@@ -25,6 +25,8 @@
 #     with --read-data there, with the same bytes.
 # A third run with COPY_DEST empty skips the copy step and still succeeds; a
 # fourth copies to an ssh:// destination (through a stand-in for ssh).
+# Then stamp-prune@.service prunes the first copy by rules of its own, and
+# a fifth run copies only its new snapshot there.
 # `systemd-analyze verify` checks every unit first, where it is installed.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -44,7 +46,8 @@ if command -v systemd-analyze >/dev/null; then
                         -e "s|$STAMP_BINDIR/stampfs |$STAMP |" "$f" >"$WORK/units/$(basename "$f")"
         done
         for u in stamp-snapshot@test.service stamp-snapshot@test.timer stamp-drill@test.service \
-                stamp-drill@test.timer stampfs@test.service; do
+                stamp-drill@test.timer stamp-prune@test.service stamp-prune@test.timer \
+                stampfs@test.service; do
                 systemd-analyze verify --man=no "$WORK/units/$u" >"$WORK/verify" 2>&1 ||
                         { cat "$WORK/verify" >&2; fail "systemd-analyze verify $u"; }
                 [ ! -s "$WORK/verify" ] || { cat "$WORK/verify" >&2; fail "systemd-analyze verify $u warns"; }
@@ -316,6 +319,30 @@ committed >"$WORK/n0-4"
 run_unit 4
 check_run 4 "$R"
 
+# stamp-prune@.service on the first copy, a store of another user's (as on
+# a host receiving copies over ssh), with rules of its own: it keeps fewer
+# snapshots than the source; the next copy sends only the new snapshot and
+# brings none of the pruned ones back; the store stays its owner's.
+chown -R $SVC:$SVC "$D"
+printf 'STORE=%s\nPRUNE_OPTIONS=--keep-last 1\nGC_OPTIONS=--max-unused 0\n' "$D" >"$WORK/copy.conf"
+python3 "$LIB/unit_exec.py" --map "$STAMP_BINDIR/stamp=$STAMP" --env-file "$WORK/copy.conf" \
+        "$UNITDIR/stamp-prune@.service" copy start >"$WORK/prune.out" 2>"$WORK/prune.log" ||
+        { cat "$WORK/prune.log" >&2; fail "stamp-prune@copy.service failed"; }
+kept=$("$STAMP" --store "$D" list --short)
+[ "$(echo "$kept" | wc -l)" = 1 ] || fail "stamp-prune@copy kept: $kept"
+[ -n "$(ls "$D/forgotten")" ] || fail "stamp-prune@copy pruned nothing"
+write_conf "$D" --read-data
+"$STAMP" --store "$S" list --short >"$WORK/before5"
+committed >"$WORK/n0-5"
+run_unit 5
+check_run 5
+new=$(head -1 "$WORK/run5.out" | cut -d' ' -f1)
+[ "$("$STAMP" --store "$D" list --short | tr '\n' ' ')" = "$kept $new " ] ||
+        fail "after a copy into the pruned store it lists $("$STAMP" --store "$D" list --short | tr '\n' ' ')"
+bad=$(find "$D" ! -uid $SVC -printf '%u %p\n')
+[ -z "$bad" ] || { echo "$bad" >&2; fail "root's prune, gc or copy left files the store's owner does not own"; }
+"$STAMP" --store "$D" verify --read-data >/dev/null || fail "the pruned copy does not verify"
+
 kill "$WRITER"
 wait "$WRITER" 2>/dev/null || true
-echo "ok: four runs of stamp-snapshot@test.service"
+echo "ok: five runs of stamp-snapshot@test.service, one of stamp-prune@copy.service"

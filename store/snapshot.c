@@ -2055,18 +2055,19 @@ static int write_cache_rows(struct ctx *c)
         return stamp_index_commit(c->ix);
 }
 
-/* Picks a free stamp for now, waiting for the next second if it is taken. */
+/*
+ * Picks a stamp for now that this store never used (not even for a
+ * snapshot it forgot), waiting for the next second if it is taken.
+ */
 static int pick_stamp(struct stamp_store *s, char ret[STAMP_STAMP_LEN + 1])
 {
         for (int tries = 0; tries < 120; tries++) {
-                char stamp[STAMP_STAMP_LEN + 1], name[64];
-                uint64_t size;
+                char stamp[STAMP_STAMP_LEN + 1];
                 int r;
 
                 stamp_stamp_from_time(time(NULL), stamp);
-                snprintf(name, sizeof(name), "snapshots/%s.json", stamp);
-                r = stamp_backend_size(stamp_store_backend(s), name, &size);
-                if (r == -ENOENT) {
+                r = stamp_store_stamp_used(s, stamp);
+                if (r == 0) {
                         strcpy(ret, stamp);
                         return 0;
                 }

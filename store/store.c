@@ -1278,6 +1278,23 @@ static int collect_forgotten(const char *name, void *userdata)
         return stamp_strv_push(userdata, base);
 }
 
+int stamp_store_stamp_used(struct stamp_store *s, const char *stamp)
+{
+        char name[64];
+        uint64_t size;
+        int r;
+
+        if (!stamp_stamp_valid(stamp))
+                return -EINVAL;
+        record_name(stamp, name);
+        r = stamp_backend_size(s->backend, name, &size);
+        if (r == -ENOENT) {
+                forgotten_name(stamp, name);
+                r = stamp_backend_size(s->backend, name, &size);
+        }
+        return r == -ENOENT ? 0 : r < 0 ? r : 1;
+}
+
 int stamp_store_forgotten(struct stamp_store *s, struct stamp_strv *ret)
 {
         struct stamp_strv v = { 0 };

@@ -224,6 +224,12 @@ int stamp_store_record_write_text(struct stamp_store *s, const char *stamp,
 int stamp_store_record_delete(struct stamp_store *s, const char *stamp);
 /* The sorted stamps this store has forgotten (a record may exist again). */
 int stamp_store_forgotten(struct stamp_store *s, struct stamp_strv *ret);
+/*
+ * 1 if @stamp names a snapshot of this store or one it forgot, 0 if it was
+ * never used: a new snapshot never reuses a stamp, so that a copy never
+ * takes one snapshot for another.
+ */
+int stamp_store_stamp_used(struct stamp_store *s, const char *stamp);
 /* The tag of the safety snapshot `stamp restore` takes of its target first. */
 #define STAMP_TAG_PRE_RESTORE "pre-restore"
 

@@ -326,6 +326,18 @@ int main(void)
                 stamp_copy_dest_close(d);
         }
 
+        /* A stamp names one snapshot for the life of a store: not reused after a forget. */
+        {
+                char x[STAMP_STAMP_LEN + 1], y[STAMP_STAMP_LEN + 1];
+                take_snapshot(s, src_dir, x);
+                CHECK_OK(stamp_store_lock(s, 0, "test", NULL, 0));
+                CHECK_OK(stamp_store_record_delete(s, x));
+                CHECK(stamp_store_stamp_used(s, x) == 1);
+                stamp_store_unlock(s);
+                take_snapshot(s, src_dir, y);
+                CHECK(strcmp(x, y) < 0);
+        }
+
         test_garbage(junk);
         stamp_store_free(s);
         rm_rf(tmp);

@@ -526,7 +526,7 @@ static int open_scratch(struct gc *g)
 {
         int r;
 
-        g->scratch_fd = stamp_store_tmpfile(g->s, ".gc-scratch", g->scratch, sizeof(g->scratch));
+        g->scratch_fd = stamp_store_scratch(g->s, ".gc-scratch", g->scratch, sizeof(g->scratch));
         if (g->scratch_fd < 0)
                 return g->scratch_fd;
         r = stamp_store_index_open(g->s, &g->ix);
@@ -539,7 +539,7 @@ static void release(struct gc *g)
 {
         stamp_index_free(g->ix);
         if (g->scratch_fd >= 0) {
-                stamp_store_tmpfile_remove(g->s, g->scratch);
+                stamp_store_scratch_remove(g->s, g->scratch);
                 (void)close(g->scratch_fd);
         }
         stamp_strv_release(&g->r0);
@@ -561,11 +561,27 @@ int stamp_gc_run(struct stamp_store *s, const struct stamp_gc_options *o,
                  struct stamp_gc_result *ret)
 {
         struct gc g = { .s = s, .o = o, .res = ret, .scratch_fd = -1 };
+        struct stamp_gc_options low;
         int r;
 
         memset(ret, 0, sizeof(*ret));
         if (!stamp_store_gc_locked(s) || stamp_store_locked(s) || o->max_unused_pct > 100)
                 return -EINVAL;
+        /*
+         * A full disk: the reserve makes room for the index's changes and
+         * gc-pending, the scratch database goes to $TMPDIR, and no pack is
+         * rewritten (that needs room for the copies): only packs with
+         * nothing live go.
+         */
+        if (!o->dry_run && stamp_store_space_low(s)) {
+                r = stamp_store_reserve_release(s, &ret->reserve_released);
+                if (r < 0)
+                        return r;
+                ret->low_space = true;
+                low = *o;
+                low.max_unused_pct = 100;
+                g.o = o = &low;
+        }
         g.walk = (struct stamp_walk){ .s = s, .pass = 0, .progress = walk_progress,
                                       .userdata = &g };
         r = o->dry_run ? 0 : recover_if_idle(&g);
@@ -593,6 +609,8 @@ int stamp_gc_run(struct stamp_store *s, const struct stamp_gc_options *o,
         if (r == 0)
                 (void)stamp_index_checkpoint(g.ix); /* keep index.db-wal from growing */
         release(&g);
+        if (r == 0)
+                ret->reserve_made = stamp_store_reserve_make(s) > 0;
         return r;
 }
 

@@ -58,6 +58,9 @@ struct stamp_gc_result {
         uint64_t files_dropped;    /* files-cache rows that named dead objects */
         uint64_t pending_removed;  /* packs an interrupted gc had left behind, removed */
         uint64_t bytes_freed;      /* bytes of packs removed minus bytes of packs written */
+        bool low_space;            /* the disk was (nearly) full: no pack was rewritten */
+        uint64_t reserve_released; /* bytes of the store's reserve given back for this run */
+        bool reserve_made;         /* the reserve was missing and is there again */
         bool lock_timed_out;       /* -EBUSY: the store lock was not free in time */
         /* dry run: what a real run would remove and write, by the plan */
         uint64_t plan_delete, plan_rewrite, plan_free_bytes;

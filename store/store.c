@@ -63,6 +63,7 @@ struct stamp_store {
         int gc_lock_fd; /* "gc.lock", when held; lock order: gc.lock, then lock */
         int gc_hold_fd; /* "gc.lock" held shared (stamp_store_gc_hold()) */
         bool readonly;  /* on a read-only file system (a backup disk mounted ro) */
+        bool scratch_outside; /* scratch files in $TMPDIR: the store's disk is full */
         pthread_mutex_t conns_lock; /* protects conns */
         struct conn *conns;
         pthread_key_t key; /* the calling thread's struct conn */
@@ -85,6 +86,100 @@ void stamp_init_options_default(struct stamp_init_options *o)
         o->pack_size = 16u << 20;
         o->dedup_verify_max = 4096;
         o->have_secret = false;
+}
+
+/*
+ * The reserve: a file of incompressible bytes that only gc gives back, so
+ * that gc can run on a full disk (stamp_store_reserve_release()).
+ */
+#define RESERVE_NAME "reserve"
+#define RESERVE_MAX (8u << 20)
+#define RESERVE_MIN (64u << 10)
+
+/* What the reserve of a store on the file system of @dirfd holds: 0 for none. */
+static uint64_t reserve_size(int dirfd, uint64_t *ret_avail)
+{
+        struct statvfs v;
+        uint64_t size;
+
+        *ret_avail = UINT64_MAX;
+        if (fstatvfs(dirfd, &v) < 0)
+                return 0;
+        *ret_avail = (uint64_t)v.f_bavail * v.f_frsize;
+        size = (uint64_t)v.f_blocks * v.f_frsize / 64;
+        size = size > RESERVE_MAX ? RESERVE_MAX : size - size % RESERVE_MIN;
+        return size < RESERVE_MIN ? 0 : size;
+}
+
+static int reserve_make_at(int dirfd)
+{
+        static const char tmp[] = "tmp/reserve.tmp";
+        uint64_t avail, size = reserve_size(dirfd, &avail), x = 0x9e3779b97f4a7c15ull;
+        _cleanup_free_ uint64_t *buf = NULL;
+        _cleanup_close_ int fd = -1;
+        int r = 0;
+
+        if (faccessat(dirfd, RESERVE_NAME, F_OK, AT_SYMLINK_NOFOLLOW) == 0 || size == 0)
+                return 0;
+        if (avail < 4 * size)
+                return -ENOSPC; /* not the last free space: snapshots need it more */
+        buf = malloc(RESERVE_MIN);
+        if (!buf)
+                return -ENOMEM;
+        (void)stamp_tmpfile_remove_unlocked(dirfd, tmp); /* a dead gc's */
+        fd = stamp_tmpfile_create_locked(dirfd, tmp, O_WRONLY);
+        if (fd < 0)
+                return fd;
+        /* Incompressible, so that a compressing file system keeps it whole. */
+        for (uint64_t off = 0; off < size && r == 0; off += RESERVE_MIN) {
+                for (size_t i = 0; i < RESERVE_MIN / sizeof(*buf); i++) {
+                        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                        buf[i] = x;
+                }
+                if (write(fd, buf, RESERVE_MIN) != (ssize_t)RESERVE_MIN)
+                        r = errno ? negerrno() : -EIO;
+        }
+        if (r == 0 && fsync(fd) < 0)
+                r = negerrno();
+        if (r == 0 && renameat(dirfd, tmp, dirfd, RESERVE_NAME) < 0)
+                r = negerrno();
+        if (r < 0) {
+                (void)unlinkat(dirfd, tmp, 0);
+                return r;
+        }
+        return fsync(dirfd) < 0 ? negerrno() : 1;
+}
+
+int stamp_store_reserve_make(struct stamp_store *s)
+{
+        if (s->gc_lock_fd < 0)
+                return -EINVAL;
+        return reserve_make_at(s->dirfd);
+}
+
+bool stamp_store_space_low(struct stamp_store *s)
+{
+        uint64_t avail, size = reserve_size(s->dirfd, &avail);
+
+        return avail < (size ? 2 * size : 2 * RESERVE_MIN);
+}
+
+int stamp_store_reserve_release(struct stamp_store *s, uint64_t *ret_bytes)
+{
+        struct stat st;
+
+        *ret_bytes = 0;
+        if (s->gc_lock_fd < 0)
+                return -EINVAL;
+        s->scratch_outside = true;
+        if (fstatat(s->dirfd, RESERVE_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : negerrno();
+        if (!S_ISREG(st.st_mode))
+                return 0;
+        if (unlinkat(s->dirfd, RESERVE_NAME, 0) < 0)
+                return negerrno();
+        *ret_bytes = (uint64_t)st.st_size;
+        return fsync(s->dirfd) < 0 ? negerrno() : 1;
 }
 
 static int write_file_at(int dirfd, const char *name, const char *data)
@@ -208,6 +303,7 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o)
         stamp_index_free(ix);
         (void)fchmodat(fd, INDEX_NAME, 0600, 0);
         stamp_owner_adopt_at(fd, fd, INDEX_NAME);
+        (void)reserve_make_at(fd); /* none on a small or nearly full disk */
         /* The config is written last: a directory without one is not a store yet. */
         r = write_file_at(fd, CONFIG_NAME ".tmp", text);
         if (r < 0)
@@ -812,7 +908,7 @@ int stamp_store_scratch(struct stamp_store *s, const char *suffix, char *ret_pat
          * In the store's tmp/ if this process may write there; else (a
          * read-only disk, another user's store read by this one) in $TMPDIR.
          */
-        if (!s->readonly) {
+        if (!s->readonly && !s->scratch_outside) {
                 fd = stamp_store_tmpfile(s, suffix, ret_path, size);
                 if (fd != -EACCES && fd != -EPERM && fd != -EROFS)
                         return fd;

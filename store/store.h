@@ -146,10 +146,27 @@ void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path);
 /*
  * A private scratch file for a reader's temporary tables, as
  * stamp_store_tmpfile(); on a read-only store (stamp_store_readonly()), or
- * one this process may not write in, in $TMPDIR (default /tmp) instead. Close it, then remove it with
+ * one this process may not write in, or after stamp_store_reserve_release(),
+ * in $TMPDIR (default /tmp) instead. Close it, then remove it with
  * stamp_store_scratch_remove().
  */
 int stamp_store_scratch(struct stamp_store *s, const char *suffix, char *ret_path, size_t size);
+
+/*
+ * The reserve, `STORE/reserve`: up to 8 MiB (1/64 of a small file system)
+ * that `stamp init` sets aside and only gc gives back, so that gc can run
+ * on a full disk. The caller holds the gc lock.
+ *
+ * stamp_store_space_low(): less than twice the reserve is free.
+ * stamp_store_reserve_release(): deletes the reserve (1; 0 if there was
+ * none), *@ret_bytes its size, and from then on puts scratch files in
+ * $TMPDIR. stamp_store_reserve_make(): makes it again if it is missing
+ * and at least four times its size is free (1; 0 if there is one or the
+ * disk is too small; -ENOSPC).
+ */
+bool stamp_store_space_low(struct stamp_store *s);
+int stamp_store_reserve_release(struct stamp_store *s, uint64_t *ret_bytes);
+int stamp_store_reserve_make(struct stamp_store *s);
 void stamp_store_scratch_remove(struct stamp_store *s, const char *path);
 
 /*

@@ -23,6 +23,11 @@ static void help(void)
                "holds the store lock only for its short final commit. A kill at any point\n"
                "loses nothing; the next gc finishes the job.\n"
                "\n"
+               "On a full disk gc gives back the store's reserve (STORE/reserve, set aside\n"
+               "by 'stamp init', at most 8 MiB) to make room for its own bookkeeping, keeps\n"
+               "its scratch database in $TMPDIR, and only deletes packs with nothing live;\n"
+               "the reserve is set aside again once there is room.\n"
+               "\n"
                "Options:\n"
                "  -n, --dry-run            only report what would be freed\n"
                "  --max-unused PERCENT     rewrite packs with more unused than this\n"
@@ -161,7 +166,10 @@ static void print_json(const struct stamp_gc_result *res, bool dry_run)
         F(plan_delete);
         F(plan_rewrite);
         F(plan_free_bytes);
-        fprintf(f, ", \"dry_run\": %s}\n", dry_run ? "true" : "false");
+        F(reserve_released);
+        fprintf(f, ", \"low_space\": %s, \"reserve_made\": %s, \"dry_run\": %s}\n",
+                res->low_space ? "true" : "false", res->reserve_made ? "true" : "false",
+                dry_run ? "true" : "false");
 }
 
 #undef F
@@ -180,6 +188,11 @@ static void print_summary(const struct stamp_gc_result *res, bool dry_run)
                        fmt_bytes(res->plan_free_bytes, b2), fmt_bytes(res->bytes_before, b3));
                 return;
         }
+        if (res->low_space)
+                printf("the store's disk was full: %s%s, and only packs with nothing live were "
+                       "deleted (none rewritten)\n",
+                       res->reserve_released ? "gave back its reserve of " : "no reserve left",
+                       res->reserve_released ? fmt_bytes(res->reserve_released, b3) : "");
         printf("deleted %llu unreferenced objects (%s stored); %llu snapshots, %llu live objects\n",
                (unsigned long long)res->dead_objects, fmt_bytes(res->dead_bytes, b1),
                (unsigned long long)(res->snapshots + res->new_snapshots),
@@ -200,6 +213,8 @@ static void print_summary(const struct stamp_gc_result *res, bool dry_run)
         if (res->files_dropped)
                 printf("dropped %llu files-cache entries of deleted data\n",
                        (unsigned long long)res->files_dropped);
+        if (res->reserve_made)
+                printf("set the store's reserve aside again\n");
 }
 
 static int report_failure(struct stamp_store *s, const struct stamp_gc_result *res, int r,

@@ -114,7 +114,8 @@ static uint64_t reserve_size(int dirfd, uint64_t *ret_avail)
 static int reserve_make_at(int dirfd)
 {
         static const char tmp[] = "tmp/reserve.tmp";
-        uint64_t avail, size = reserve_size(dirfd, &avail), x = 0x9e3779b97f4a7c15ull;
+        uint64_t avail, size = reserve_size(dirfd, &avail);
+        uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)time(NULL) << 16 ^ (uint64_t)getpid();
         _cleanup_free_ uint64_t *buf = NULL;
         _cleanup_close_ int fd = -1;
         int r = 0;
@@ -883,12 +884,11 @@ int stamp_store_tmpfile(struct stamp_store *s, const char *suffix, char *ret_pat
 static const char *tmp_name(struct stamp_store *s, const char *path)
 {
         size_t len = strlen(s->path);
-        const char *name = path + len + 1;
 
-        if (strncmp(path, s->path, len) == 0 && path[len] == '/' &&
-            strncmp(name, "tmp/", 4) == 0 && !strchr(name + 4, '/'))
-                return name;
-        return NULL;
+        if (strncmp(path, s->path, len) != 0 || path[len] != '/')
+                return NULL;
+        path += len + 1;
+        return strncmp(path, "tmp/", 4) == 0 && !strchr(path + 4, '/') ? path : NULL;
 }
 
 void stamp_store_tmpfile_remove(struct stamp_store *s, const char *path)

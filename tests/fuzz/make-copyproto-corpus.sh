@@ -18,6 +18,8 @@
 #   recompress  --init --compression-level 3 --read-data
 #   dry-run     --init --dry-run (no PUT, no COMMIT: server seed only)
 #   refused     without --init to a missing store: an ERR answer
+#   forgotten   d1 again after it forgot the first snapshot: LIST answers
+#               it as "-STAMP", nothing is sent (client seed only)
 # and two client seeds made from the init session by editing the answer to
 # its COMMIT: a snapshot invalid there, an object refused on arrival.
 #
@@ -75,10 +77,13 @@ capture() {
 
 capture init --init "ssh://host/$tmp/d1" "${stamps[0]}"
 capture incremental "ssh://host/$tmp/d1"
+"$stamp" -q --store "$tmp/d1" forget "${stamps[0]}"
+capture forgotten "ssh://host/$tmp/d1"
 capture recompress --init --compression-level 3 --read-data "ssh://host/$tmp/d2" "${stamps[0]}"
 capture dry-run --init --dry-run "ssh://host/$tmp/d3" "${stamps[0]}"
 capture refused "ssh://host/$tmp/d4"
-if [ ! -f "$tmp/d1/snapshots/${stamps[1]}.json" ] || [ ! -f "$tmp/d2/snapshots/${stamps[0]}.json" ]; then
+if [ ! -f "$tmp/d1/snapshots/${stamps[1]}.json" ] || [ ! -f "$tmp/d2/snapshots/${stamps[0]}.json" ] ||
+        [ -f "$tmp/d1/snapshots/${stamps[0]}.json" ] || ! grep -q -- "-${stamps[0]}" "$tmp/forgotten.out"; then
         echo "make-copyproto-corpus: a copy failed" >&2
         exit 1
 fi
@@ -121,7 +126,7 @@ rm -f "$corpus"/real-*
 { printf '\0'; cat "$tmp/recompress.in"; } >"$corpus/real-server-recompress"
 { printf '\0'; cat "$tmp/dry-run.in"; } >"$corpus/real-server-dry-run"
 { printf '\0'; cat "$tmp/refused.in"; } >"$corpus/real-server-refused"
-for s in init incremental recompress; do
+for s in init incremental recompress forgotten; do
         { selector "$tmp/$s.out"; cat "$tmp/$s.out"; } >"$corpus/real-client-$s"
 done
 { printf '\1'; cat "$tmp/refused.out"; } >"$corpus/real-client-refused"

@@ -8,6 +8,7 @@
 # validates, a new snapshot of the same tree succeeds (its files cache must
 # not name data the cut lost), no committed snapshot is missing and
 # `stamp verify --read-data` finds the store sound.
+# Then a copy into a second store, forgetting there and copying again.
 # The negative control records no fsync at all: the checker must then find
 # a loss, or it proves nothing.
 # POWERLOSS_STATES (default 60) crash states a run.
@@ -27,9 +28,10 @@ cp -a "$S" "$WORK/base"
 (cd "$S" && find . -mindepth 1 -printf '%i %y %P\n') >"$WORK/inodes"
 
 LOG="$WORK/oplog"
-# rec CMD...: runs CMD with every change below the store recorded.
+ROOT="$S"
+# rec CMD...: runs CMD with every change below the store ROOT recorded.
 rec() {
-        STAMP_OPLOG="$LOG" STAMP_OPLOG_ROOT="$S" LD_PRELOAD="$OPLOG${LD_PRELOAD:+:$LD_PRELOAD}" "$@"
+        STAMP_OPLOG="$LOG" STAMP_OPLOG_ROOT="$ROOT" LD_PRELOAD="$OPLOG${LD_PRELOAD:+:$LD_PRELOAD}" "$@"
 }
 marker() { echo "E $1 $2" >>"$LOG"; }
 : >"$LOG"
@@ -58,8 +60,29 @@ python3 "$LIB/powerloss.py" --log "$LOG" --base "$WORK/base" --inodes "$WORK/ino
         --stamp "$STAMP" --src "$WORK/data" --work "$WORK" --states "$STATES" --seed "${POWERLOSS_SEED:-1}" ||
         fail "a crash state lost or damaged data (see above)"
 
+# A copy's destination: every change below it recorded while stamp copy
+# brings B, C and P in, then it forgets B and is copied into again (B stays
+# forgotten). The same checks, with a third of the states.
+DEST="$WORK/dest"
+"$STAMP" init --like "$S" "$DEST" >/dev/null
+cp -a "$DEST" "$WORK/base-dest"
+(cd "$DEST" && find . -mindepth 1 -printf '%i %y %P\n') >"$WORK/inodes"
+ROOT="$DEST"
+: >"$LOG"
+rec "$STAMP" --store "$S" -q copy "$DEST"
+for st in $("$STAMP" --store "$DEST" list --short); do marker snap "$st"; done
+marker forget "$B"
+rec "$STAMP" --store "$DEST" -q forget "$B"
+rec "$STAMP" --store "$S" -q copy "$DEST"
+"$STAMP" --store "$DEST" list --short | grep -qx "$B" && fail "the copy brought back $B"
+echo "recorded: copy of $B $C $P, forget $B there, copy again; $(grep -ac "" "$LOG" || true) log lines"
+python3 "$LIB/powerloss.py" --log "$LOG" --base "$WORK/base-dest" --inodes "$WORK/inodes" \
+        --stamp "$STAMP" --src "$WORK/data" --work "$WORK" --states $(((STATES + 2) / 3)) \
+        --seed "${POWERLOSS_SEED:-1}" || fail "a crash state of the copy's destination lost data (see above)"
+
 # The negative control: the same snapshot, its fsyncs unrecorded.
 rm -rf "$S" "$WORK/base2"
+ROOT="$S"
 "$STAMP" init --pack-size 1 "$S" >/dev/null
 A=$("$STAMP" --store "$S" -q snapshot "$WORK/data")
 cp -a "$S" "$WORK/base2"

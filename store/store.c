@@ -1327,12 +1327,14 @@ static int cmp_str(const void *a, const void *b)
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret)
+/* The stamps @fn collects from the objects under @prefix, sorted. */
+static int list_sorted(struct stamp_store *s, const char *prefix, stamp_backend_list_fn fn,
+                       struct stamp_strv *ret)
 {
         struct stamp_strv v = { 0 };
         int r;
 
-        r = stamp_backend_list(s->backend, "snapshots/", collect_stamp, &v);
+        r = stamp_backend_list(s->backend, prefix, fn, &v);
         if (r < 0) {
                 stamp_strv_release(&v);
                 return r;
@@ -1341,6 +1343,11 @@ int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret)
                 qsort(v.v, v.n, sizeof(char *), cmp_str);
         *ret = v;
         return 0;
+}
+
+int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret)
+{
+        return list_sorted(s, "snapshots/", collect_stamp, ret);
 }
 
 static void record_name(const char *stamp, char ret[64])
@@ -1393,18 +1400,7 @@ int stamp_store_stamp_used(struct stamp_store *s, const char *stamp)
 
 int stamp_store_forgotten(struct stamp_store *s, struct stamp_strv *ret)
 {
-        struct stamp_strv v = { 0 };
-        int r;
-
-        r = stamp_backend_list(s->backend, FORGOTTEN_DIR, collect_forgotten, &v);
-        if (r < 0) {
-                stamp_strv_release(&v);
-                return r;
-        }
-        if (v.n > 1)
-                qsort(v.v, v.n, sizeof(char *), cmp_str);
-        *ret = v;
-        return 0;
+        return list_sorted(s, FORGOTTEN_DIR, collect_forgotten, ret);
 }
 
 int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct stamp_record *ret)

@@ -103,8 +103,8 @@ static uint64_t reserve_size(int dirfd, uint64_t *ret_avail)
         uint64_t size;
 
         *ret_avail = UINT64_MAX;
-        if (fstatvfs(dirfd, &v) < 0)
-                return 0;
+        if (fstatvfs(dirfd, &v) < 0 || v.f_blocks == 0)
+                return 0; /* a file system that tells nothing is never "full" */
         *ret_avail = (uint64_t)v.f_bavail * v.f_frsize;
         size = (uint64_t)v.f_blocks * v.f_frsize / 64;
         size = size > RESERVE_MAX ? RESERVE_MAX : size - size % RESERVE_MIN;

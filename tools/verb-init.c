@@ -2,8 +2,10 @@
 /* stamp init: create a store. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common.h"
 
@@ -14,6 +16,7 @@ static void help(void)
                "Create a new, empty store in DIR (or --store, or $STAMP_STORE). DIR must\n"
                "not exist or be an empty directory. A secret is generated for the store:\n"
                "it keys chunk ids and chunk boundaries, and is kept in DIR/config (0600).\n"
+               "DIR/reserve (at most 8 MiB) is set aside for gc to use on a full disk.\n"
                "\n"
                "Options:\n"
                "  --chunk-min BYTES          smallest chunk (default 4096)\n"
@@ -144,14 +147,28 @@ int verb_init(int argc, char **argv)
                 log_error("cannot create a store in '%s': %s", dir, describe(r));
                 return exit_code(r);
         }
-        if (arg_json) {
-                printf("{\"store\": ");
-                json_string(stdout, dir);
-                printf(", \"chunk_min\": %u, \"chunk_avg\": %u, \"chunk_max\": %u, "
-                       "\"compression_level\": %d, \"pack_size\": %u}\n",
-                       o.chunker.min, o.chunker.avg, o.chunker.max, o.zstd_level, o.pack_size);
-        } else if (!arg_quiet)
-                printf("Created store '%s' (chunks %u/%u/%u bytes, zstd level %d)\n", dir,
-                       o.chunker.min, o.chunker.avg, o.chunker.max, o.zstd_level);
+        {
+                /* The reserve init set aside, if the disk had room (stamp-init(1)). */
+                char path[PATH_MAX], b[32];
+                struct stat st;
+                uint64_t reserve = 0;
+
+                if (snprintf(path, sizeof(path), "%s/reserve", dir) < (int)sizeof(path) &&
+                    lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+                        reserve = (uint64_t)st.st_size;
+                if (arg_json) {
+                        printf("{\"store\": ");
+                        json_string(stdout, dir);
+                        printf(", \"chunk_min\": %u, \"chunk_avg\": %u, \"chunk_max\": %u, "
+                               "\"compression_level\": %d, \"pack_size\": %u, "
+                               "\"reserve_bytes\": %llu}\n",
+                               o.chunker.min, o.chunker.avg, o.chunker.max, o.zstd_level,
+                               o.pack_size, (unsigned long long)reserve);
+                } else if (!arg_quiet)
+                        printf("Created store '%s' (chunks %u/%u/%u bytes, zstd level %d; %s "
+                               "set aside for gc on a full disk)\n",
+                               dir, o.chunker.min, o.chunker.avg, o.chunker.max, o.zstd_level,
+                               reserve ? fmt_bytes(reserve, b) : "nothing");
+        }
         return EXIT_OK;
 }

@@ -27,7 +27,10 @@ S="$D/store"
 mkdir "$D"
 mount -t tmpfs -o size=16m tmpfs "$D"
 at_exit "umount -l '$D'"
-"$STAMP" init "$S" >/dev/null
+"$STAMP" init --json "$S" >"$WORK/init.json"
+# A 16 MiB disk: a reserve of 1/64 of it.
+[ "$(json_field "$WORK/init.json" reserve_bytes)" = 262144 ] && [ "$(stat -c %s "$S/reserve")" = 262144 ] ||
+        fail "init did not set aside 256 KiB: $(cat "$WORK/init.json")"
 make_tree "$WORK/data" 1 12
 snap "$S" "$WORK/data" >/dev/null
 

@@ -242,7 +242,7 @@ for opt in prefetch=0 prefetch=32; do
         log="$WORK/reads-$opt.log"
         "$STAMPFS" -d "$S" "$MNT5" -o "$opt" 2>"$log" &
         for _ in $(seq 50); do [ -e "$MNT5/latest" ] && break; sleep 0.1; done
-        ls "$MNT5/$STM" >/dev/null # as cp -a, tar, rsync do: the kernel knows the files
+        ls -l "$MNT5/$STM" >/dev/null # stats as cp -a, tar, rsync do: the kernel knows the files
         cat "$MNT5/$STM/f001" >/dev/null
         sleep 2
         before=$(reads "$log")
@@ -259,6 +259,77 @@ for opt in prefetch=0 prefetch=32; do
         fusermount3 -u "$MNT5"
         wait
 done
+
+# Listings are lean until programs stat what they list: a walk that only
+# reads directories (find) makes no lookup, and the d_ino and d_type it
+# gets match what lstat says, hardlinks included. After 32 lookups of
+# entries a listing left out, listings carry every entry, also those of
+# directories the kernel had cached lean (a new listing, then lstat of
+# each entry: no lookup); with -o full_listings from the start.
+mkdir "$WORK/lean"
+for d in a b c; do
+        mkdir "$WORK/lean/$d"
+        for i in $(seq -w 1 50); do echo "$d$i" >"$WORK/lean/$d/f$i"; done
+done
+STL=$("$STAMP" --store "$S" -q snapshot "$WORK/lean")
+lookups() { # in LOG, inside stamps (the root's entries time out after a second)
+        grep "opcode: LOOKUP " "$1" | grep -vc "nodeid: 1," || true
+}
+scan() { # DIR: every entry below DIR as listed (no stat): path (hex), d_ino, d_type
+        python3 - "$1" <<'PY'
+import os, sys
+def walk(d):
+    with os.scandir(d) as it:
+        for e in it:
+            kind = "d" if e.is_dir(follow_symlinks=False) else \
+                   "l" if e.is_symlink() else "f" if e.is_file(follow_symlinks=False) else "o"
+            print(os.fsencode(os.path.relpath(e.path, sys.argv[1])).hex(), e.inode(), kind)
+            if kind == "d":
+                walk(e.path)
+walk(sys.argv[1])
+PY
+}
+stats() { # DIR SCAN: the entries of SCAN, from lstat
+        python3 - "$1" "$2" <<'PY'
+import os, stat, sys
+for line in open(sys.argv[2]):
+    path = line.split()[0]  # hex: names may hold spaces and newlines
+    st = os.lstat(os.path.join(os.fsencode(sys.argv[1]), bytes.fromhex(path)))
+    m = st.st_mode
+    kind = "d" if stat.S_ISDIR(m) else "l" if stat.S_ISLNK(m) else "f" if stat.S_ISREG(m) else "o"
+    print(path, st.st_ino, kind)
+PY
+}
+log="$WORK/lean.log"
+"$STAMPFS" -d "$S" "$MNT5" 2>"$log" &
+for _ in $(seq 50); do [ -e "$MNT5/latest" ] && break; sleep 0.1; done
+before=$(lookups "$log")
+scan "$MNT5/$ST" >"$WORK/lean.scan"
+find "$MNT5/$STL" >/dev/null
+[ "$(lookups "$log")" = "$before" ] ||
+        fail "listing without stat made $(($(lookups "$log") - before)) lookups"
+before=$(lookups "$log")
+stat "$MNT5/$STL/a"/* >/dev/null
+[ $(($(lookups "$log") - before)) -ge 50 ] || fail "lean listing: files of a looked up $(($(lookups "$log") - before)) times"
+sleep 1 # the cached lean listings are dropped meanwhile
+before=$(lookups "$log")
+ls "$MNT5/$STL/b" >/dev/null
+stat "$MNT5/$STL/b"/* >/dev/null
+[ "$(lookups "$log")" = "$before" ] ||
+        fail "after 32 misses, a listing cached lean still left files out ($(($(lookups "$log") - before)) lookups)"
+stats "$MNT5/$ST" "$WORK/lean.scan" >"$WORK/lean.stat"
+diff "$WORK/lean.scan" "$WORK/lean.stat" >&2 || fail "lean listing: d_ino or d_type differ from lstat"
+fusermount3 -u "$MNT5"
+wait
+"$STAMPFS" -d -o full_listings "$S" "$MNT5" 2>"$log" &
+for _ in $(seq 50); do [ -e "$MNT5/latest" ] && break; sleep 0.1; done
+before=$(lookups "$log")
+find "$MNT5/$STL" >/dev/null
+stat "$MNT5/$STL"/*/* >/dev/null
+[ "$(lookups "$log")" = "$before" ] ||
+        fail "-o full_listings: $(($(lookups "$log") - before)) lookups after a listing"
+fusermount3 -u "$MNT5"
+wait
 
 # A directory of 100k entries: listing and lookups stay fast (binary search in a cached tree).
 mkdir "$WORK/big"

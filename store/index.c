@@ -2,9 +2,12 @@
 #include "index.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -119,6 +122,50 @@ static int sql_errno(int rc)
 }
 
 /*
+ * Whether SQLite's extended code @ext is a failure to change a file: the
+ * system's, never a file that is not an index, even where SQLite kept no
+ * errno for it (its -shm code keeps none, and errno may have moved on by
+ * the time it is asked).
+ */
+static bool io_write_side(int ext)
+{
+        switch (ext) {
+        case SQLITE_IOERR_WRITE:
+        case SQLITE_IOERR_FSYNC:
+        case SQLITE_IOERR_DIR_FSYNC:
+        case SQLITE_IOERR_TRUNCATE:
+        case SQLITE_IOERR_DELETE:
+        case SQLITE_IOERR_SHMOPEN:
+        case SQLITE_IOERR_SHMSIZE:
+        case SQLITE_IOERR_SHMMAP:
+        case SQLITE_IOERR_SHMLOCK:
+        case SQLITE_IOERR_LOCK:
+        case SQLITE_IOERR_CLOSE:
+                return true;
+        default:
+                return false;
+        }
+}
+
+/* Whether the file system holding @path has next to no room left (< 1 MiB or no inodes). */
+static bool nearly_full(const char *path)
+{
+        char dir[4096];
+        struct statvfs v;
+        const char *slash = path ? strrchr(path, '/') : NULL;
+
+        if (!slash || (size_t)(slash - path) >= sizeof(dir))
+                return false;
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash == path ? 1 : slash - path] = 0;
+        if (slash == path)
+                dir[0] = '/';
+        if (statvfs(dir, &v) < 0 || v.f_blocks == 0)
+                return false;
+        return (uint64_t)v.f_bavail * v.f_frsize < (1u << 20) || (v.f_files > 0 && v.f_favail == 0);
+}
+
+/*
  * As sql_errno(), but an I/O error says what the system said: a full disk
  * is -ENOSPC (SQLite reports ENOSPC as SQLITE_FULL only for writes; a -shm
  * or -wal it cannot grow is SQLITE_IOERR), never -EIO, which callers may
@@ -145,6 +192,10 @@ static int db_errno(sqlite3 *db, int rc)
                         break;
                 }
         }
+        /* A write SQLite could not make, with no errno: a full disk says why. */
+        if (r == -EIO && sqlite3_system_errno(db) == 0 &&
+            io_write_side(sqlite3_extended_errcode(db)) && nearly_full(sqlite3_db_filename(db, "main")))
+                return -ENOSPC;
         return r;
 }
 
@@ -249,6 +300,20 @@ int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret)
                 oflags |= SQLITE_OPEN_READONLY;
         else
                 oflags |= SQLITE_OPEN_READWRITE | ((flags & STAMP_INDEX_CREATE) ? SQLITE_OPEN_CREATE : 0);
+        if (flags & STAMP_INDEX_CREATE) {
+                /*
+                 * Created here, not by SQLite: when it cannot create the
+                 * file (a full disk), it tries to open it read-only and
+                 * reports that failure, ENOENT, instead.
+                 */
+                int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0) {
+                        r = negerrno();
+                        free(ix);
+                        return r;
+                }
+                close(fd);
+        }
         r = ix_errno(ix, sqlite3_open_v2(uri ? uri : path, &ix->db, oflags, NULL));
         free(uri);
         if (r < 0)
@@ -277,8 +342,16 @@ int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret)
         return 0;
 fail:
         /* An I/O error SQLite found by itself, not the system: a file that is not an index. */
-        if (r == -EIO && (!ix->db || sqlite3_system_errno(ix->db) == 0))
+        if (r == -EIO && (!ix->db || (sqlite3_system_errno(ix->db) == 0 &&
+                                      !io_write_side(sqlite3_extended_errcode(ix->db)))))
                 r = -EBADMSG;
+        /*
+         * The index exists, but SQLite says CANTOPEN: an index.db-wal or
+         * -shm it could not create, with the errno of its read-only retry
+         * (ENOENT), which would read as "no such store".
+         */
+        if (r == -ENOENT && !(flags & STAMP_INDEX_READONLY) && access(path, F_OK) == 0)
+                r = nearly_full(path) ? -ENOSPC : -EIO;
         stamp_index_free(ix);
         return r;
 }

@@ -549,13 +549,6 @@ static int index_open(struct stamp_store *s, struct stamp_index **ret, bool *ret
         }
         r = stamp_index_open(path, 0, ret);
         /*
-         * index.db exists (above): SQLite says CANTOPEN for an index.db-wal
-         * or -shm it could not create, with the errno of its read-only
-         * retry (ENOENT), which would read as "no such store".
-         */
-        if (r == -ENOENT)
-                r = -EIO;
-        /*
          * A full disk leaves no room for index.db-shm, without which SQLite
          * reads no WAL database: restoring from a store whose disk filled
          * up would fail. A reader (no write lock: writers must fail with

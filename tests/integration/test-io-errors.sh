@@ -4,12 +4,17 @@
 # write, a truncate, an fsync, a rename, a link, an unlink or a mkdir --
 # with EIO, ENOSPC or EDQUOT, once, or from then on for good. For N spread
 # over all the changes of a snapshot and of a gc (IO_ERROR_TRIALS of each,
-# default 20; 80 run by hand cover every change of the snapshot), on a
-# fresh copy of the store:
-#   - the command exits 0, or 6 with one line naming the error;
-#   - a snapshot that failed committed nothing, one that succeeded is there;
+# default 20; 80 run by hand cover every change of the snapshot), and of a
+# prune, a reindex and a drill (half as many), on a fresh copy of the
+# store:
+#   - the command exits 0, or 6 with one line naming the error (a drill:
+#     or 7, failed, its report naming the error);
+#   - a snapshot that failed committed nothing, one that succeeded is
+#     there; gc, reindex and drill change no list of snapshots, prune
+#     removes only what it may;
 #   - afterwards, without faults, a snapshot succeeds and `stamp verify
-#     --read-data` finds every snapshot whole (a failed gc lost nothing),
+#     --read-data` finds every snapshot whole (a failed gc or reindex lost
+#     nothing), a drill passes and leaves no scratch copy, its log reads,
 #     and a gc then leaves the store clean.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
@@ -31,6 +36,17 @@ cp -a "$S" "$WORK/base-snapshot"          # the snapshot workload: C of data
 "$STAMP" --store "$S" -q forget "$A" >/dev/null
 cp -a "$S" "$WORK/base-gc"                # the gc workload: A's data to delete
 
+# cmd_of WHAT STORE: sets cmd to the command of workload WHAT on STORE.
+cmd_of() {
+        case $1 in
+        snapshot) cmd=("$STAMP" --store "$2" -q snapshot "$WORK/data") ;;
+        gc) cmd=("$STAMP" --store "$2" -q gc) ;;
+        prune) cmd=("$STAMP" --store "$2" -q prune --keep-last 1) ;;
+        reindex) cmd=("$STAMP" --store "$2" -q reindex) ;;
+        drill) cmd=("$STAMP" --store "$2" -q drill) ;;
+        *) fail "no workload $1" ;;
+        esac
+}
 # faulty STORE N ERRNO ALL CMD...: CMD with the Nth change below STORE failing.
 faulty() {
         local store=$1 n=$2 e=$3 all=$4
@@ -70,24 +86,39 @@ check_after() {
         "$STAMP" --store "$1" -q verify --read-data >"$WORK/after.out" 2>&1 ||
                 { cat "$WORK/after.out" >&2; fail "$2: verify --read-data finds damage"; }
 }
-# check_rc WHAT: the last command exited 0, or 6 with one line naming the error.
+# check_drill STORE WHAT: without faults, a drill passes, leaves no scratch
+# copy behind (nor one a failed drill left), and its log reads.
+check_drill() {
+        "$STAMP" --store "$1" -q drill >"$WORK/after.out" 2>&1 ||
+                { cat "$WORK/after.out" >&2; fail "$2: the next drill fails"; }
+        ! ls "$1/tmp" | grep -q '^drill-' || fail "$2: a drill's scratch copy is left in tmp/"
+        "$STAMP" --store "$1" drill --history >"$WORK/after.out" 2>&1 ||
+                { cat "$WORK/after.out" >&2; fail "$2: the drill log does not read"; }
+        grep -q "pass" "$WORK/after.out" || fail "$2: the drill log lacks the passed drill"
+}
+# check_rc WHAT WORKLOAD: the last command exited 0, or 6 with one line naming
+# the error (a drill: or 7, its report naming it).
 check_rc() {
         [ "$rc" = 0 ] && return 0
-        [ "$rc" = 6 ] || { cat "$WORK/err" >&2; fail "$1: exit $rc, expected 0 or 6"; }
-        [ "$(wc -l <"$WORK/err")" = 1 ] || { cat "$WORK/err" >&2; fail "$1: not one line"; }
+        if [ "$rc" = 7 ] && [ "$2" = drill ]; then # a failed drill: its report says why
+                grep -Eq "Input/output error|[Nn]o space left|Disk quota" "$WORK/out" "$WORK/err" ||
+                        { cat "$WORK/out" "$WORK/err" >&2; fail "$1: the drill failed without naming the error"; }
+                return 0
+        fi
+        [ "$rc" = 6 ] || { cat "$WORK/out" "$WORK/err" >&2; fail "$1: exit $rc, expected 0 or 6"; }
+        # One line (besides warnings about something else it could not tidy up).
+        [ "$(grep -vc "^stamp: warning: " "$WORK/err")" = 1 ] || { cat "$WORK/err" >&2; fail "$1: not one line"; }
         grep -Eq "Input/output error|no space left|No space left|Disk quota" "$WORK/err" ||
                 { cat "$WORK/err" >&2; fail "$1: the error is not named"; }
 }
 
 errnos=(EIO ENOSPC EIO EDQUOT)
-run_trials() { # WORKLOAD BASE
-        local what=$1 base=$2 total i k=0 e all c="$WORK/c" failed=0
-        if [ "$what" = snapshot ]; then
-                total=$(changes "$base" "$STAMP" --store @STORE@ -q snapshot "$WORK/data")
-        else
-                total=$(changes "$base" "$STAMP" --store @STORE@ -q gc)
-        fi
-        for i in $(picks "$TRIALS" "$total"); do
+run_trials() { # WORKLOAD BASE TRIALS
+        local what=$1 base=$2 trials=$3 total i k=0 e all c="$WORK/c" failed=0 cmd
+        cmd_of "$what" @STORE@
+        total=$(changes "$base" "${cmd[@]}")
+        cmd_of "$what" "$c"
+        for i in $(picks "$trials" "$total"); do
                 e=${errnos[$((k % 4))]}
                 all=
                 [ $((k % 5)) = 4 ] && all=1
@@ -96,31 +127,32 @@ run_trials() { # WORKLOAD BASE
                 cp -a "$base" "$c"
                 before=$("$STAMP" --store "$c" list --short)
                 rc=0
-                if [ "$what" = snapshot ]; then
-                        faulty "$c" "$i" "$e" "$all" "$STAMP" --store "$c" -q snapshot "$WORK/data" \
-                                >"$WORK/out" 2>"$WORK/err" || rc=$?
-                else
-                        faulty "$c" "$i" "$e" "$all" "$STAMP" --store "$c" -q gc \
-                                >"$WORK/out" 2>"$WORK/err" || rc=$?
-                fi
-                check_rc "$what, change $i of $total failing with $e${all:+ for good}"
+                faulty "$c" "$i" "$e" "$all" "${cmd[@]}" >"$WORK/out" 2>"$WORK/err" || rc=$?
+                check_rc "$what, change $i of $total failing with $e${all:+ for good}" "$what"
                 after=$("$STAMP" --store "$c" list --short)
-                if [ "$what" = snapshot ] && [ "$rc" != 0 ]; then
-                        [ "$before" = "$after" ] || fail "$what, change $i: a failed snapshot changed the list"
-                elif [ "$what" = snapshot ]; then
-                        grep -qx "$(cat "$WORK/out")" <<<"$after" || fail "$what, change $i: exit 0 but no snapshot"
-                else
-                        [ "$before" = "$after" ] || fail "$what, change $i: gc changed the list"
-                fi
+                case $what/$rc in
+                snapshot/0)
+                        grep -qx "$(cat "$WORK/out")" <<<"$after" || fail "$what, change $i: exit 0 but no snapshot" ;;
+                prune/*) # what prune removed it had to; the newest stays
+                        [ -z "$(comm -13 <(echo "$before") <(echo "$after"))" ] &&
+                                grep -qx "$(tail -n 1 <<<"$before")" <<<"$after" ||
+                                fail "$what, change $i: the list went from $before to $after" ;;
+                *)
+                        [ "$before" = "$after" ] || fail "$what, change $i: the list of snapshots changed" ;;
+                esac
                 [ "$rc" = 0 ] || failed=$((failed + 1))
+                [ "$what" != drill ] || check_drill "$c" "$what, change $i of $total failing with $e${all:+ for good}"
                 check_after "$c" "$what, change $i of $total failing with $e${all:+ for good}"
         done
         echo "$what: $k trials over $total changes, $failed failed cleanly, the rest succeeded"
         [ "$failed" -gt 0 ] || fail "$what: no injected fault made it fail: the injection is not working"
 }
 
-run_trials snapshot "$WORK/base-snapshot"
-run_trials gc "$WORK/base-gc"
+run_trials snapshot "$WORK/base-snapshot" "$TRIALS"
+run_trials gc "$WORK/base-gc" "$TRIALS"
+for w in prune reindex drill; do
+        run_trials "$w" "$WORK/base-snapshot" $(((TRIALS + 1) / 2))
+done
 
 # After every kind of failure, a last gc without faults leaves the store
 # clean and every snapshot whole.

@@ -10,7 +10,8 @@
 #     with cp -a), and a restore's pre-restore snapshot is refused before
 #     the target is touched, naming --no-pre-snapshot;
 #   - forget and gc on the full disk work (gc through the store's reserve)
-#     and free space; once space is freed, gc and the
+#     and free space; a reindex says the disk is full and keeps the old
+#     index; once space is freed, gc and the
 #     next snapshot succeed, a mount started while the disk was full shows
 #     the new snapshot, and every snapshot restores byte for byte.
 set -euo pipefail
@@ -37,8 +38,9 @@ snap "$S" "$WORK/data" >/dev/null
 avail() { df -B1 --output=avail "$D" | tail -1 | tr -d " "; }
 # fill LEAVE: leaves LEAVE bytes free on the store's disk.
 fill() {
-        local n=$(($(avail) - $1))
+        local n
         rm -f "$D/filler"
+        n=$(($(avail) - $1))
         if [ "$n" -gt 0 ]; then head -c "$n" /dev/zero >"$D/filler" 2>/dev/null || true; fi
 }
 count() { "$STAMP" --store "$S" list --short | wc -l; }
@@ -109,6 +111,12 @@ grep -q "the store's disk was full: gave back its reserve of" "$WORK/out" ||
 [ "$(avail)" -gt 200000 ] || fail "gc on a full disk freed only $(avail) bytes"
 "$STAMP" --store "$S" -q verify >/dev/null || fail "the store does not verify after gc on a full disk"
 fill 0
+# A reindex needs room for a whole new index: it says there is none, and
+# keeps the old one.
+expect_rc 6 "$STAMP" --store "$S" -q reindex
+expect_err "reindex of store '$S' failed: no space left on the store's device; the old index.db is unchanged"
+[ ! -e "$S/index.db.new" ] || fail "a failed reindex left index.db.new"
+"$STAMP" --store "$S" -q verify >/dev/null || fail "the store does not verify after a failed reindex"
 
 MNT="$WORK/mnt"
 if [ -c /dev/fuse ] && [ -n "${STAMPFS:-}" ]; then

@@ -156,11 +156,12 @@ struct fs {
          * an inode (attributes, a lookup count) only for subdirectories.
          * find and ls need no more, the kernel builds one inode per
          * directory instead of one per entry, and a cold find takes a
-         * quarter less time. Programs that stat every entry they list (ls -l, tar,
-         * cp -a, rsync) then look each one up; after LEAN_MISSES such
-         * lookups, listings carry every entry for the rest of the mount
-         * (-o full_listings: from the start), and the lean listings the
-         * kernel cached are dropped so that it asks again (drop_lean()).
+         * quarter less time. Programs that stat every entry they list
+         * (ls -l, tar, cp -a, rsync) then look each one up; after
+         * LEAN_MISSES such lookups, listings carry every entry for the
+         * rest of the mount (-o full_listings: from the start), and the
+         * lean listings the kernel cached are dropped so that it asks
+         * again (drop_lean()).
          */
         bool full_listings; /* atomic */
         unsigned lean_misses; /* atomic */

@@ -145,7 +145,13 @@ run_trials() { # WORKLOAD BASE TRIALS
                 check_after "$c" "$what, change $i of $total failing with $e${all:+ for good}"
         done
         echo "$what: $k trials over $total changes, $failed failed cleanly, the rest succeeded"
-        [ "$failed" -gt 0 ] || fail "$what: no injected fault made it fail: the injection is not working"
+        # Nearly every change of these can fail them. A prune fails only on the
+        # few before its record is gone (with EIO: ENOSPC there deletes
+        # anyway), a drill only where the restore cannot go on: even picks
+        # may miss those.
+        case $what in snapshot | gc | reindex)
+                [ "$failed" -gt 0 ] || fail "$what: no injected fault made it fail: the injection is not working" ;;
+        esac
 }
 
 run_trials snapshot "$WORK/base-snapshot" "$TRIALS"

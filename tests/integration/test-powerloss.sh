@@ -8,7 +8,8 @@
 # validates, a new snapshot of the same tree succeeds (its files cache must
 # not name data the cut lost), no committed snapshot is missing and
 # `stamp verify --read-data` finds the store sound.
-# Then a copy into a second store, forgetting there and copying again.
+# Then a reindex and a drill of that store, and a copy into a second store,
+# forgetting there and copying again.
 # The negative control records no fsync at all: the checker must then find
 # a loss, or it proves nothing.
 # POWERLOSS_STATES (default 60) crash states a run.
@@ -59,6 +60,21 @@ echo "recorded: snapshots $B $C, forget $A, gc, restore (pre-restore $P); $ops l
 python3 "$LIB/powerloss.py" --log "$LOG" --base "$WORK/base" --inodes "$WORK/inodes" \
         --stamp "$STAMP" --src "$WORK/data" --work "$WORK" --states "$STATES" --seed "${POWERLOSS_SEED:-1}" ||
         fail "a crash state lost or damaged data (see above)"
+
+# Maintenance of the same store: the index rebuilt beside the old one and
+# renamed over it, then a drill (a scratch restore in tmp/, a line in
+# drill.log). The same checks, with a third of the states.
+rm -rf "$WORK/base-maint"
+cp -a "$S" "$WORK/base-maint"
+(cd "$S" && find . -mindepth 1 -printf '%i %y %P\n') >"$WORK/inodes"
+: >"$LOG"
+for st in $("$STAMP" --store "$S" list --short); do marker snap "$st"; done
+rec "$STAMP" --store "$S" -q reindex >/dev/null
+rec "$STAMP" --store "$S" -q drill >/dev/null
+echo "recorded: reindex, drill; $(grep -ac "" "$LOG" || true) log lines"
+python3 "$LIB/powerloss.py" --log "$LOG" --base "$WORK/base-maint" --inodes "$WORK/inodes" \
+        --stamp "$STAMP" --src "$WORK/data" --work "$WORK" --states $(((STATES + 2) / 3)) \
+        --seed "${POWERLOSS_SEED:-1}" || fail "a crash state of reindex or drill lost or damaged data (see above)"
 
 # A copy's destination: every change below it recorded while stamp copy
 # brings B, C and P in, then it forgets B and is copied into again (B stays

@@ -11,6 +11,13 @@
 #include "pack.h"
 
 #define CLAIM_BUCKETS 4096
+/*
+ * Full packs waiting for the committer, at most. A producer faster than
+ * the disk's fsyncs (a copy onto a USB disk) then waits for it: each
+ * waiting pack holds an open file and a 1 MiB buffer, and all of them are
+ * lost to a crash, which an interrupted copy would have to send again.
+ */
+#define QUEUE_MAX 2
 
 struct claim {
         struct stamp_id id;
@@ -34,6 +41,7 @@ struct stamp_writer {
         struct stamp_index *ix_lookup; /* used only under lock */
         struct stamp_pack_writer *cur; /* protected by lock */
         struct queued *queue, **queue_tail; /* protected by lock */
+        unsigned queued;                    /* packs in queue; protected by lock */
         bool committing;               /* protected by lock */
         bool stop;                     /* protected by lock */
         int error;                     /* first fatal error; protected by lock */
@@ -116,6 +124,7 @@ static void *committer_main(void *arg)
                         break;
                 q = w->queue;
                 w->queue = q->next;
+                w->queued--;
                 if (!w->queue)
                         w->queue_tail = &w->queue;
                 w->committing = true;
@@ -192,7 +201,11 @@ void stamp_writer_free(struct stamp_writer *w)
         free(w);
 }
 
-/* Hands the current pack to the committer. Called with lock held. */
+/*
+ * Hands the current pack to the committer, once fewer than QUEUE_MAX wait
+ * for it. Called with lock held (given up while waiting: other threads
+ * meanwhile fill a new current pack).
+ */
 static int enqueue_current(struct stamp_writer *w)
 {
         struct queued *q;
@@ -203,10 +216,14 @@ static int enqueue_current(struct stamp_writer *w)
         if (!q)
                 return -ENOMEM;
         q->pw = TAKE_PTR(w->cur);
+        while (w->queued >= QUEUE_MAX && !w->error)
+                pthread_cond_wait(&w->cond, &w->lock);
         *w->queue_tail = q;
         w->queue_tail = &q->next;
+        if (++w->queued > w->stats.queue_peak)
+                w->stats.queue_peak = w->queued;
         pthread_cond_broadcast(&w->cond);
-        return 0;
+        return w->error;
 }
 
 static int compare_stored(struct stamp_writer *w, const struct stamp_id *id, uint8_t type,

@@ -30,6 +30,7 @@ struct stamp_writer_stats {
         uint64_t new_bytes;  /* raw */
         uint64_t stored_bytes;
         uint64_t packs;
+        uint64_t queue_peak; /* the most full packs that waited for the committer at once */
 };
 
 /* Requires the store's write lock. Caller frees with stamp_writer_free(). */

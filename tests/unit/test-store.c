@@ -6,6 +6,7 @@
  * readers' shared hold on gc.lock.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -88,6 +89,70 @@ static void test_writer(const char *tmp)
         CHECK_OK(stamp_writer_put(w, z, STAMP_OBJ_DATA, data, sizeof(data), &b));
         stamp_writer_stats(w, &st);
         CHECK(st.new_objects == 1);
+        stamp_writer_free(w);
+        stamp_zctx_free(z);
+        stamp_store_free(s);
+}
+
+struct hold {
+        struct stamp_store *s;
+        int started; /* atomic */
+};
+
+/* Holds the index's write lock for a second, so that the committer cannot commit. */
+static void *hold_index(void *arg)
+{
+        struct hold *h = arg;
+        struct stamp_index *ix;
+
+        CHECK_OK(stamp_store_index_open(h->s, &ix));
+        CHECK_OK(stamp_index_begin(ix));
+        __atomic_store_n(&h->started, 1, __ATOMIC_RELEASE);
+        sleep(1);
+        CHECK_OK(stamp_index_commit(ix));
+        stamp_index_free(ix);
+        return NULL;
+}
+
+/*
+ * A writer faster than its committer (here: the index locked for a second)
+ * waits once two full packs wait, instead of queueing every pack it fills
+ * (each an open file and a buffer, and work a crash loses).
+ */
+static void test_writer_backpressure(const char *tmp)
+{
+        struct stamp_init_options o;
+        struct stamp_writer_stats st;
+        struct stamp_store *s;
+        struct stamp_writer *w;
+        struct hold h = { 0 };
+        struct stamp_zctx *z = stamp_zctx_new(1);
+        static unsigned char data[100000];
+        char dir[600];
+        pthread_t t;
+
+        snprintf(dir, sizeof(dir), "%s/backpressure", tmp);
+        stamp_init_options_default(&o);
+        o.pack_size = 1u << 20;
+        CHECK_OK(stamp_store_init(dir, &o));
+        CHECK_OK(stamp_store_open(dir, &s));
+        CHECK_OK(stamp_store_lock(s, 0, "test", NULL, 0));
+        CHECK_OK(stamp_store_recover(s));
+        CHECK_OK(stamp_writer_new(s, &w));
+        h.s = s;
+        CHECK_OK(pthread_create(&t, NULL, hold_index, &h));
+        while (!__atomic_load_n(&h.started, __ATOMIC_ACQUIRE))
+                usleep(1000);
+        for (unsigned i = 0; i < 200; i++) { /* 20 MB, incompressible: 19 packs */
+                struct stamp_id id;
+                fill_random(data, sizeof(data), 1000 + i);
+                CHECK_OK(stamp_writer_put(w, z, STAMP_OBJ_DATA, data, sizeof(data), &id));
+        }
+        CHECK_OK(stamp_writer_flush(w));
+        stamp_writer_stats(w, &st);
+        CHECK(st.packs >= 15);
+        CHECK(st.queue_peak >= 1 && st.queue_peak <= 2);
+        CHECK_OK(pthread_join(t, NULL));
         stamp_writer_free(w);
         stamp_zctx_free(z);
         stamp_store_free(s);
@@ -405,6 +470,7 @@ int main(void)
 
         test_open_errors(tmp);
         test_writer(tmp);
+        test_writer_backpressure(tmp);
         test_collision(tmp);
         test_snapshot(tmp);
         test_read_batch(tmp);

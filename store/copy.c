@@ -408,6 +408,7 @@ struct cp {
         struct stamp_copy_progress prog;
         double last_progress;
         uint64_t snap_objects, snap_bytes; /* sent for the current snapshot */
+        bool based; /* the walk's pass has the trees of a destination's snapshot marked */
 };
 
 static int cmp_loc(const void *a, const void *b)
@@ -616,6 +617,46 @@ static void on_walk_progress(const struct stamp_walk *w, void *userdata)
         progress(userdata, false);
 }
 
+static bool strv_has(const struct stamp_strv *v, const char *s)
+{
+        for (size_t i = 0; i < v->n; i++)
+                if (strcmp(v->v[i], s) == 0)
+                        return true;
+        return false;
+}
+
+/*
+ * Marks the trees of the newest snapshot the destination holds (as the
+ * source has it) reached, so that the walks skip every directory that did
+ * not change since: the destination validated all below them when it took
+ * that snapshot, and keeps it. A daily copy then costs what changed, not
+ * the size of the snapshot. Without such a snapshot, or if its trees
+ * cannot be read here, the walks reach everything.
+ */
+static int mark_base(struct cp *c, const struct stamp_strv *theirs)
+{
+        struct stamp_strv mine = { 0 };
+        struct stamp_record rec;
+        const char *base = NULL;
+        int r;
+
+        r = stamp_store_list(c->src, &mine);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < theirs->n; i++)
+                if ((!base || strcmp(theirs->v[i], base) > 0) && strv_has(&mine, theirs->v[i]))
+                        base = theirs->v[i];
+        if (base && stamp_store_record_load(c->src, base, &rec) == 0) {
+                if (stamp_walk_mark_trees(&c->walk, &rec.root) == 0)
+                        c->based = true;
+                else
+                        c->walk.pass++; /* a clean slate */
+                stamp_record_release(&rec);
+        }
+        stamp_strv_release(&mine);
+        return 0;
+}
+
 static int copy_one(struct cp *c, const char *stamp)
 {
         _cleanup_free_ uint8_t *text = NULL;
@@ -633,6 +674,7 @@ static int copy_one(struct cp *c, const char *stamp)
                 r = stamp_record_parse((const char *)text, len, &rec);
         if (r < 0)
                 return r == -ENOENT ? r : -EBADMSG;
+again:
         c->prog.phase = "walk";
         progress(c, true);
         r = stamp_walk_root(&c->walk, &rec.root);
@@ -656,6 +698,17 @@ static int copy_one(struct cp *c, const char *stamp)
         c->prog.phase = "validate";
         progress(c, true);
         r = c->d->ops->commit(c->d, stamp, &rec.root, (const char *)text, len, &cm);
+        if (r == 0 && !cm.valid && c->based) {
+                /*
+                 * The destination lacks something below a directory it was
+                 * taken to hold whole (damaged, or repaired, since): walk
+                 * everything again in a new pass, sending what it lacks.
+                 */
+                stamp_copy_commit_release(&cm);
+                c->based = false;
+                c->walk.pass++;
+                goto again;
+        }
         stamp_record_release(&rec);
         if (r < 0)
                 return r;
@@ -668,14 +721,6 @@ static int copy_one(struct cp *c, const char *stamp)
                            c->o->userdata);
         stamp_copy_commit_release(&cm);
         return 0;
-}
-
-static bool strv_has(const struct stamp_strv *v, const char *s)
-{
-        for (size_t i = 0; i < v->n; i++)
-                if (strcmp(v->v[i], s) == 0)
-                        return true;
-        return false;
 }
 
 int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
@@ -728,6 +773,9 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                 goto out;
         c.walk = (struct stamp_walk){ .s = src, .ix = c.ix, .pass = 0, .news = on_news,
                                       .progress = on_walk_progress, .userdata = &c };
+        r = mark_base(&c, &theirs);
+        if (r < 0)
+                goto out;
         c.prog.count = want->n;
         for (size_t i = 0; i < want->n; i++) {
                 c.prog.index = i;

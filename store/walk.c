@@ -15,6 +15,7 @@
 struct ctx {
         struct stamp_walk *w;
         unsigned batch;
+        bool trees_only; /* stamp_walk_mark_trees(): marks, counts nothing, no news */
 };
 
 static int batch_tick(struct ctx *c)
@@ -39,6 +40,10 @@ static int visit(struct ctx *c, const struct stamp_id *id)
         r = stamp_index_seen_visit(c->w->ix, id, c->w->pass, &stored);
         if (r <= 0)
                 return r;
+        if (c->trees_only) {
+                r = batch_tick(c);
+                return r < 0 ? r : 1;
+        }
         c->w->objects++;
         if (stored >= 0)
                 c->w->bytes += (uint64_t)stored;
@@ -117,7 +122,8 @@ static int walk_tree(struct ctx *c, const struct stamp_id *id)
                 c->w->bad = *id;
                 return r;
         }
-        c->w->trees++;
+        if (!c->trees_only)
+                c->w->trees++;
         for (uint32_t i = 0; i < t.t.count && r >= 0; i++) {
                 struct stamp_entry e;
 
@@ -128,7 +134,7 @@ static int walk_tree(struct ctx *c, const struct stamp_id *id)
                         r = visit(c, &e.subtree);
                         if (r > 0)
                                 r = stamp_index_stack_push(c->w->ix, &e.subtree);
-                } else if (e.type == STAMP_T_REG)
+                } else if (e.type == STAMP_T_REG && !c->trees_only)
                         r = walk_content(c, &e);
         }
         if (r < 0 && stamp_id_is_null(&c->w->bad))
@@ -150,15 +156,15 @@ static int walk(struct ctx *c, const struct stamp_id *root)
         return r;
 }
 
-int stamp_walk_root(struct stamp_walk *w, const struct stamp_id *root)
+static int walk_root(struct ctx *c, const struct stamp_id *root)
 {
-        struct ctx c = { .w = w };
+        struct stamp_walk *w = c->w;
         int r;
 
         r = stamp_index_scratch_begin(w->ix);
         if (r < 0)
                 return r;
-        r = walk(&c, root);
+        r = walk(c, root);
         if (r < 0) {
                 /* Leave the stack empty for the next walk; the marks so far are right. */
                 (void)stamp_index_scratch_commit(w->ix);
@@ -167,7 +173,17 @@ int stamp_walk_root(struct stamp_walk *w, const struct stamp_id *root)
                 return r;
         }
         r = stamp_index_scratch_commit(w->ix);
-        if (r == 0 && w->progress)
+        if (r == 0 && w->progress && !c->trees_only)
                 w->progress(w, w->userdata);
         return r;
+}
+
+int stamp_walk_root(struct stamp_walk *w, const struct stamp_id *root)
+{
+        return walk_root(&(struct ctx){ .w = w }, root);
+}
+
+int stamp_walk_mark_trees(struct stamp_walk *w, const struct stamp_id *root)
+{
+        return walk_root(&(struct ctx){ .w = w, .trees_only = true }, root);
 }

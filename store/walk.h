@@ -46,3 +46,12 @@ struct stamp_walk {
  * unknown.
  */
 int stamp_walk_root(struct stamp_walk *w, const struct stamp_id *root);
+
+/*
+ * Marks @root and every tree below it (not the chunk lists and chunks of
+ * their files) reached in pass w->pass, without counting them or calling
+ * news: a later stamp_walk_root() in that pass skips each of those trees
+ * with everything below it. stamp copy marks so the trees of a snapshot
+ * the destination already holds, and then walks only what changed.
+ */
+int stamp_walk_mark_trees(struct stamp_walk *w, const struct stamp_id *root);

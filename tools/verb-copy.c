@@ -56,8 +56,8 @@ static void help(void)
                "  -n, --dry-run            show what would be copied, copy nothing\n"
                "  -q, --quiet              print nothing but errors\n"
                "  --json                   a JSON report on stdout: copied, skipped,\n"
-               "                           forgotten, invalid, objects_sent, bytes_sent,\n"
-               "                           duration_s\n"
+               "                           forgotten, invalid, objects_reached,\n"
+               "                           objects_sent, bytes_sent, duration_s\n"
                "\n"
                "Exit status: 0 copied (or nothing to do); 3 DEST or a STAMP missing;\n"
                "4 DEST locked; 5 damaged data in SRC; 6 failure; 7 a copied snapshot\n"
@@ -526,11 +526,11 @@ int verb_copy(int argc, char **argv)
         double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         if (arg_json) {
                 printf("%s], \"copied\": %llu, \"skipped\": %llu, \"forgotten\": %llu, "
-                       "\"invalid\": %llu, \"objects_sent\": %llu, \"bytes_sent\": %llu, "
-                       "\"duration_s\": %.3f, \"ok\": %s}\n",
+                       "\"invalid\": %llu, \"objects_reached\": %llu, \"objects_sent\": %llu, "
+                       "\"bytes_sent\": %llu, \"duration_s\": %.3f, \"ok\": %s}\n",
                        u.first_json ? "" : "\n  ", (unsigned long long)res.copied,
                        (unsigned long long)res.skipped, (unsigned long long)res.forgotten,
-                       (unsigned long long)res.invalid,
+                       (unsigned long long)res.invalid, (unsigned long long)res.objects_reached,
                        (unsigned long long)res.objects_sent, (unsigned long long)res.bytes_sent,
                        secs, r == 0 ? "true" : "false");
         }

@@ -87,6 +87,43 @@ echo "incremental copy of $D sent $inc bytes; the snapshot added $new"
 [ "$inc" -le $((new + 100000)) ] || fail "incremental copy sent $inc bytes for $new new"
 check_all "$WORK/d1" "after the incremental copy"
 
+# A daily copy walks only what changed: the directories it shares with the
+# destination's newest snapshot are not walked again. When the destination
+# has lost data below one of them since (its packs gone, then `stamp
+# reindex`), its validation says so, and the copy walks the snapshot whole
+# and sends what is missing.
+T="$WORK/skip-src"
+TD="$WORK/skip-dest"
+"$STAMP" init --pack-size 1 "$T" >/dev/null
+mkdir -p "$WORK/skip/keep" "$WORK/skip/other"
+for d in $(seq 1 8); do
+        mkdir "$WORK/skip/keep/d$d"
+        for i in 1 2 3 4; do head -c 20000 /dev/urandom >"$WORK/skip/keep/d$d/f$i"; done
+done
+echo one >"$WORK/skip/other/o1"
+"$STAMP" --store "$T" -q snapshot "$WORK/skip" >/dev/null
+expect_rc 0 "$STAMP" --store "$T" copy --init --json "$TD"
+full=$(sent_field objects_reached)
+first_packs=$(find "$TD/packs" -name '*.pack')
+sleep 1
+echo two >"$WORK/skip/other/o2"
+"$STAMP" --store "$T" -q snapshot "$WORK/skip" >/dev/null
+expect_rc 0 "$STAMP" --store "$T" copy --json "$TD"
+daily=$(sent_field objects_reached)
+echo "daily copy: $daily objects reached (the first copy: $full)"
+[ "$full" -ge 40 ] && [ "$daily" -le 6 ] ||
+        fail "the daily copy reached $daily objects (the first $full): it walked what did not change"
+rm -f $first_packs
+"$STAMP" --store "$TD" -q reindex >/dev/null
+sleep 1
+echo three >"$WORK/skip/other/o3"
+S3=$("$STAMP" --store "$T" -q snapshot "$WORK/skip")
+expect_rc 0 "$STAMP" --store "$T" copy --json "$TD"
+[ "$(sent_field copied)" = 1 ] && [ "$(sent_field invalid)" = 0 ] ||
+        fail "a copy into a destination that lost data below an unchanged directory failed"
+[ "$(sent_field objects_reached)" -ge "$full" ] || fail "the copy did not walk the snapshot again"
+expect_rc 0 "$STAMP" --store "$TD" validate --read-data "$S3"
+
 # A destination pruned by its own rules (README: keep fewer there) stays
 # pruned: the next daily copy sends nothing and brings nothing back.
 expect_rc 0 "$STAMP" copy --init "$WORK/pruned"

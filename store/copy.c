@@ -649,8 +649,10 @@ static int mark_base(struct cp *c, const struct stamp_strv *theirs)
         if (base && stamp_store_record_load(c->src, base, &rec) == 0) {
                 if (stamp_walk_mark_trees(&c->walk, &rec.root) == 0)
                         c->based = true;
-                else
-                        c->walk.pass++; /* a clean slate */
+                else { /* a clean slate: a new pass, and no object named bad */
+                        c->walk.pass++;
+                        c->walk.bad = (struct stamp_id){ { 0 } };
+                }
                 stamp_record_release(&rec);
         }
         stamp_strv_release(&mine);

@@ -267,7 +267,7 @@ done
 # directories the kernel had cached lean (a new listing, then lstat of
 # each entry: no lookup); with -o full_listings from the start.
 mkdir "$WORK/lean"
-for d in a b c; do
+for d in a b c d e f g h i j k l; do
         mkdir "$WORK/lean/$d"
         for i in $(seq -w 1 50); do echo "$d$i" >"$WORK/lean/$d/f$i"; done
 done
@@ -321,6 +321,22 @@ stats "$MNT5/$ST" "$WORK/lean.scan" >"$WORK/lean.stat"
 diff "$WORK/lean.scan" "$WORK/lean.stat" >&2 || fail "lean listing: d_ino or d_type differ from lstat"
 fusermount3 -u "$MNT5"
 wait
+# Readers that only list and readers that stat everything, at once on a
+# fresh mount: the switch to full listings and the dropping of cached lean
+# ones happen under them, and each sees the source.
+"$STAMPFS" "$S" "$MNT5"
+(cd "$WORK/lean" && find . -printf '%P %y\n' | sort) >"$WORK/lean.names"
+(cd "$WORK/lean" && find . -printf '%P %y %s %m %U %T@\n' | sort) >"$WORK/lean.attrs"
+for k in 1 2 3 4; do
+        (cd "$MNT5/$STL" && find . -printf '%P %y\n' | sort) >"$WORK/lean.names.$k" &
+        (cd "$MNT5/$STL" && find . -printf '%P %y %s %m %U %T@\n' | sort) >"$WORK/lean.attrs.$k" &
+done
+wait
+for k in 1 2 3 4; do
+        cmp -s "$WORK/lean.names" "$WORK/lean.names.$k" || fail "concurrent listing $k differs from the source"
+        cmp -s "$WORK/lean.attrs" "$WORK/lean.attrs.$k" || fail "concurrent stat walk $k differs from the source"
+done
+fusermount3 -u "$MNT5"
 "$STAMPFS" -d -o full_listings "$S" "$MNT5" 2>"$log" &
 for _ in $(seq 50); do [ -e "$MNT5/latest" ] && break; sleep 0.1; done
 before=$(lookups "$log")

@@ -15,7 +15,7 @@
  * entry and attr timeouts, files keep_cache, directories cache_readdir.
  * Listings are lean at first: readdirplus gives the kernel an inode for
  * subdirectories only, until programs show they stat what they list
- * (see struct fs, full_listings).
+ * (see struct fs, lean_misses).
  * The root's entries time out after a second, so stamps taken or pruned
  * while mounted appear and vanish. Trees and chunks come from one shared
  * cache bounded by -o cache_size (MiB).
@@ -163,8 +163,7 @@ struct fs {
          * lean listings the kernel cached are dropped so that it asks
          * again (drop_lean()).
          */
-        bool full_listings; /* atomic */
-        unsigned lean_misses; /* atomic */
+        unsigned lean_misses; /* atomic; LEAN_MISSES or more: listings carry all */
         bool dropper_started; /* set once, by the thread starting it */
         pthread_t dropper;
         /* Nodes' idle readers, by node address: a lock per node would cost 40 bytes each. */
@@ -577,9 +576,10 @@ out:
 /* A lookup of an entry a lean listing left out: a program stats what it lists. */
 static void lean_missed(struct fs *fs)
 {
+        if (__atomic_load_n(&fs->lean_misses, __ATOMIC_RELAXED) >= LEAN_MISSES)
+                return; /* switched already (a lookup in a listing that raced the switch) */
         if (__atomic_add_fetch(&fs->lean_misses, 1, __ATOMIC_RELAXED) != LEAN_MISSES)
                 return;
-        __atomic_store_n(&fs->full_listings, true, __ATOMIC_RELAXED);
         if (fs->se && pthread_create(&fs->dropper, NULL, drop_lean, fs) == 0)
                 fs->dropper_started = true; /* read once the loop's threads are joined */
 }
@@ -1111,7 +1111,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         struct stamp_id subdirs[SUBDIRS_AHEAD];
         size_t used = 0, count, n_subdirs = 0;
         bool lean = plus && dir->kind != K_ROOT &&
-                    !__atomic_load_n(&fs->full_listings, __ATOMIC_RELAXED);
+                    __atomic_load_n(&fs->lean_misses, __ATOMIC_RELAXED) < LEAN_MISSES;
         bool left_out = false;
         struct node tmp;
         int err = 0;
@@ -1629,7 +1629,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < IDLE_LOCKS; i++)
                 pthread_mutex_init(&fs.idle_locks[i], NULL);
         fs.prefetch_files = o.prefetch;
-        fs.full_listings = o.full_listings;
+        fs.lean_misses = o.full_listings ? LEAN_MISSES : 0;
         /* A quarter of the cache: what is read ahead is still there when read. */
         fs.prefetch_bytes = ((uint64_t)o.cache_mib << 20) / 4;
         fs.force_open = getenv("STAMPFS_OPEN") != NULL;

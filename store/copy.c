@@ -633,18 +633,14 @@ static bool strv_has(const struct stamp_strv *v, const char *s)
  * the size of the snapshot. Without such a snapshot, or if its trees
  * cannot be read here, the walks reach everything.
  */
-static int mark_base(struct cp *c, const struct stamp_strv *theirs)
+static void mark_base(struct cp *c, const struct stamp_strv *theirs,
+                      const struct stamp_strv *mine)
 {
-        struct stamp_strv mine = { 0 };
         struct stamp_record rec;
         const char *base = NULL;
-        int r;
 
-        r = stamp_store_list(c->src, &mine);
-        if (r < 0)
-                return r;
         for (size_t i = 0; i < theirs->n; i++)
-                if ((!base || strcmp(theirs->v[i], base) > 0) && strv_has(&mine, theirs->v[i]))
+                if ((!base || strcmp(theirs->v[i], base) > 0) && strv_has(mine, theirs->v[i]))
                         base = theirs->v[i];
         if (base && stamp_store_record_load(c->src, base, &rec) == 0) {
                 if (stamp_walk_mark_trees(&c->walk, &rec.root) == 0)
@@ -655,8 +651,6 @@ static int mark_base(struct cp *c, const struct stamp_strv *theirs)
                 }
                 stamp_record_release(&rec);
         }
-        stamp_strv_release(&mine);
-        return 0;
 }
 
 static int copy_one(struct cp *c, const char *stamp)
@@ -733,6 +727,7 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
         const struct stamp_strv *want;
         struct stamp_config dc;
         char scratch[4096];
+        bool named = o->stamps && o->stamps->n;
         int fd = -1, r;
 
         memset(ret, 0, sizeof(*ret));
@@ -748,14 +743,10 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
         r = d->ops->list(d, &theirs, &forgotten);
         if (r < 0)
                 return r;
-        if (o->stamps && o->stamps->n)
-                want = o->stamps;
-        else {
-                r = stamp_store_list(src, &all);
-                if (r < 0)
-                        goto out;
-                want = &all;
-        }
+        r = stamp_store_list(src, &all);
+        if (r < 0)
+                goto out;
+        want = named ? o->stamps : &all;
         c.batch = calloc(BATCH, sizeof(*c.batch));
         c.have = calloc(BATCH, 1);
         c.locs = calloc(BATCH, sizeof(*c.locs));
@@ -775,9 +766,7 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                 goto out;
         c.walk = (struct stamp_walk){ .s = src, .ix = c.ix, .pass = 0, .news = on_news,
                                       .progress = on_walk_progress, .userdata = &c };
-        r = mark_base(&c, &theirs);
-        if (r < 0)
-                goto out;
+        mark_base(&c, &theirs, &all);
         c.prog.count = want->n;
         for (size_t i = 0; i < want->n; i++) {
                 c.prog.index = i;
@@ -788,7 +777,7 @@ int stamp_copy(struct stamp_store *src, struct stamp_copy_dest *d,
                                 o->done(want->v[i], 1, NULL, 0, 0, 0, o->userdata);
                         continue;
                 }
-                if (want == &all && strv_has(&forgotten, want->v[i])) {
+                if (!named && strv_has(&forgotten, want->v[i])) {
                         ret->forgotten++;
                         if (o->done)
                                 o->done(want->v[i], 2, NULL, 0, 0, 0, o->userdata);

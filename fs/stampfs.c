@@ -829,8 +829,17 @@ static void prefetch_after(struct fs *fs, const struct node *n)
                 if (ahead >= fs->prefetch_bytes)
                         break;
                 if (j >= from) {
-                        /* Its node, if the kernel knows it: prefetch_done() fills its pages. */
+                        /*
+                         * Its node, if the kernel knows it: prefetch_done() fills its
+                         * pages. Only a node made from this very entry: another name
+                         * of a hardlink group shares the inode, not always the bytes.
+                         */
                         struct node *held = node_hold(fs, entry_ino(n->stamp, n->parent_ino, &e));
+                        if (held && (held->index != j ||
+                                     stamp_id_cmp(&held->parent_tree, &n->parent_tree) != 0)) {
+                                node_unref(fs, held, 1);
+                                held = NULL;
+                        }
                         int r = stamp_prefetch_file(fs->pf, &e, fs->prefetch_bytes - ahead, held);
                         if (r < 0 && held)
                                 node_unref(fs, held, 1);

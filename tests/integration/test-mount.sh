@@ -260,6 +260,26 @@ for opt in prefetch=0 prefetch=32; do
         wait
 done
 
+# Read-ahead fills only the pages of the file it read. Two names of one
+# hardlink group whose contents differ (the file changed between the reads
+# of its names, or a forged tree) share an inode: the kernel must not get
+# one name's bytes pushed into the pages of the other.
+mkdir "$WORK/linked"
+head -c 10000 /dev/urandom >"$WORK/linked/a0"
+head -c 1048576 /dev/zero | tr '\0' Y >"$WORK/linked/b"
+head -c 1048576 /dev/zero | tr '\0' X >"$WORK/linked/c"
+"$STAMP" --store "$S" -q snapshot "$WORK/linked" >/dev/null
+STL=$("$CRAFT" "$S" --link b c) || fail "craft-tree --link failed"
+"$STAMPFS" "$S" "$MNT5" -o cache_size=1
+stat "$MNT5/$STL/c" "$MNT5/$STL/b" >/dev/null # the kernel knows both names, as c's inode
+cat "$MNT5/$STL/a0" >/dev/null               # reads b and c ahead
+sleep 1
+cmp -s "$MNT5/$STL/c" "$WORK/linked/c" || fail "read-ahead of b wrote into c's pages"
+cmp -s "$MNT5/$STL/b" "$WORK/linked/c" || fail "the two names of one inode read differently"
+[ "$(stat -c %i "$MNT5/$STL/b")" = "$(stat -c %i "$MNT5/$STL/c")" ] || fail "b and c are not one inode"
+fusermount3 -u "$MNT5"
+"$STAMP" --store "$S" -q forget "$STL"
+
 # Listings are lean until programs stat what they list: a walk that only
 # reads directories (find) makes no lookup, and the d_ino and d_type it
 # gets match what lstat says, hardlinks included. After 32 lookups of

@@ -401,6 +401,44 @@ static int node_from_entry(const struct node *parent, const struct stamp_entry *
         return 0;
 }
 
+/*
+ * Whether one more line about damage may be logged: at most LOG_BURST a
+ * minute (a tar over a damaged snapshot would otherwise flood syslog).
+ */
+static bool damage_log_allowed(void)
+{
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static time_t window;
+        static unsigned lines;
+        time_t now = time(NULL);
+        bool say;
+
+        pthread_mutex_lock(&lock);
+        if (now - window >= 60) {
+                if (lines > LOG_BURST)
+                        fuse_log(FUSE_LOG_ERR, "%u more read errors not logged\n",
+                                 lines - LOG_BURST);
+                window = now;
+                lines = 0;
+        }
+        say = ++lines <= LOG_BURST;
+        pthread_mutex_unlock(&lock);
+        return say;
+}
+
+/*
+ * Logs why a read of @n failed (stderr, or syslog once in the background):
+ * the client sees only EIO.
+ */
+static void report_damage(const struct node *n, const char *what, int err)
+{
+        if (err == -ENOMEM || !damage_log_allowed())
+                return;
+        fuse_log(FUSE_LOG_ERR, "snapshot %s: %s (inode %llu) cannot be read: %s\n",
+                 n->stamp[0] ? n->stamp : "?", what, (unsigned long long)n->ino,
+                 err == -EBADMSG ? "damaged data (does not match its checksum)" : strerror(-err));
+}
+
 static int node_stamp(struct fs *fs, const char *stamp, struct node **ret)
 {
         struct stamp_record rec;
@@ -410,8 +448,18 @@ static int node_stamp(struct fs *fs, const char *stamp, struct node **ret)
         if (!stamp_stamp_valid(stamp))
                 return -ENOENT;
         r = stamp_store_record_load(fs->s, stamp, &rec);
-        if (r < 0)
-                return r == -ENOENT ? -ENOENT : -EIO;
+        if (r == -ENOENT || r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                if (damage_log_allowed())
+                        fuse_log(FUSE_LOG_ERR, "snapshot %s: its record cannot be read: %s\n",
+                                 stamp,
+                                 r == -EBADMSG ? "damaged (not a valid snapshot record)"
+                                 : r == -EOPNOTSUPP
+                                         ? "unsupported format version (made by a newer stampfs?)"
+                                         : strerror(-r));
+                return -EIO;
+        }
         n = node_new();
         if (!n) {
                 stamp_record_release(&rec);
@@ -459,37 +507,6 @@ static int node_latest(struct fs *fs, struct node **ret)
         n->mtime_ns = n->ctime_ns = fs->store_st.st_mtim.tv_sec * 1000000000LL;
         *ret = n;
         return 0;
-}
-
-/*
- * Logs why a read of @n failed (stderr, or syslog once in the background):
- * the client sees only EIO. At most LOG_BURST lines a minute.
- */
-static void report_damage(const struct node *n, const char *what, int err)
-{
-        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-        static time_t window;
-        static unsigned lines;
-        time_t now = time(NULL);
-        bool say;
-
-        if (err == -ENOMEM)
-                return;
-        pthread_mutex_lock(&lock);
-        if (now - window >= 60) {
-                if (lines > LOG_BURST)
-                        fuse_log(FUSE_LOG_ERR, "%u more read errors not logged\n",
-                                 lines - LOG_BURST);
-                window = now;
-                lines = 0;
-        }
-        say = ++lines <= LOG_BURST;
-        pthread_mutex_unlock(&lock);
-        if (say)
-                fuse_log(FUSE_LOG_ERR, "snapshot %s: %s (inode %llu) cannot be read: %s\n",
-                         n->stamp[0] ? n->stamp : "?", what, (unsigned long long)n->ino,
-                         err == -EBADMSG ? "damaged data (does not match its checksum)"
-                                         : strerror(-err));
 }
 
 /* The tree of directory node @n, from the shared cache. */
@@ -1082,12 +1099,27 @@ static int dir_item(fuse_req_t req, struct node *dir, struct dir_handle *d, size
         int r;
 
         if (dir->kind == K_ROOT) {
-                if (i < d->stamps.n) {
-                        snprintf(name, name_size, "%s", d->stamps.v[i]);
-                        return node_stamp(fs_of(req), name, ret);
+                if (i >= d->stamps.n) {
+                        snprintf(name, name_size, "latest");
+                        return node_latest(fs_of(req), ret);
                 }
-                snprintf(name, name_size, "latest");
-                return node_latest(fs_of(req), ret);
+                snprintf(name, name_size, "%s", d->stamps.v[i]);
+                r = node_stamp(fs_of(req), name, ret);
+                if (r == -EIO) {
+                        /*
+                         * Its record cannot be read (node_stamp() said why): it is
+                         * listed all the same, without an inode, so that the stamps
+                         * after it are too and a lookup of it fails with EIO.
+                         */
+                        memset(tmp, 0, sizeof(*tmp));
+                        tmp->kind = K_STAMP;
+                        tmp->type = STAMP_T_DIR;
+                        tmp->mode = S_IFDIR;
+                        tmp->ino = hash_ino("stamp", 5, name, STAMP_STAMP_LEN);
+                        *ret = tmp;
+                        return 0;
+                }
+                return r;
         }
         r = stamp_tree_entry(&d->t, (uint32_t)i, &e);
         if (r < 0)
@@ -1108,6 +1140,54 @@ static size_t dir_count(struct node *dir, struct dir_handle *d)
         if (dir->kind == K_ROOT)
                 return d->stamps.n + (d->stamps.n > 0); /* `latest` once there is one */
         return d->t.count;
+}
+
+/*
+ * Listing offsets. In a tree, an entry's is its position (+1, after "."
+ * and ".."). The root's list of stamps is read anew by each call when the
+ * kernel skips opendir, and a stamp taken or pruned between two calls
+ * would shift positions (a stamp listed twice, or skipped): there an
+ * entry's offset is its stamp read as a number (stamps are times, so these
+ * sort as they do), and `latest`, last, gets the largest.
+ */
+static off_t stamp_offset(const char *stamp)
+{
+        off_t v = 0;
+
+        for (const char *p = stamp; *p; p++)
+                if (*p >= '0' && *p <= '9')
+                        v = v * 10 + (*p - '0');
+        return v; /* YYYYMMDDhhmmss: above 2 ("." and "..") for any valid stamp */
+}
+
+static off_t dir_offset(const struct node *dir, const struct dir_handle *d, size_t pos)
+{
+        if (dir->kind != K_ROOT || pos < 2)
+                return (off_t)(pos + 1);
+        if (pos - 2 < d->stamps.n)
+                return stamp_offset(d->stamps.v[pos - 2]);
+        return INT64_MAX;
+}
+
+/* Where a listing resumes after the entry whose offset was @off. */
+static size_t dir_resume(const struct node *dir, const struct dir_handle *d, off_t off)
+{
+        size_t lo = 0, hi = d->stamps.n;
+
+        if (off < 0)
+                return 0;
+        if (dir->kind != K_ROOT || off < 2)
+                return (size_t)off;
+        if (off == INT64_MAX)
+                return SIZE_MAX; /* after `latest` */
+        while (lo < hi) { /* the first stamp above @off */
+                size_t mid = lo + (hi - lo) / 2;
+                if (stamp_offset(d->stamps.v[mid]) <= off)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo + 2;
 }
 
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -1140,7 +1220,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        for (size_t pos = (size_t)(off < 0 ? 0 : off); pos < count + 2; pos++) {
+        for (size_t pos = dir_resume(dir, d, off); pos < count + 2; pos++) {
                 struct fuse_entry_param e = { 0 };
                 struct node *n = NULL;
                 size_t need;
@@ -1167,10 +1247,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 }
                 if (plus)
                         need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e,
-                                                      (off_t)(pos + 1));
+                                                      dir_offset(dir, d, pos));
                 else
                         need = fuse_add_direntry(req, buf + used, size - used, name, &e.attr,
-                                                 (off_t)(pos + 1));
+                                                 dir_offset(dir, d, pos));
                 if (need > size - used) {
                         if (n && n != &tmp && plus)
                                 node_unref(fs, n, 1); /* not sent: no lookup */
@@ -1179,11 +1259,11 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         break;
                 }
                 used += need;
-                left_out |= n == &tmp;
+                left_out |= n == &tmp && dir->kind != K_ROOT;
                 if (n && n->type == STAMP_T_DIR && n->kind == K_ENTRY &&
                     n_subdirs < SUBDIRS_AHEAD)
                         subdirs[n_subdirs++] = n->tree;
-                if (n && !plus)
+                if (n && n != &tmp && !plus)
                         node_free(n);
         }
         if (left_out) /* before the kernel can look them up */

@@ -1228,7 +1228,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 if (pos < 2) {
                         /* "." and "..": no lookup counts for them */
                         snprintf(name, sizeof(name), pos == 0 ? "." : "..");
-                        e.attr.st_ino = pos == 0 && dir != &fs->root ? dir->ino : FUSE_ROOT_ID;
+                        e.attr.st_ino = pos == 0 ? dir->ino
+                                        : dir->kind == K_ENTRY ? dir->parent_ino : FUSE_ROOT_ID;
                         e.attr.st_mode = S_IFDIR;
                 } else {
                         int r = dir_item(req, dir, d, pos - 2, lean, &tmp, name, sizeof(name), &n);
@@ -1529,8 +1530,20 @@ static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
                 vsyslog(LOG_DAEMON | (int)level, fmt, ap);
                 return;
         }
-        fputs("stampfs: ", stderr);
-        vfprintf(stderr, fmt, ap);
+        /* libfuse writes some lines in pieces: the name goes before a line only */
+        static bool mid_line;
+        char buf[1024];
+        int n;
+
+        n = vsnprintf(buf, sizeof(buf), fmt, ap);
+        if (n <= 0)
+                return;
+        flockfile(stderr);
+        if (!mid_line)
+                fputs("stampfs: ", stderr);
+        fputs(buf, stderr);
+        mid_line = (size_t)n < sizeof(buf) ? buf[n - 1] != '\n' : true;
+        funlockfile(stderr);
 }
 
 /* Undoes mountinfo's escapes in place: space, tab, newline and backslash as \ooo. */
@@ -1650,6 +1663,29 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
         return 0;
 }
 
+/*
+ * "-ofsname=stampfs:STORE", with the commas and backslashes of STORE
+ * escaped: libfuse splits -o at unescaped commas.
+ */
+static int fsname_arg(const char *store, char **ret)
+{
+        static const char head[] = "-ofsname=stampfs:";
+        size_t n = strlen(store);
+        char *s = malloc(sizeof(head) + 2 * n), *w;
+
+        if (!s)
+                return -ENOMEM;
+        w = stpcpy(s, head);
+        for (const char *r = store; *r; r++) {
+                if (*r == ',' || *r == '\\')
+                        *w++ = '\\';
+                *w++ = *r;
+        }
+        *w = 0;
+        *ret = s;
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -1659,7 +1695,7 @@ int main(int argc, char **argv)
         struct fuse_loop_config *lc = NULL;
         struct fuse_session *se = NULL;
         struct fs fs = { 0 };
-        char fsname[PATH_MAX + 16], *mnt_abs = NULL;
+        char *fsname = NULL, *mnt_abs = NULL;
         int ret = 1;
 
         fuse_set_log_func(log_func);
@@ -1690,13 +1726,31 @@ int main(int argc, char **argv)
                 fprintf(stderr, "stampfs: prefetch must be 0..4096 files\n");
                 goto out;
         }
-        ret = 3;
         /* The daemon's cwd becomes /: a relative STORE must not stay relative. */
         char *store_abs = realpath(pos.store, NULL);
         if (store_abs) {
                 free(pos.store);
                 pos.store = store_abs;
         }
+        /*
+         * FUSE's own options are checked here, before the store is opened:
+         * an unknown -o is a usage error. Nothing is mounted yet.
+         */
+        if (fsname_arg(pos.store, &fsname) < 0 ||
+            fuse_opt_add_arg(&args, "-oro,nosuid,nodev,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
+            fuse_opt_add_arg(&args, fsname) < 0) {
+                ret = 1;
+                goto out;
+        }
+        if (fuse_parse_cmdline(&args, &cl) != 0)
+                goto out;
+        fs.debug = cl.debug;
+        se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
+        if (!se) {
+                fprintf(stderr, "Try 'stampfs --help'.\n");
+                goto out;
+        }
+        ret = 3;
         if (open_store(pos.store, &fs.s) < 0)
                 goto out;
         if (check_mountpoint(pos.mountpoint) < 0)
@@ -1726,16 +1780,6 @@ int main(int argc, char **argv)
         fs.root.mtime_ns = fs.store_st.st_mtim.tv_sec * 1000000000LL + fs.store_st.st_mtim.tv_nsec;
         fs.root.ctime_ns = fs.root.mtime_ns;
 
-        snprintf(fsname, sizeof(fsname), "-ofsname=stampfs:%s", pos.store);
-        if (fuse_opt_add_arg(&args, "-oro,nosuid,nodev,default_permissions,subtype=stampfs,max_read=1048576") < 0 ||
-            fuse_opt_add_arg(&args, fsname) < 0)
-                goto out;
-        if (fuse_parse_cmdline(&args, &cl) != 0)
-                goto out;
-        fs.debug = cl.debug;
-        se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
-        if (!se)
-                goto out;
         fs.se = se;
         fs.page_size = sysconf(_SC_PAGESIZE);
         if (fs.page_size <= 0)
@@ -1788,5 +1832,6 @@ out:
         free(pos.store);
         free(pos.mountpoint);
         free(mnt_abs);
+        free(fsname);
         return ret;
 }

@@ -27,7 +27,24 @@ expect_err "mountpoint '$WORK/nomnt': No such file or directory"
 expect_rc 2 "$STAMPFS" "$S"
 expect_rc 2 "$STAMPFS" "$S" "$MNT" -o prefetch=5000
 expect_err "prefetch must be 0..4096 files"
+# Unknown options are usage errors too, told on one line, before the store is opened.
+for bad in "-o bogusopt" --bogus; do
+        # shellcheck disable=SC2086 # "-o bogusopt" is two words
+        expect_rc 2 "$STAMPFS" "$S" "$MNT" $bad
+        grep -qx "stampfs: fuse: unknown option(s): \`$bad'" "$WORK/err" ||
+                { cat "$WORK/err" >&2; fail "stampfs $bad: no clear usage error"; }
+done
 "$STAMPFS" --help | grep -q "^Usage: " || fail "stampfs --help"
+
+# A store whose path has a comma and a backslash (the fsname option
+# carries it: libfuse splits options at commas).
+mv "$S" "$WORK/st,o\\re"
+"$STAMPFS" "$WORK/st,o\\re" "$MNT" || fail "a store path with a comma cannot be mounted"
+[ -e "$MNT/$ST" ] || fail "a store path with a comma: $ST is not listed"
+grep -qF " stampfs:$WORK/st,o\\134re " /proc/self/mountinfo ||
+        fail "the mount's source is not the store's path"
+fusermount3 -u "$MNT"
+mv "$WORK/st,o\\re" "$S"
 
 "$STAMPFS" "$S" "$MNT" # returns once the mount is usable
 grep -q " $MNT ro,nosuid,nodev[^ ]* .*- fuse.stampfs " /proc/self/mountinfo || fail "not mounted ro,nosuid,nodev"
@@ -381,6 +398,42 @@ for i in 000000 031337 099999; do stat "$MNT/$ST4/f$i" >/dev/null || fail "looku
 ms=$((($(date +%s%N) - start) / 1000000))
 echo "100k-entry directory: listed and looked up in $ms ms"
 [ "$ms" -lt 20000 ] || fail "100k-entry directory took $ms ms"
+
+# "." and ".." in a listing carry the inode numbers stat gives (find and
+# pwd-like walkers match them), at every depth.
+python3 - "$MNT" "$ST" <<'PY' || fail "the d_ino of . or .. differs from its st_ino"
+import ctypes, os, struct, sys
+mnt, stamp = sys.argv[1:]
+libc = ctypes.CDLL(None, use_errno=True)
+nr = {"x86_64": 217, "aarch64": 61}[os.uname().machine]
+def dots(d):
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    buf, found = ctypes.create_string_buffer(65536), {}
+    while True:
+        n = libc.syscall(nr, fd, buf, len(buf))
+        if n <= 0:
+            break
+        raw, p = buf.raw[:n], 0
+        while p < n:
+            ino, _, reclen = struct.unpack_from("<QqH", raw, p)
+            name = raw[p + 19:p + reclen].split(b"\0")[0]
+            if name in (b".", b".."):
+                found[name] = ino
+            p += reclen
+    os.close(fd)
+    return found
+deep = max((r for r, _, _ in os.walk(os.path.join(mnt, stamp))), key=lambda r: r.count("/"))
+checked = 0
+for d in (mnt, os.path.join(mnt, stamp), os.path.dirname(deep), deep):
+    got = dots(d)
+    want = {b".": os.stat(d).st_ino, b"..": os.stat(os.path.join(d, "..")).st_ino}
+    if d == mnt:  # its ".." is outside the mount
+        del got[b".."], want[b".."]
+    if got != want:
+        sys.exit("%s: getdents gives %s, stat %s" % (d, got, want))
+    checked += 1
+print("dots checked in %d directories, down to depth %d" % (checked, deep.count("/") - mnt.count("/")))
+PY
 
 # The root while stamps come and go: a listing read in small pieces,
 # with a stamp forgotten between two of them, shows every other stamp

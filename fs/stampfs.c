@@ -590,12 +590,23 @@ out:
         return NULL;
 }
 
-/* A lookup of an entry a lean listing left out: a program stats what it lists. */
-static void lean_missed(struct fs *fs)
+/*
+ * A lookup of an entry the lean listing of @dir left out: a program stats
+ * what it lists.
+ */
+static void lean_missed(struct fs *fs, struct node *dir)
 {
-        if (__atomic_load_n(&fs->lean_misses, __ATOMIC_RELAXED) >= LEAN_MISSES)
-                return; /* switched already (a lookup in a listing that raced the switch) */
-        if (__atomic_add_fetch(&fs->lean_misses, 1, __ATOMIC_RELAXED) != LEAN_MISSES)
+        if (__atomic_load_n(&fs->lean_misses, __ATOMIC_SEQ_CST) >= LEAN_MISSES) {
+                /*
+                 * Switched already, yet @dir is still listed lean: its listing
+                 * was built before the switch and flagged after drop_lean()
+                 * went by. Dropped here, once.
+                 */
+                if (fs->se && __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST))
+                        fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)dir, 0, 0);
+                return;
+        }
+        if (__atomic_add_fetch(&fs->lean_misses, 1, __ATOMIC_SEQ_CST) != LEAN_MISSES)
                 return;
         if (fs->se && pthread_create(&fs->dropper, NULL, drop_lean, fs) == 0)
                 fs->dropper_started = true; /* read once the loop's threads are joined */
@@ -611,8 +622,8 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
                 return;
         }
         if (n->kind == K_ENTRY && n->type != STAMP_T_DIR &&
-            __atomic_load_n(&dir->listed_lean, __ATOMIC_RELAXED))
-                lean_missed(fs_of(req));
+            __atomic_load_n(&dir->listed_lean, __ATOMIC_SEQ_CST))
+                lean_missed(fs_of(req), dir);
         reply_entry(req, n);
 }
 
@@ -1268,7 +1279,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                         node_free(n);
         }
         if (left_out) /* before the kernel can look them up */
-                __atomic_store_n(&dir->listed_lean, true, __ATOMIC_RELAXED);
+                __atomic_store_n(&dir->listed_lean, true, __ATOMIC_SEQ_CST);
         if (err && used == 0)
                 fuse_reply_err(req, err);
         else

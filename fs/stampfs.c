@@ -50,6 +50,7 @@
 #include "pack.h"
 #include "prefetch.h"
 #include "reader.h"
+#include "readerpool.h"
 #include "store.h"
 #include "tree.h"
 
@@ -67,7 +68,9 @@
 #define READ_SPANS 257
 /* Subdirectories of one readdir reply whose trees are read ahead. */
 #define SUBDIRS_AHEAD 64
-#define IDLE_LOCKS 64
+/* What idle readers may hold over all files (struct fs, readers). */
+#define IDLE_BUDGET (16u << 20)
+#define IDLE_PER_NODE 4
 /* Lookups of entries a lean listing left out before listings carry all. */
 #define LEAN_MISSES 32
 
@@ -99,15 +102,12 @@ struct node {
         char *target; /* symlinks */
         size_t target_len;
         /*
-         * Regular files: idle readers, reused by reads (allocated at the
-         * first one kept). With open disabled (FUSE_CAP_NO_OPEN_SUPPORT)
-         * reads come without a handle; parallel reads of one file each take
-         * their own reader. Protected by the node's fs.idle_locks stripe.
+         * Regular files: idle readers, reused by reads, newest first. With
+         * open disabled (FUSE_CAP_NO_OPEN_SUPPORT) reads come without a
+         * handle; parallel reads of one file each take their own reader.
+         * In fs.readers.
          */
-        struct idle {
-                struct stamp_file *f[4];
-                unsigned n;
-        } *idle;
+        struct stamp_pooled *idle;
 };
 
 struct fs {
@@ -166,8 +166,13 @@ struct fs {
         unsigned lean_misses; /* atomic; LEAN_MISSES or more: listings carry all */
         bool dropper_started; /* set once, by the thread starting it */
         pthread_t dropper;
-        /* Nodes' idle readers, by node address: a lock per node would cost 40 bytes each. */
-        pthread_mutex_t idle_locks[IDLE_LOCKS];
+        /*
+         * Idle readers of all nodes, at most IDLE_PER_NODE a node and
+         * IDLE_BUDGET bytes in all: without a bound, the chunk lists of
+         * every large file read would stay as long as the kernel keeps
+         * its inode.
+         */
+        struct stamp_reader_pool *readers;
         long page_size;
 };
 
@@ -189,11 +194,9 @@ static struct node *node_of(fuse_req_t req, fuse_ino_t ino)
         return (struct node *)(uintptr_t)ino;
 }
 
+/* Frees @n; its idle readers went with node_unref() (a node never published has none). */
 static void node_free(struct node *n)
 {
-        for (unsigned i = 0; n->idle && i < n->idle->n; i++)
-                stamp_file_free(n->idle->f[i]);
-        free(n->idle);
         free(n->xattrs);
         free(n->target);
         free(n);
@@ -293,8 +296,10 @@ static void node_unref(struct fs *fs, struct node *n, uint64_t count)
                 gone = true;
         }
         pthread_mutex_unlock(&fs->nodes_lock);
-        if (gone)
+        if (gone) {
+                stamp_reader_pool_drop(fs->readers, &n->idle);
                 node_free(n);
+        }
 }
 
 /* At exit: every node left, whatever the kernel's lookup counts. */
@@ -303,6 +308,7 @@ static void nodes_free_all(struct fs *fs)
         for (size_t b = 0; b < NODE_BUCKETS; b++)
                 for (struct node *n = fs->nodes[b], *next; n; n = next) {
                         next = n->hnext;
+                        stamp_reader_pool_drop(fs->readers, &n->idle);
                         node_free(n);
                 }
         memset(fs->nodes, 0, sizeof(fs->nodes));
@@ -713,11 +719,6 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
         fuse_reply_readlink(req, buf);
 }
 
-static pthread_mutex_t *idle_lock(struct fs *fs, const struct node *n)
-{
-        return &fs->idle_locks[((uintptr_t)n / sizeof(*n)) % IDLE_LOCKS];
-}
-
 /*
  * A reader for node @n: an idle one, or a new one. Nodes do not keep what
  * a reader needs (a file's chunk list, up to 660 bytes, would cost that
@@ -727,21 +728,15 @@ static pthread_mutex_t *idle_lock(struct fs *fs, const struct node *n)
 static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
 {
         struct stamp_cache_ref *ref;
-        struct stamp_file *f = NULL;
         struct stamp_entry e;
         struct stamp_tree t;
         const uint8_t *data;
         size_t len;
         int r;
 
-        pthread_mutex_lock(idle_lock(fs, n));
-        if (n->idle && n->idle->n > 0)
-                f = n->idle->f[--n->idle->n];
-        pthread_mutex_unlock(idle_lock(fs, n));
-        if (f) {
-                *ret = f;
+        *ret = stamp_reader_pool_take(fs->readers, &n->idle);
+        if (*ret)
                 return 0;
-        }
         r = stamp_cache_get(fs->cache, fs->s, &n->parent_tree, STAMP_OBJ_TREE, &ref, &data, &len);
         if (r < 0)
                 return r;
@@ -755,27 +750,10 @@ static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
         return r;
 }
 
+/* Hands @f back: kept for the next read of @n, within the pool's bounds, or freed. */
 static void reader_put(struct fs *fs, struct node *n, struct stamp_file *f)
 {
-        stamp_file_drop_chunk(f); /* the shared cache keeps it, within its bound */
-        /*
-         * Only a chunk-listed file's reader is worth keeping (its lists
-         * stay loaded); an inline one opens for free, and a kept reader
-         * for each of 100k small files would cost 100 MB.
-         */
-        if (!stamp_file_chunked(f)) {
-                stamp_file_free(f);
-                return;
-        }
-        pthread_mutex_lock(idle_lock(fs, n));
-        if (!n->idle)
-                n->idle = calloc(1, sizeof(*n->idle)); /* if not: just not kept */
-        if (n->idle && n->idle->n < sizeof(n->idle->f) / sizeof(n->idle->f[0])) {
-                n->idle->f[n->idle->n++] = f;
-                f = NULL;
-        }
-        pthread_mutex_unlock(idle_lock(fs, n));
-        stamp_file_free(f);
+        stamp_reader_pool_put(fs->readers, &n->idle, f);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1770,7 +1748,7 @@ int main(int argc, char **argv)
         mnt_abs = realpath(pos.mountpoint, NULL);
         (void)stat(pos.store, &fs.store_st);
         fs.cache = stamp_cache_new((size_t)o.cache_mib << 20);
-        if (!fs.cache)
+        if (!fs.cache || stamp_reader_pool_new(IDLE_BUDGET, IDLE_PER_NODE, &fs.readers) < 0)
                 goto out;
         fs.rss_trim = ((uint64_t)o.cache_mib << 20) + RSS_SLACK;
         fs.root.kind = K_ROOT;
@@ -1780,8 +1758,6 @@ int main(int argc, char **argv)
         pthread_mutex_init(&fs.nodes_lock, NULL);
         pthread_mutex_init(&fs.root_lock, NULL);
         pthread_mutex_init(&fs.streams_lock, NULL);
-        for (size_t i = 0; i < IDLE_LOCKS; i++)
-                pthread_mutex_init(&fs.idle_locks[i], NULL);
         fs.prefetch_files = o.prefetch;
         fs.lean_misses = o.full_listings ? LEAN_MISSES : 0;
         /* A quarter of the cache: what is read ahead is still there when read. */
@@ -1838,6 +1814,7 @@ out:
                 fuse_session_destroy(se);
         free(cl.mountpoint);
         fuse_opt_free_args(&args);
+        stamp_reader_pool_free(fs.readers);
         stamp_cache_free(fs.cache);
         stamp_store_free(fs.s);
         free(pos.store);

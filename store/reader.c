@@ -90,6 +90,7 @@ int stamp_path_resolve(struct stamp_store *s, const struct stamp_id *root, const
 struct level {
         struct stamp_id id;
         uint8_t *buf;
+        size_t buf_len;
         struct stamp_chunklist l;
         uint64_t *ends; /* cumulative end offset of each item */
         bool loaded;
@@ -102,6 +103,7 @@ struct stamp_file {
         uint64_t size;
         struct stamp_content c;
         uint8_t *content; /* owned copy of the content reference */
+        size_t content_len;
         uint64_t inline_ends[STAMP_INLINE_CHUNKS_MAX];
         struct level levels[STAMP_CHUNKLIST_LEVEL_MAX + 1];
         /* The last chunk read, so sequential reads fetch each chunk once. */
@@ -131,6 +133,7 @@ int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct s
                 return -ENOMEM;
         }
         memcpy(f->content, e->content, e->content_len);
+        f->content_len = e->content_len;
         r = stamp_content_parse(f->content, e->content_len, &f->c);
         if (r < 0) {
                 stamp_file_free(f);
@@ -174,6 +177,18 @@ uint64_t stamp_file_size(const struct stamp_file *f)
         return f->size;
 }
 
+size_t stamp_file_mem(const struct stamp_file *f)
+{
+        size_t sum = sizeof(*f) + f->content_len;
+
+        for (int i = 0; i <= STAMP_CHUNKLIST_LEVEL_MAX; i++)
+                if (f->levels[i].buf)
+                        sum += f->levels[i].buf_len + f->levels[i].l.count * sizeof(uint64_t);
+        if (!f->cache && f->chunk)
+                sum += f->chunk_len; /* owned; with a cache, the cache's */
+        return sum;
+}
+
 static int level_load(struct stamp_file *f, int level, const struct stamp_id *id,
                       uint64_t expect_bytes)
 {
@@ -190,6 +205,7 @@ static int level_load(struct stamp_file *f, int level, const struct stamp_id *id
         r = stamp_store_get(f->s, id, STAMP_OBJ_CHUNKLIST, &lv->buf, &len);
         if (r < 0)
                 return r;
+        lv->buf_len = len;
         r = stamp_chunklist_parse(lv->buf, len, &lv->l);
         if (r < 0 || lv->l.level != level)
                 return r < 0 ? r : -EBADMSG;
@@ -273,6 +289,7 @@ void stamp_file_drop_chunk(struct stamp_file *f)
         } else
                 free(f->chunk);
         f->chunk = NULL;
+        f->chunk_len = 0;
 }
 
 /* Makes @id the file's current chunk. */

@@ -46,6 +46,11 @@ int stamp_file_open(struct stamp_store *s, const struct stamp_entry *e, struct s
                     struct stamp_file **ret);
 void stamp_file_free(struct stamp_file *f);
 uint64_t stamp_file_size(const struct stamp_file *f);
+/*
+ * The bytes of memory the reader holds (its chunk lists above all), for
+ * callers that keep readers around and bound what they keep.
+ */
+size_t stamp_file_mem(const struct stamp_file *f);
 /* Drops the chunk the reader holds (a reader kept idle must not pin memory). */
 void stamp_file_drop_chunk(struct stamp_file *f);
 /*

@@ -4,7 +4,8 @@
  * spans give the file's bytes exactly (also when they run out before the
  * range does), concurrent getters of one object share one load, a missing
  * object fails every getter without leaving anything behind, the cache
- * stays within its bound, and prefetched files end up in the cache.
+ * stays within its bound, and prefetched files end up in the cache. The
+ * reader pool keeps what it should and no more than its budget.
  */
 #include <pthread.h>
 #include <sys/stat.h>
@@ -13,6 +14,7 @@
 #include "cache.h"
 #include "prefetch.h"
 #include "reader.h"
+#include "readerpool.h"
 #include "store.h"
 #include "tests.h"
 
@@ -303,6 +305,128 @@ static void test_prefetch(struct fixture *fx)
         stamp_cache_free(c);
 }
 
+/* A reader of "big" (chunk-listed) with its lists loaded, or of a small file. */
+static struct stamp_file *open_loaded(struct fixture *fx, const char *name)
+{
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        struct stamp_file *f;
+        unsigned char byte;
+
+        entry_of(fx, name, &parent, &e);
+        CHECK_OK(stamp_file_open(fx->s, &e, NULL, &f));
+        stamp_tree_obj_release(&parent);
+        CHECK(stamp_file_pread(f, &byte, 1, stamp_file_size(f) - 1) == 1);
+        stamp_file_drop_chunk(f); /* as the pool does: its size is its lists' */
+        return f;
+}
+
+struct pool_worker {
+        struct stamp_reader_pool *pool;
+        struct stamp_pooled **owners;
+        struct fixture *fx;
+        const unsigned char *want; /* big's bytes */
+        unsigned seed;
+};
+
+static void *pool_worker(void *arg)
+{
+        struct pool_worker *w = arg;
+
+        for (int i = 0; i < 300; i++) {
+                struct stamp_pooled **o = &w->owners[rand_r(&w->seed) % 8];
+                struct stamp_file *f = stamp_reader_pool_take(w->pool, o);
+                unsigned char buf[64];
+                if (!f)
+                        f = open_loaded(w->fx, "big");
+                /* a reader out of the pool reads right */
+                uint64_t off = rand_r(&w->seed) % (BIG_SIZE - sizeof(buf));
+                CHECK(stamp_file_pread(f, buf, sizeof(buf), off) == (ssize_t)sizeof(buf));
+                CHECK(memcmp(buf, w->want + off, sizeof(buf)) == 0);
+                stamp_reader_pool_put(w->pool, o, f);
+        }
+        return NULL;
+}
+
+/*
+ * The reader pool: the most recently put reader of an owner comes back,
+ * with its lists still loaded; the least recently put go once the budget
+ * is full; an owner keeps at most per_owner; inline readers are not kept;
+ * dropping an owner frees its readers; under threads the bound holds.
+ */
+static void test_reader_pool(struct fixture *fx)
+{
+        struct stamp_reader_pool *pool;
+        struct stamp_pooled *own[8] = { 0 };
+        struct stamp_file *f, *g;
+        unsigned char *want = malloc(BIG_SIZE), buf[4096];
+        size_t mem, count;
+
+        fill_random(want, BIG_SIZE, 1);
+        f = open_loaded(fx, "big");
+        mem = stamp_file_mem(f);
+        CHECK(mem > 40 * (BIG_SIZE >> 16)); /* its chunk list is in it */
+        CHECK_OK(stamp_reader_pool_new(mem * 7 / 2, 2, &pool));
+
+        stamp_reader_pool_put(pool, &own[0], f);
+        stamp_reader_pool_put(pool, &own[1], open_loaded(fx, "big"));
+        stamp_reader_pool_put(pool, &own[2], open_loaded(fx, "big"));
+        CHECK(stamp_reader_pool_bytes(pool, &count) == 3 * mem && count == 3);
+        /* a fourth: over the budget, owner 0's (the oldest) goes */
+        stamp_reader_pool_put(pool, &own[3], open_loaded(fx, "big"));
+        CHECK(stamp_reader_pool_bytes(pool, &count) == 3 * mem && count == 3);
+        CHECK(own[0] == NULL && stamp_reader_pool_take(pool, &own[0]) == NULL);
+
+        /* taken back: loaded (same size), reads right, and out of the pool */
+        g = stamp_reader_pool_take(pool, &own[1]);
+        CHECK(g && own[1] == NULL && stamp_file_mem(g) == mem);
+        CHECK(stamp_reader_pool_bytes(pool, &count) == 2 * mem && count == 2);
+        CHECK(stamp_file_pread(g, buf, sizeof(buf), BIG_SIZE / 2) == (ssize_t)sizeof(buf));
+        CHECK(memcmp(buf, want + BIG_SIZE / 2, sizeof(buf)) == 0);
+        /* put back, it is the newest: the next to go is owner 2's */
+        stamp_reader_pool_put(pool, &own[1], g);
+        stamp_reader_pool_put(pool, &own[4], open_loaded(fx, "big"));
+        CHECK(own[2] == NULL && own[1] != NULL && own[3] != NULL && own[4] != NULL);
+
+        /* an owner keeps at most 2: the budget had room for a third */
+        stamp_reader_pool_drop(pool, &own[3]);
+        stamp_reader_pool_drop(pool, &own[4]);
+        CHECK(own[3] == NULL && own[4] == NULL);
+        CHECK(stamp_reader_pool_bytes(pool, &count) == mem && count == 1);
+        stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
+        stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
+        stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
+        CHECK(stamp_reader_pool_bytes(pool, &count) == 3 * mem && count == 3);
+        /* an inline reader opens for free: not kept */
+        f = open_loaded(fx, "small0");
+        CHECK(!stamp_file_chunked(f));
+        stamp_reader_pool_put(pool, &own[6], f);
+        CHECK(own[6] == NULL);
+        CHECK(stamp_reader_pool_bytes(pool, &count) == 3 * mem && count == 3);
+        stamp_reader_pool_free(pool); /* frees the three left (ASan checks) */
+
+        /* threads taking and putting for 8 owners: the bound holds */
+        {
+                struct stamp_pooled *owners[8] = { 0 };
+                struct pool_worker w[4];
+                pthread_t t[4];
+
+                CHECK_OK(stamp_reader_pool_new(mem * 5, 4, &pool));
+                for (int i = 0; i < 4; i++) {
+                        w[i] = (struct pool_worker){ pool, owners, fx, want, 7u * (unsigned)i + 1 };
+                        CHECK(pthread_create(&t[i], NULL, pool_worker, &w[i]) == 0);
+                }
+                for (int i = 0; i < 4; i++)
+                        pthread_join(t[i], NULL);
+                CHECK(stamp_reader_pool_bytes(pool, &count) <= mem * 5 && count >= 1 && count <= 5);
+                for (int i = 0; i < 8; i++)
+                        stamp_reader_pool_drop(pool, &owners[i]);
+                CHECK(stamp_reader_pool_bytes(pool, &count) == 0 && count == 0);
+                stamp_reader_pool_free(pool);
+        }
+        free(want);
+}
+
 int main(void)
 {
         struct fixture fx = { 0 };
@@ -334,6 +458,7 @@ int main(void)
         test_single_flight(&fx);
         test_bound_and_warm(&fx);
         test_prefetch(&fx);
+        test_reader_pool(&fx);
 
         stamp_record_release(&fx.rec);
         stamp_store_free(fx.s);

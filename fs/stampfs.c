@@ -116,6 +116,7 @@ struct fs {
         struct node root;
         struct stat store_st;
         bool debug;
+        bool single_thread; /* -s: one loop thread */
         bool no_open;    /* the kernel can skip open/release (set in init) */
         bool no_opendir; /* ... and opendir/releasedir */
         bool force_open; /* STAMPFS_OPEN set: answer open and opendir anyway */
@@ -606,9 +607,13 @@ static void lean_missed(struct fs *fs, struct node *dir)
                 /*
                  * Switched already, yet @dir is still listed lean: its listing
                  * was built before the switch and flagged after drop_lean()
-                 * went by. Dropped here, once.
+                 * went by. Dropped here, once. Not with a single loop
+                 * thread: the notification waits for the listing's pages,
+                 * which a reader may hold while it faults in a page of a
+                 * file on this mount, a read only this thread would answer.
                  */
-                if (fs->se && __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST))
+                if (fs->se && !fs->single_thread &&
+                    __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST))
                         fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)dir, 0, 0);
                 return;
         }
@@ -750,7 +755,11 @@ static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
         return r;
 }
 
-/* Hands @f back: kept for the next read of @n, within the pool's bounds, or freed. */
+/*
+ * Hands @f back: kept for the next read of @n, within the pool's bounds,
+ * or freed. Called before the read is answered: until then the kernel
+ * holds @n's inode, so @n cannot be forgotten (and dropped) meanwhile.
+ */
 static void reader_put(struct fs *fs, struct node *n, struct stamp_file *f)
 {
         stamp_reader_pool_put(fs->readers, &n->idle, f);
@@ -1527,11 +1536,15 @@ static void log_func(enum fuse_log_level level, const char *fmt, va_list ap)
         n = vsnprintf(buf, sizeof(buf), fmt, ap);
         if (n <= 0)
                 return;
+        if ((size_t)n >= sizeof(buf)) { /* cut: end the line all the same */
+                memcpy(buf + sizeof(buf) - 5, "...\n", 5);
+                n = (int)sizeof(buf) - 1;
+        }
         flockfile(stderr);
         if (!mid_line)
                 fputs("stampfs: ", stderr);
         fputs(buf, stderr);
-        mid_line = (size_t)n < sizeof(buf) ? buf[n - 1] != '\n' : true;
+        mid_line = buf[n - 1] != '\n';
         funlockfile(stderr);
 }
 
@@ -1797,6 +1810,7 @@ int main(int argc, char **argv)
         fuse_loop_cfg_set_max_threads(lc, 16);
         /* Threads that never exit keep their SQLite connection for good. */
         fuse_loop_cfg_set_idle_threads(lc, 16);
+        fs.single_thread = cl.singlethread;
         ret = cl.singlethread ? fuse_session_loop(se) : fuse_session_loop_mt(se, lc);
         ret = ret != 0;
         fuse_loop_cfg_destroy(lc);

@@ -2,12 +2,16 @@
 /*
  * Idle file readers kept for a program that reads the same files again and
  * again (the mount serves a file in many reads). A reader of a chunk-listed
- * file holds its loaded chunk lists (48 bytes a chunk); taking it back saves
+ * file holds its loaded chunk lists (32 bytes a chunk); taking it back saves
  * reading and checking them again. Readers belong to owners (the files the
  * program knows), at most @per_owner each, newest first, and the pool holds
  * at most @budget bytes of them (stamp_file_mem()) in all: beyond it, the
  * least recently put go. Without that bound, the readers of every large
  * file ever read would stay as long as their owners do. Thread-safe.
+ *
+ * The pool points into each owner's `struct stamp_pooled *`: an owner is
+ * dropped (stamp_reader_pool_drop()) before it goes, and no reader is put
+ * back for it afterwards, nor may one taken from it be still out.
  */
 #pragma once
 

@@ -34,6 +34,10 @@ for bad in "-o bogusopt" --bogus; do
         grep -qx "stampfs: fuse: unknown option(s): \`$bad'" "$WORK/err" ||
                 { cat "$WORK/err" >&2; fail "stampfs $bad: no clear usage error"; }
 done
+# A message too long for one log line is cut, and still ends its line.
+expect_rc 2 "$STAMPFS" "$S" "$MNT" -o "$(printf 'x%.0s' $(seq 1100))"
+[ "$(wc -l <"$WORK/err")" = 2 ] && grep -q '^stampfs: fuse: unknown option(s): .*\.\.\.$' "$WORK/err" &&
+        grep -qx "Try 'stampfs --help'." "$WORK/err" || { cat "$WORK/err" >&2; fail "a long log line"; }
 "$STAMPFS" --help | grep -q "^Usage: " || fail "stampfs --help"
 
 # A store whose path has a comma and a backslash (the fsname option

@@ -388,12 +388,25 @@ static void test_reader_pool(struct fixture *fx)
         stamp_reader_pool_put(pool, &own[4], open_loaded(fx, "big"));
         CHECK(own[2] == NULL && own[1] != NULL && own[3] != NULL && own[4] != NULL);
 
-        /* an owner keeps at most 2: the budget had room for a third */
+        /*
+         * an owner keeps at most 2: a third would fit the budget only by
+         * pushing out owner 1's, which stays
+         */
         stamp_reader_pool_drop(pool, &own[3]);
         stamp_reader_pool_drop(pool, &own[4]);
         CHECK(own[3] == NULL && own[4] == NULL);
         CHECK(stamp_reader_pool_bytes(pool, &count) == mem && count == 1);
         stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
+        stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
+        stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
+        CHECK(stamp_reader_pool_bytes(pool, &count) == 3 * mem && count == 3);
+        CHECK(own[1] != NULL);
+        for (int i = 0; i < 2; i++) {
+                g = stamp_reader_pool_take(pool, &own[5]);
+                CHECK(g != NULL);
+                stamp_file_free(g);
+        }
+        CHECK(stamp_reader_pool_take(pool, &own[5]) == NULL);
         stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
         stamp_reader_pool_put(pool, &own[5], open_loaded(fx, "big"));
         CHECK(stamp_reader_pool_bytes(pool, &count) == 3 * mem && count == 3);

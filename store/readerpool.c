@@ -106,11 +106,13 @@ void stamp_reader_pool_put(struct stamp_reader_pool *p, struct stamp_pooled **ow
 {
         struct stamp_pooled *e, *gone = NULL;
         unsigned held = 0;
+        size_t bytes;
 
         if (!f)
                 return;
         stamp_file_drop_chunk(f); /* a shared cache keeps it, within its own bound */
-        if (!stamp_file_chunked(f) || stamp_file_mem(f) > p->budget || p->per_owner == 0) {
+        bytes = stamp_file_mem(f);
+        if (!stamp_file_chunked(f) || bytes > p->budget || p->per_owner == 0) {
                 stamp_file_free(f);
                 return;
         }
@@ -121,7 +123,7 @@ void stamp_reader_pool_put(struct stamp_reader_pool *p, struct stamp_pooled **ow
         }
         e->f = f;
         e->owner = owner;
-        e->bytes = stamp_file_mem(f);
+        e->bytes = bytes;
         pthread_mutex_lock(&p->lock);
         for (struct stamp_pooled *q = *owner; q; q = q->next)
                 held++;

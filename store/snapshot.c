@@ -37,6 +37,16 @@
  *
  * Files that vanish between the listing and the read are reported in the
  * record's errors and left out of the snapshot.
+ *
+ * Hardlinks: the first name of a file with several names is read like any
+ * file; each later name takes the entry as that name stored it (content,
+ * xattrs, size, times), without reading the file again. So every name of
+ * one inode holds the same version even if the file changes between the
+ * reads of its names, and its bytes are read once. A later name that comes
+ * while the first one's chunks are still in flight finishes that first
+ * name there and then (its directory is on the walk's path). The entries
+ * kept for names still to come are bounded (LINKS_BUDGET); past it, later
+ * names are read like any file, as they were before.
  */
 
 #include "snapshot.h"
@@ -71,6 +81,7 @@
 #define DEPTH_MAX 4096
 #define READ_ATTEMPTS 3
 #define XATTR_LIST_MAX_BYTES (1u << 20)
+#define LINKS_BUDGET (32u << 20)
 
 struct slot {
         struct stamp_id id;
@@ -147,12 +158,14 @@ struct pentry {
         uint8_t *xattrs;
         uint8_t *content;
         struct filejob *job;
+        struct link *link;  /* the first name of a hardlinked file, until it is finished */
         uint64_t dev, ino;
         uint64_t st_size;   /* the file's size when its stat was taken: the cache key */
         uint64_t counted;   /* bytes added to the record's logical_bytes */
         bool cacheable;
         bool sqlite_header; /* the file starts with the SQLite header */
         bool drop;          /* vanished: left out of the tree */
+        bool linked;        /* took its entry from an earlier name of its file */
 };
 
 struct cache_row {
@@ -163,6 +176,31 @@ struct cache_row {
         uint8_t *xattrs;
         size_t xattrs_len;
         unsigned flags; /* STAMP_FILES_* */
+};
+
+struct dirlist {
+        struct pentry *v;
+        size_t n, cap;
+};
+
+/*
+ * A file with more than one name, from its first name until its last one
+ * has taken its entry. Pending while the first name's chunks are in
+ * flight (@dir, @idx: where that name waits to be finished; @dir_len: the
+ * length of its directory's path, a prefix of the walk's path while it
+ * waits), then done, holding the entry as stored.
+ */
+struct link {
+        uint64_t dev, ino;
+        uint64_t left; /* names still to come */
+        struct link *next;
+        struct dirlist *dir;
+        size_t idx, dir_len;
+        bool done;
+        struct stamp_entry e; /* name unset; content and xattrs below */
+        uint8_t *content, *xattrs;
+        uint64_t st_size;
+        bool sqlite_header;
 };
 
 struct ctx {
@@ -183,6 +221,8 @@ struct ctx {
         size_t path_len, path_cap;
         struct cache_row *rows;
         size_t n_rows, rows_cap;
+        struct link **links; /* hash table on (dev, ino) */
+        size_t links_cap, n_links, links_bytes;
         char *tmp_dir;       /* the store's tmp/, where databases are copied */
         struct pentry stream;/* the --stdin-from file until it is placed */
         int64_t stream_time_ns;
@@ -1214,6 +1254,166 @@ static int finish_small(struct ctx *c, struct pentry *pe)
         return r;
 }
 
+/* ---- hardlinks ---- */
+
+static size_t link_hash(uint64_t dev, uint64_t ino, size_t cap)
+{
+        uint64_t h = dev * 0x9e3779b97f4a7c15ull ^ ino * 0xc2b2ae3d27d4eb4full;
+
+        return (size_t)(h ^ h >> 31) & (cap - 1);
+}
+
+/* Where the link of (@dev, @ino) hangs in its chain, or NULL if there is none. */
+static struct link **link_slot(struct ctx *c, uint64_t dev, uint64_t ino)
+{
+        struct link **p;
+
+        if (c->links_cap == 0)
+                return NULL;
+        for (p = &c->links[link_hash(dev, ino, c->links_cap)]; *p; p = &(*p)->next)
+                if ((*p)->dev == dev && (*p)->ino == ino)
+                        return p;
+        return NULL;
+}
+
+static size_t link_bytes(const struct link *l)
+{
+        return sizeof(*l) + (l->done ? l->e.content_len + l->e.xattrs_len : 0);
+}
+
+static void link_remove(struct ctx *c, struct link *l)
+{
+        struct link **p = link_slot(c, l->dev, l->ino);
+
+        assert(p && *p == l);
+        *p = l->next;
+        c->links_bytes -= link_bytes(l);
+        c->n_links--;
+        free(l->content);
+        free(l->xattrs);
+        free(l);
+}
+
+static int links_grow(struct ctx *c)
+{
+        size_t cap = c->links_cap ? 2 * c->links_cap : 1024;
+        struct link **v = calloc(cap, sizeof(*v));
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < c->links_cap; i++) {
+                struct link *l = c->links[i], *next;
+                for (; l; l = next) {
+                        size_t b = link_hash(l->dev, l->ino, cap);
+                        next = l->next;
+                        l->next = v[b];
+                        v[b] = l;
+                }
+        }
+        free(c->links);
+        c->links = v;
+        c->links_cap = cap;
+        return 0;
+}
+
+static void links_free(struct ctx *c)
+{
+        for (size_t i = 0; i < c->links_cap; i++) {
+                struct link *l = c->links[i], *next;
+                for (; l; l = next) {
+                        next = l->next;
+                        free(l->content);
+                        free(l->xattrs);
+                        free(l);
+                }
+        }
+        free(c->links);
+        c->links = NULL;
+        c->links_cap = c->n_links = c->links_bytes = 0;
+}
+
+/*
+ * Keeps the entry of @pe, a first name now finished, for the later names
+ * of its file. One that vanished or could not be read is forgotten: the
+ * later names are then read themselves, as is one past the budget.
+ */
+static int link_publish(struct ctx *c, struct pentry *pe)
+{
+        struct link *l = pe->link;
+        size_t need;
+
+        if (!l)
+                return 0;
+        pe->link = NULL;
+        need = pe->e.content_len + pe->e.xattrs_len;
+        if (pe->drop || (pe->e.flags & STAMP_EF_UNREADABLE) ||
+            c->links_bytes + need > LINKS_BUDGET) {
+                link_remove(c, l);
+                return 0;
+        }
+        l->content = malloc(pe->e.content_len ? pe->e.content_len : 1);
+        l->xattrs = pe->e.xattrs_len ? malloc(pe->e.xattrs_len) : NULL;
+        if (!l->content || (pe->e.xattrs_len && !l->xattrs)) {
+                link_remove(c, l);
+                return -ENOMEM;
+        }
+        memcpy(l->content, pe->e.content, pe->e.content_len);
+        if (pe->e.xattrs_len)
+                memcpy(l->xattrs, pe->e.xattrs, pe->e.xattrs_len);
+        l->e = pe->e;
+        l->e.name = NULL;
+        l->e.name_len = 0;
+        l->e.content = l->content;
+        l->e.xattrs = l->xattrs;
+        l->st_size = pe->st_size;
+        l->sqlite_header = pe->sqlite_header;
+        l->dir = NULL;
+        l->done = true;
+        c->links_bytes += need;
+        return 0;
+}
+
+/*
+ * Notes entry @idx of @d, in the directory whose path is the first
+ * @dir_len bytes of c->path, if it is the first name of a file with
+ * several names. Nothing to do for any other entry, or past the budget.
+ */
+static int link_note(struct ctx *c, struct dirlist *d, size_t idx, size_t dir_len)
+{
+        struct pentry *pe = &d->v[idx];
+        struct link *l;
+        size_t b;
+        int r;
+
+        if (pe->e.type != STAMP_T_REG || !pe->e.link_id || pe->linked || pe->drop ||
+            (pe->e.flags & STAMP_EF_UNREADABLE) || c->links_bytes + sizeof(*l) > LINKS_BUDGET ||
+            link_slot(c, pe->dev, pe->ino))
+                return 0;
+        if (c->n_links >= c->links_cap / 2) {
+                r = links_grow(c);
+                if (r < 0)
+                        return r;
+        }
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->dev = pe->dev;
+        l->ino = pe->ino;
+        l->left = pe->e.nlink - 1;
+        b = link_hash(l->dev, l->ino, c->links_cap);
+        l->next = c->links[b];
+        c->links[b] = l;
+        c->n_links++;
+        c->links_bytes += sizeof(*l);
+        pe->link = l;
+        if (!pe->job) /* taken from the files cache: finished already */
+                return link_publish(c, pe);
+        l->dir = d;
+        l->idx = idx;
+        l->dir_len = dir_len;
+        return 0;
+}
+
 /* Finishes a file whose chunks were dispatched: waits for them, builds its content. */
 static int finish_file(struct ctx *c, struct pentry *pe)
 {
@@ -1270,7 +1470,69 @@ static int finish_file(struct ctx *c, struct pentry *pe)
         }
         job_free(job);
         pe->job = NULL;
-        return 0;
+        return link_publish(c, pe);
+}
+
+/*
+ * Gives @pe, a later name of a file with several names, the entry that
+ * its first name stored. 1 if it did; 0 if the file is to be read.
+ */
+static int link_take(struct ctx *c, struct pentry *pe)
+{
+        struct link **p = link_slot(c, pe->dev, pe->ino), *l;
+        struct stamp_entry e;
+        int r = 0;
+
+        if (!p)
+                return 0;
+        l = *p;
+        if (!l->done) {
+                /* Finish the first name now, under its own path for what it reports. */
+                struct pentry *first = &l->dir->v[l->idx];
+                size_t len = c->path_len, dir_len = l->dir_len;
+                _cleanup_free_ char *tail = strdup(c->path + dir_len);
+
+                if (!tail)
+                        return -ENOMEM;
+                path_pop(c, dir_len);
+                r = first->job ? finish_file(c, first) : link_publish(c, first);
+                memcpy(c->path + dir_len, tail, len - dir_len + 1);
+                c->path_len = len;
+                if (r < 0)
+                        return r;
+                p = link_slot(c, pe->dev, pe->ino);
+                if (!p)
+                        return 0; /* it vanished or could not be read */
+                l = *p;
+        }
+        pe->content = malloc(l->e.content_len ? l->e.content_len : 1);
+        pe->xattrs = l->e.xattrs_len ? malloc(l->e.xattrs_len) : NULL;
+        if (!pe->content || (l->e.xattrs_len && !pe->xattrs))
+                return -ENOMEM;
+        memcpy(pe->content, l->content, l->e.content_len);
+        if (l->e.xattrs_len)
+                memcpy(pe->xattrs, l->xattrs, l->e.xattrs_len);
+        e = l->e;
+        e.name = pe->e.name;
+        e.name_len = pe->e.name_len;
+        e.content = pe->content;
+        e.xattrs = pe->xattrs;
+        pe->e = e;
+        pe->st_size = l->st_size;
+        pe->sqlite_header = l->sqlite_header;
+        pe->linked = true;
+        c->prog.files++;
+        c->rec->files++;
+        c->rec->logical_bytes += e.size;
+        c->prog.bytes += e.size;
+        pe->counted = e.size;
+        if (e.flags & STAMP_EF_CHANGED)
+                r = source_changed(c);
+        if (r == 0 && (e.flags & STAMP_EF_SQLITE))
+                r = source_sqlite(c);
+        if (--l->left == 0)
+                link_remove(c, l);
+        return r < 0 ? r : 1;
 }
 
 /* Counts encoded xattrs; -EBADMSG if malformed. */
@@ -1352,11 +1614,6 @@ static void pentry_release(struct pentry *pe)
         job_free(pe->job);
 }
 
-struct dirlist {
-        struct pentry *v;
-        size_t n, cap;
-};
-
 /*
  * Waits until no worker uses the jobs of @d any more, so that they can be
  * freed (needed when a directory is abandoned on an error).
@@ -1368,10 +1625,13 @@ static void dirlist_drain(struct ctx *c, struct dirlist *d, size_t n)
                         (void)job_reset(c, d->v[i].job);
 }
 
-static void dirlist_release(struct dirlist *d)
+static void dirlist_release(struct ctx *c, struct dirlist *d)
 {
-        for (size_t i = 0; i < d->n; i++)
+        for (size_t i = 0; i < d->n; i++) {
+                if (d->v[i].link) /* never finished: later names read the file */
+                        link_remove(c, d->v[i].link);
                 pentry_release(&d->v[i]);
+        }
         free(d->v);
 }
 
@@ -1404,6 +1664,11 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
         fill_stat(c, pe, &st);
         if (pe->e.type == 0)
                 return 1;
+        if (pe->e.type == STAMP_T_REG && pe->e.link_id) {
+                r = link_take(c, pe);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
         if (pe->e.type == STAMP_T_REG) {
                 r = cache_lookup(c, dirfd, name, pe, &st);
                 if (r < 0)
@@ -1530,9 +1795,10 @@ static int walk_entry(struct ctx *c, int fd, const char *name, struct dirlist *d
         if (r < 0)
                 return r;
         r = read_entry(c, fd, name, pe, depth);
-        if (r == 0)
+        if (r == 0) {
                 d->n++;
-        else {
+                r = link_note(c, d, d->n - 1, old);
+        } else {
                 if (pe->job) /* skipped or failed: no worker may keep it */
                         (void)job_reset(c, pe->job);
                 pentry_release(pe);
@@ -1757,7 +2023,7 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
                 r = put_tree(c, &d, ret);
         else
                 dirlist_drain(c, &d, d.n);
-        dirlist_release(&d);
+        dirlist_release(c, &d);
         return r < 0 ? r : 0;
 }
 
@@ -2011,9 +2277,10 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                 c->async_small = false;
                 r = read_entry(c, parent, name, &d.v[d.n], 0);
                 c->async_small = true;
-                if (r == 0)
+                if (r == 0) {
                         d.n++;
-                else {
+                        r = link_note(c, &d, d.n - 1, old);
+                } else {
                         if (d.v[d.n].job) /* skipped or failed: no worker may keep it */
                                 (void)job_reset(c, d.v[d.n].job);
                         pentry_release(&d.v[d.n]);
@@ -2029,7 +2296,7 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                 r = put_tree(c, &d, ret_root);
         else
                 dirlist_drain(c, &d, d.n);
-        dirlist_release(&d);
+        dirlist_release(c, &d);
         return r < 0 ? r : 0;
 }
 
@@ -2129,6 +2396,7 @@ static void ctx_release(struct ctx *c)
                 free(c->rows[i].xattrs);
         }
         free(c->rows);
+        links_free(c);
         free(c->rbuf);
         free(c->path);
 }

@@ -3,6 +3,9 @@
 # place) are read again, then stored as read and marked in the record's
 # changed_during_snapshot, with a warning; a file deleted after the
 # directory was listed is reported and left out. Exit status 1: warnings.
+# A file with several names holds one version under all of them, however
+# it changes between the reads of its names: later names take what the
+# first one stored.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 
@@ -16,6 +19,10 @@ cp "$SRC/shrink" "$WORK/shrink.orig" # it only ever loses its tail
 head -c 24000000 /dev/urandom >"$SRC/rewrite"
 head -c 1000000 /dev/urandom >"$SRC/stable"
 echo "doomed" >"$SRC/zz-victim"
+# A second name of "rewrite" in a directory walked while "rewrite" (in the
+# parent) still waits to be finished.
+mkdir "$SRC/sub"
+ln "$SRC/rewrite" "$SRC/sub/rewrite2"
 
 python3 - "$STAMP" "$S" "$SRC" "$WORK" <<'PY'
 import json, multiprocessing, os, random, subprocess, sys, time
@@ -106,7 +113,7 @@ if p.returncode != 1:
     sys.exit("FAIL: exit status %d, expected 1 (warnings)" % p.returncode)
 rec = json.loads(out)
 changed = sorted(rec["changed_during_snapshot"])
-if changed != ["grow", "rewrite", "shrink"] or rec["changed_count"] != 3:
+if changed != ["grow", "rewrite", "shrink", "sub/rewrite2"] or rec["changed_count"] != 4:
     sys.exit("FAIL: changed_during_snapshot = %r" % changed)
 for name in changed:
     if "warning: %s: changed while it was read, stored as read (marked)" % name not in err:
@@ -115,8 +122,14 @@ if rec["errors"] != ["zz-victim: vanished during the snapshot"]:
     sys.exit("FAIL: errors = %r" % rec["errors"])
 if "warning: zz-victim: vanished during the snapshot" not in err:
     sys.exit("FAIL: the vanished file was not reported")
-if rec["files"] != 4:
-    sys.exit("FAIL: %d files recorded, expected 4" % rec["files"])
+if rec["files"] != 5:
+    sys.exit("FAIL: %d files recorded, expected 5" % rec["files"])
+one = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "rewrite"],
+                     capture_output=True).stdout
+two = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "sub/rewrite2"],
+                     capture_output=True).stdout
+if len(one) != 24000000 or one != two:
+    sys.exit("FAIL: the two names of 'rewrite' hold different bytes")
 c = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "zz-victim"], capture_output=True)
 if c.returncode != 3:
     sys.exit("FAIL: the vanished file is in the snapshot")
@@ -136,6 +149,77 @@ v = subprocess.run([stamp, "--store", store, "-q", "validate", "--read-data", re
 if v.returncode != 0:
     sys.exit("FAIL: the snapshot does not validate: %s" % v.stdout + v.stderr)
 print("changed: %r, errors: %r" % (changed, rec["errors"]))
+PY
+
+# Names of one file, some read before and some after it is rewritten in
+# place (while the walker reads b/big, between directories a and c): every
+# name holds the version the first name read. Covered: a later name in the
+# same directory while the first one's chunks are in flight (x3, y3), in a
+# subdirectory (a/sub/x4), and after its directory was finished (c/...);
+# a file the walker reads (x) and one a worker reads (y).
+L="$WORK/links"
+mkdir -p "$L/a/sub" "$L/b" "$L/c"
+head -c 4000000 /dev/urandom >"$L/a/x"
+head -c 2000 /dev/urandom >"$L/a/y"
+ln "$L/a/x" "$L/a/x3"
+ln "$L/a/x" "$L/a/sub/x4"
+ln "$L/a/x" "$L/c/x2"
+ln "$L/a/y" "$L/a/y3"
+ln "$L/a/y" "$L/c/y2"
+head -c 64000000 /dev/urandom >"$L/b/big"
+cp "$L/a/x" "$WORK/x.orig"
+cp "$L/a/y" "$WORK/y.orig"
+python3 - "$STAMP" "$S" "$L" "$WORK" <<'PY'
+import json, os, subprocess, sys, time
+stamp, store, src, work = sys.argv[1:]
+p = subprocess.Popen([stamp, "--store", store, "--json", "-q", "snapshot", src],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+big = os.path.join(src, "b", "big")
+rewritten = False
+end = time.monotonic() + 60
+while not rewritten and p.poll() is None and time.monotonic() < end:
+    try:
+        fds = os.listdir("/proc/%d/fd" % p.pid)
+    except FileNotFoundError:
+        break
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (p.pid, fd))
+        except OSError:
+            continue
+        if target == big and not rewritten:
+            for name in ("x", "y"):
+                path = os.path.join(src, "a", name)
+                size = os.stat(path).st_size
+                f = os.open(path, os.O_WRONLY)
+                os.pwrite(f, os.urandom(size), 0)
+                os.close(f)
+            rewritten = True
+    time.sleep(0.0005)
+out, err = p.communicate()
+sys.stderr.write(err)
+if not rewritten:
+    sys.exit("FAIL: the snapshot never read b/big (or ended first)")
+if p.returncode != 0:
+    sys.exit("FAIL: exit status %d" % p.returncode)
+rec = json.loads(out)
+if rec["files"] != 8 or rec["changed_count"] != 0:
+    sys.exit("FAIL: files %d, changed %d; expected 8, 0" % (rec["files"], rec["changed_count"]))
+for first, names in (("x", ("a/x", "a/x3", "a/sub/x4", "c/x2")), ("y", ("a/y", "a/y3", "c/y2"))):
+    orig = open(os.path.join(work, first + ".orig"), "rb").read()
+    for name in names:
+        c = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], name], capture_output=True)
+        if c.returncode != 0 or c.stdout != orig:
+            sys.exit("FAIL: %s holds another version than the first name of its file" % name)
+r = subprocess.run([stamp, "--store", store, "restore", "--confirm-service-stopped", "-q",
+                    "--no-pre-snapshot", rec["stamp"], os.path.join(work, "links-restored")],
+                   capture_output=True, text=True)
+if r.returncode != 0:
+    sys.exit("FAIL: restore: %s" % r.stderr)
+st = [os.stat(os.path.join(work, "links-restored", n)) for n in ("a/x", "a/x3", "a/sub/x4", "c/x2")]
+if len({s.st_ino for s in st}) != 1 or st[0].st_nlink != 4:
+    sys.exit("FAIL: the restored names of x are not one file with 4 links")
+print("hardlinks: one version under every name")
 PY
 
 # The next snapshot, with nothing changing, reads them again (they were

@@ -43,10 +43,13 @@
  * xattrs, size, times), without reading the file again. So every name of
  * one inode holds the same version even if the file changes between the
  * reads of its names, and its bytes are read once. A later name that comes
- * while the first one's chunks are still in flight finishes that first
- * name there and then (its directory is on the walk's path). The entries
- * kept for names still to come are bounded (LINKS_BUDGET); past it, later
- * names are read like any file, as they were before.
+ * while the first one's chunks are still in flight waits for its
+ * directory's files to be finished if it is in the same directory, else
+ * finishes that first name there and then (its directory is on the walk's
+ * path). A database in auto mode is never shared: each name is captured
+ * with the -wal beside it. Nor are names past the bound on the entries
+ * kept for names still to come (LINKS_BUDGET), or names of a first name
+ * that vanished or could not be read: those are read like any file.
  */
 
 #include "snapshot.h"
@@ -168,6 +171,7 @@ struct pentry {
         bool sqlite_header; /* the file starts with the SQLite header */
         bool drop;          /* vanished: left out of the tree */
         bool linked;        /* took its entry from an earlier name of its file */
+        bool await_link;    /* takes it once its directory's files are finished */
 };
 
 struct cache_row {
@@ -225,6 +229,7 @@ struct ctx {
         size_t n_rows, rows_cap;
         struct link **links; /* hash table on (dev, ino) */
         size_t links_cap, n_links, links_bytes;
+        struct dirlist *cur_dir; /* the directory walk_entry() adds to, or NULL */
         char *tmp_dir;       /* the store's tmp/, where databases are copied */
         struct pentry stream;/* the --stdin-from file until it is placed */
         int64_t stream_time_ns;
@@ -1337,7 +1342,9 @@ static void links_free(struct ctx *c)
 /*
  * Keeps the entry of @pe, a first name now finished, for the later names
  * of its file. One that vanished or could not be read is forgotten: the
- * later names are then read themselves, as is one past the budget.
+ * later names are then read themselves, as they are past the budget, and
+ * for a database in auto mode (what a capture holds depends on the -wal
+ * beside each name).
  */
 static int link_publish(struct ctx *c, struct pentry *pe)
 {
@@ -1349,6 +1356,7 @@ static int link_publish(struct ctx *c, struct pentry *pe)
         pe->link = NULL;
         need = pe->e.content_len + pe->e.xattrs_len;
         if (pe->drop || (pe->e.flags & STAMP_EF_UNREADABLE) ||
+            (pe->sqlite_header && c->o->sqlite == STAMP_SQLITE_AUTO) ||
             c->links_bytes + need > LINKS_BUDGET) {
                 link_remove(c, l);
                 return 0;
@@ -1387,7 +1395,8 @@ static int link_note(struct ctx *c, struct dirlist *d, size_t idx, size_t dir_le
         size_t b;
         int r;
 
-        if (pe->e.type != STAMP_T_REG || !pe->e.link_id || pe->linked || pe->drop ||
+        if (pe->e.type != STAMP_T_REG || !pe->e.link_id || pe->e.nlink < 2 || pe->linked ||
+            pe->drop ||
             (pe->e.flags & STAMP_EF_UNREADABLE) || c->links_bytes + sizeof(*l) > LINKS_BUDGET ||
             link_slot(c, pe->dev, pe->ino))
                 return 0;
@@ -1475,38 +1484,12 @@ static int finish_file(struct ctx *c, struct pentry *pe)
         return link_publish(c, pe);
 }
 
-/*
- * Gives @pe, a later name of a file with several names, the entry that
- * its first name stored. 1 if it did; 0 if the file is to be read.
- */
-static int link_take(struct ctx *c, struct pentry *pe)
+/* Gives @pe, a later name of the file of @l (done), the entry its first name stored. */
+static int link_copy(struct ctx *c, struct pentry *pe, struct link *l)
 {
-        struct link **p = link_slot(c, pe->dev, pe->ino), *l;
         struct stamp_entry e;
         int r = 0;
 
-        if (!p)
-                return 0;
-        l = *p;
-        if (!l->done) {
-                /* Finish the first name now, under its own path for what it reports. */
-                struct pentry *first = &l->dir->v[l->idx];
-                size_t len = c->path_len, dir_len = l->dir_len;
-                _cleanup_free_ char *tail = strdup(c->path + dir_len);
-
-                if (!tail)
-                        return -ENOMEM;
-                path_pop(c, dir_len);
-                r = first->job ? finish_file(c, first) : link_publish(c, first);
-                memcpy(c->path + dir_len, tail, len - dir_len + 1);
-                c->path_len = len;
-                if (r < 0)
-                        return r;
-                p = link_slot(c, pe->dev, pe->ino);
-                if (!p)
-                        return 0; /* it vanished or could not be read */
-                l = *p;
-        }
         pe->content = malloc(l->e.content_len ? l->e.content_len : 1);
         pe->xattrs = l->e.xattrs_len ? malloc(l->e.xattrs_len) : NULL;
         if (!pe->content || (l->e.xattrs_len && !pe->xattrs))
@@ -1530,10 +1513,51 @@ static int link_take(struct ctx *c, struct pentry *pe)
         pe->counted = e.size;
         if (e.flags & STAMP_EF_CHANGED)
                 r = source_changed(c);
-        if (r == 0 && (e.flags & STAMP_EF_SQLITE))
-                r = source_sqlite(c);
         if (--l->left == 0)
                 link_remove(c, l);
+        return r;
+}
+
+/*
+ * Gives @pe, a later name of a file with several names, the entry that
+ * its first name stored, now or (first name in flight in this same
+ * directory) once the directory's files are finished: see links_resolve().
+ * 1 if it will; 0 if the file is to be read.
+ */
+static int link_take(struct ctx *c, struct pentry *pe)
+{
+        struct link **p = link_slot(c, pe->dev, pe->ino), *l;
+        int r;
+
+        if (!p)
+                return 0;
+        l = *p;
+        if (!l->done && l->dir == c->cur_dir) {
+                /* Waiting here would stall the small files queued before it. */
+                pe->linked = true;
+                pe->await_link = true;
+                return 1;
+        }
+        if (!l->done) {
+                /* Finish the first name now, under its own path for what it reports. */
+                struct pentry *first = &l->dir->v[l->idx];
+                size_t len = c->path_len, dir_len = l->dir_len;
+                _cleanup_free_ char *tail = strdup(c->path + dir_len);
+
+                if (!tail)
+                        return -ENOMEM;
+                path_pop(c, dir_len);
+                r = first->job ? finish_file(c, first) : link_publish(c, first);
+                memcpy(c->path + dir_len, tail, len - dir_len + 1);
+                c->path_len = len;
+                if (r < 0)
+                        return r;
+                p = link_slot(c, pe->dev, pe->ino);
+                if (!p || !(*p)->done)
+                        return 0; /* not kept: it vanished, could not be read, ... */
+                l = *p;
+        }
+        r = link_copy(c, pe, l);
         return r < 0 ? r : 1;
 }
 
@@ -1796,7 +1820,9 @@ static int walk_entry(struct ctx *c, int fd, const char *name, struct dirlist *d
         r = path_push(c, name, &old);
         if (r < 0)
                 return r;
+        c->cur_dir = d;
         r = read_entry(c, fd, name, pe, depth);
+        c->cur_dir = NULL;
         if (r == 0) {
                 d->n++;
                 r = link_note(c, d, d->n - 1, old);
@@ -1809,6 +1835,66 @@ static int walk_entry(struct ctx *c, int fd, const char *name, struct dirlist *d
         progress(c);
         path_pop(c, old);
         return r;
+}
+
+/*
+ * Reads again, as any file, entry @pe of the directory open at @fd: a
+ * later name whose first name was not kept. Left out if it vanished.
+ */
+static int read_again(struct ctx *c, int fd, struct pentry *pe, int depth)
+{
+        _cleanup_free_ char *name = strdup(pe->name);
+        bool async = c->async_small;
+        int r;
+
+        if (!name)
+                return -ENOMEM;
+        pentry_release(pe);
+        memset(pe, 0, sizeof(*pe));
+        c->async_small = false; /* finished right here */
+        r = read_entry(c, fd, name, pe, depth);
+        c->async_small = async;
+        if (r == 0 && pe->job)
+                r = finish_file(c, pe);
+        if (r == 1 || !pe->name) { /* vanished: kept, named, but left out */
+                free(pe->name);
+                pe->name = TAKE_PTR(name);
+                pe->e.name = pe->name;
+                pe->e.name_len = strlen(pe->name);
+                pe->drop = true;
+                r = 0;
+        }
+        return r;
+}
+
+/*
+ * Fills in the later names of @d (from @from) held back for a first name
+ * in the same directory: its files are finished, so it is kept or not.
+ */
+static int links_resolve(struct ctx *c, int fd, struct dirlist *d, size_t from, int depth)
+{
+        for (size_t i = from; i < d->n; i++) {
+                struct pentry *pe = &d->v[i];
+                struct link **p;
+                size_t old;
+                int r;
+
+                if (!pe->await_link)
+                        continue;
+                pe->await_link = false;
+                r = path_push(c, pe->name, &old);
+                if (r < 0)
+                        return r;
+                p = link_slot(c, pe->dev, pe->ino);
+                if (p && (*p)->done)
+                        r = link_copy(c, pe, *p);
+                else
+                        r = read_again(c, fd, pe, depth);
+                path_pop(c, old);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }
 
 static int finish_files(struct ctx *c, struct dirlist *d, size_t from)
@@ -1904,6 +1990,8 @@ static int walk_sidecars(struct ctx *c, int fd, struct dirlist *d, char *const *
         c->async_small = async;
         if (r >= 0)
                 r = finish_files(c, d, n0);
+        if (r >= 0)
+                r = links_resolve(c, fd, d, n0, depth);
         return r;
 }
 
@@ -2016,6 +2104,8 @@ static int walk_dir(struct ctx *c, int fd, int depth, struct stamp_id *ret)
         }
         if (r >= 0)
                 r = finish_files(c, &d, 0);
+        if (r >= 0)
+                r = links_resolve(c, fd, &d, 0, depth);
         if (r >= 0)
                 r = walk_sidecars(c, fd, &d, names, later, n_later, depth);
         if (r >= 0)
@@ -2267,10 +2357,14 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                         parent = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                         name = copy;
                 }
-                if (parent < 0)
-                        return negerrno();
-                if (!stamp_name_valid(name, strlen(name)))
-                        return -EINVAL;
+                if (parent < 0) {
+                        r = negerrno();
+                        break;
+                }
+                if (!stamp_name_valid(name, strlen(name))) {
+                        r = -EINVAL;
+                        break;
+                }
                 if (lstat(o->sources[i], &st) == 0)
                         c->root_dev = st.st_dev;
                 r = path_push(c, name, &old);

@@ -153,26 +153,34 @@ PY
 
 # Names of one file, some read before and some after it is rewritten in
 # place (while the walker reads b/big, between directories a and c): every
-# name holds the version the first name read. Covered: a later name in the
-# same directory while the first one's chunks are in flight (x3, y3), in a
-# subdirectory (a/sub/x4), and after its directory was finished (c/...);
-# a file the walker reads (x) and one a worker reads (y).
+# name holds the version the first name read (names sort by bytes, so a/x
+# comes before a/x3 and a/zsub). Covered: a later name in the same
+# directory while the first one's chunks are in flight (x3, y3: held back
+# until the directory's files are finished), in a subdirectory (zsub/x4,
+# zsub/w2: the first name is finished on the spot, under its own path,
+# which must then be restored: the --stdin-name file is placed by the
+# walk's path), and after its directory was finished (c/...); a file the
+# walker reads (w, x) and one a worker reads (y).
 L="$WORK/links"
-mkdir -p "$L/a/sub" "$L/b" "$L/c"
+mkdir -p "$L/a/zsub" "$L/b" "$L/c"
+head -c 4000000 /dev/urandom >"$L/a/w"
 head -c 4000000 /dev/urandom >"$L/a/x"
 head -c 2000 /dev/urandom >"$L/a/y"
+ln "$L/a/w" "$L/a/zsub/w2"
 ln "$L/a/x" "$L/a/x3"
-ln "$L/a/x" "$L/a/sub/x4"
+ln "$L/a/x" "$L/a/zsub/x4"
 ln "$L/a/x" "$L/c/x2"
 ln "$L/a/y" "$L/a/y3"
 ln "$L/a/y" "$L/c/y2"
 head -c 64000000 /dev/urandom >"$L/b/big"
 cp "$L/a/x" "$WORK/x.orig"
 cp "$L/a/y" "$WORK/y.orig"
+cp "$L/a/w" "$WORK/w.orig"
 python3 - "$STAMP" "$S" "$L" "$WORK" <<'PY'
 import json, os, subprocess, sys, time
 stamp, store, src, work = sys.argv[1:]
-p = subprocess.Popen([stamp, "--store", store, "--json", "-q", "snapshot", src],
+p = subprocess.Popen([stamp, "--store", store, "--json", "-q", "snapshot",
+                      "--stdin-from", "echo dump", "--stdin-name", "a/zsub/dump.txt", src],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 big = os.path.join(src, "b", "big")
 rewritten = False
@@ -203,9 +211,14 @@ if not rewritten:
 if p.returncode != 0:
     sys.exit("FAIL: exit status %d" % p.returncode)
 rec = json.loads(out)
-if rec["files"] != 8 or rec["changed_count"] != 0:
-    sys.exit("FAIL: files %d, changed %d; expected 8, 0" % (rec["files"], rec["changed_count"]))
-for first, names in (("x", ("a/x", "a/x3", "a/sub/x4", "c/x2")), ("y", ("a/y", "a/y3", "c/y2"))):
+if rec["files"] != 11 or rec["changed_count"] != 0:
+    sys.exit("FAIL: files %d, changed %d; expected 11, 0" % (rec["files"], rec["changed_count"]))
+c = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], "a/zsub/dump.txt"],
+                   capture_output=True)
+if c.stdout != b"dump\n":
+    sys.exit("FAIL: the --stdin-name file is not at a/zsub/dump.txt")
+for first, names in (("x", ("a/x", "a/x3", "a/zsub/x4", "c/x2")), ("y", ("a/y", "a/y3", "c/y2")),
+                     ("w", ("a/w", "a/zsub/w2"))):
     orig = open(os.path.join(work, first + ".orig"), "rb").read()
     for name in names:
         c = subprocess.run([stamp, "--store", store, "cat", rec["stamp"], name], capture_output=True)
@@ -216,7 +229,7 @@ r = subprocess.run([stamp, "--store", store, "restore", "--confirm-service-stopp
                    capture_output=True, text=True)
 if r.returncode != 0:
     sys.exit("FAIL: restore: %s" % r.stderr)
-st = [os.stat(os.path.join(work, "links-restored", n)) for n in ("a/x", "a/x3", "a/sub/x4", "c/x2")]
+st = [os.stat(os.path.join(work, "links-restored", n)) for n in ("a/x", "a/x3", "a/zsub/x4", "c/x2")]
 if len({s.st_ino for s in st}) != 1 or st[0].st_nlink != 4:
     sys.exit("FAIL: the restored names of x are not one file with 4 links")
 print("hardlinks: one version under every name")

@@ -175,5 +175,32 @@ if mount --bind "$WORK/rw" "$WORK/ro" 2>/dev/null && mount -o remount,ro,bind "$
 else
         echo "skipped: read-only bind mount (needs root)"
 fi
+# A database with three names: the first one met (a/db) has no -wal beside
+# it, a later one (c/db) has commits only in its -wal. Each name is
+# captured with its own -wal: the later one must not take the first one's
+# capture (nor, next time, its files-cache row) and lose those commits. A
+# third name beside c/db (c/db2, held back until c/db is finished, then
+# read itself) has no -wal of its own: only what the file holds.
+mkdir -p "$WORK/hl/a" "$WORK/hl/c"
+sql "$WORK/hl/c/db" "PRAGMA journal_mode=WAL" "CREATE TABLE t(x)" "INSERT INTO t VALUES (1)"
+sql_leave_wal "$WORK/hl/c/db" "INSERT INTO t VALUES (2)" "INSERT INTO t VALUES (3)"
+ln "$WORK/hl/c/db" "$WORK/hl/a/db"
+ln "$WORK/hl/c/db" "$WORK/hl/c/db2"
+[ -s "$WORK/hl/c/db-wal" ] || fail "setup: no commits in c/db-wal"
+sleep 2.2 # not "racy": the first snapshot puts a/db in the files cache
+for n in 1 2; do
+        [ "$n" = 2 ] && sql_leave_wal "$WORK/hl/c/db" "INSERT INTO t VALUES (4)"
+        snap auto "$WORK/hl$n.json" "$WORK/hl"
+        [ "$rc" = 0 ] || { cat "$WORK/err"; fail "hardlinked database, snapshot $n: exit $rc"; }
+        extract "$ST" c/db "$WORK/hl-c$n.db"
+        want=$((n + 2))
+        [ "$(query "$WORK/hl-c$n.db" "SELECT count(*) FROM t")" = "$want" ] ||
+                fail "hardlinked database, snapshot $n: c/db lost the commits in its -wal"
+        extract "$ST" c/db2 "$WORK/hl-c2$n.db"
+        [ "$(query "$WORK/hl-c2$n.db" "SELECT count(*) FROM t")" = 1 ] ||
+                fail "hardlinked database, snapshot $n: c/db2 is not its file alone"
+        [ "$(rec "$WORK/hl$n.json" 'sorted(r["sqlite"])')" = "['a/db', 'c/db', 'c/db2']" ] ||
+                fail "hardlinked database, snapshot $n: sqlite = $(rec "$WORK/hl$n.json" 'r["sqlite"]')"
+done
 [ -z "$(ls -A "$S/tmp")" ] || fail "temporary copies left in the store: $(ls "$S/tmp")"
 echo "sqlite corners ok"

@@ -343,8 +343,11 @@ static int dup_bytes(const void *p, size_t len, uint8_t **ret)
 /* The st_ino of entry @e in snapshot @stamp, in the directory whose st_ino is @parent_ino. */
 static uint64_t entry_ino(const char *stamp, uint64_t parent_ino, const struct stamp_entry *e)
 {
-        if (e->link_id)
-                return hash_ino(stamp, STAMP_STAMP_LEN, &e->link_id, sizeof(e->link_id));
+        if (e->link_id) {
+                /* Members of a group that hold other content are other inodes. */
+                uint64_t key[2] = { e->link_id, stamp_entry_content_key(e) };
+                return hash_ino(stamp, STAMP_STAMP_LEN, key, sizeof(key));
+        }
         return hash_ino(&parent_ino, sizeof(parent_ino), e->name, e->name_len);
 }
 

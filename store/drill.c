@@ -47,6 +47,7 @@ const char *stamp_drill_step_name(enum stamp_drill_step step)
 /* A member of a hardlink group met by the compare step: later ones must be the same inode. */
 struct link {
         uint64_t id;
+        uint64_t key; /* stamp_entry_content_key() of the first member */
         dev_t dev;
         ino_t ino;
         char *rel;
@@ -579,7 +580,10 @@ static void compare_content(struct drill *d, int dfd, const char *name,
         stamp_file_free(f);
 }
 
-/* A later member of a hardlink group must be the inode of the first one met. */
+/*
+ * A later member of a hardlink group must be the inode of the first one
+ * met, unless it holds other content: restore makes it a file of its own.
+ */
 static void compare_link(struct drill *d, const struct stamp_entry *e, const struct stat *st,
                          const char *rel)
 {
@@ -589,6 +593,8 @@ static void compare_link(struct drill *d, const struct stamp_entry *e, const str
                 if (l->id == e->link_id)
                         break;
         if (l) {
+                if (l->key != stamp_entry_content_key(e))
+                        return; /* its content is compared on its own */
                 if (l->dev != st->st_dev || l->ino != st->st_ino)
                         problem(d, "hardlink_mismatch", rel,
                                 "not restored as a hardlink of %s, as in the snapshot", l->rel);
@@ -601,6 +607,7 @@ static void compare_link(struct drill *d, const struct stamp_entry *e, const str
                 return;
         }
         l->id = e->link_id;
+        l->key = stamp_entry_content_key(e);
         l->dev = st->st_dev;
         l->ino = st->st_ino;
         l->next = *head;

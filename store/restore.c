@@ -55,6 +55,7 @@ struct pdir {
 
 struct link {
         uint64_t id;
+        uint64_t key; /* stamp_entry_content_key() of the first member */
         char *rel;
         dev_t dev;
         ino_t ino;
@@ -1098,8 +1099,10 @@ static struct link *link_find(struct ctx *c, uint64_t id)
         return NULL;
 }
 
-static int link_add(struct ctx *c, uint64_t id, const char *rel, int dfd, const char *name)
+static int link_add(struct ctx *c, const struct stamp_entry *e, const char *rel, int dfd)
 {
+        uint64_t id = e->link_id;
+        const char *name = e->name;
         struct link *l = calloc(1, sizeof(*l));
         struct stat st;
 
@@ -1112,6 +1115,7 @@ static int link_add(struct ctx *c, uint64_t id, const char *rel, int dfd, const 
                 l->ino = st.st_ino;
         }
         l->id = id;
+        l->key = stamp_entry_content_key(e);
         l->next = c->links[id % LINK_BUCKETS];
         c->links[id % LINK_BUCKETS] = l;
         return 0;
@@ -1343,10 +1347,15 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
         }
         group = e->link_id && e->nlink > 1;
         if (group) {
-                /* A later member of a hardlink group (any type): linked to the first. */
+                /*
+                 * A later member of a hardlink group (any type): linked to the
+                 * first, unless it holds other content (then a file of its own).
+                 */
                 struct link *l = link_find(c, e->link_id);
-                if (l)
+                if (l && l->key == stamp_entry_content_key(e))
                         return restore_link(c, dfd, e, rel, l, have ? &hs : NULL);
+                if (l)
+                        group = false;
         }
         if (e->type == STAMP_T_REG) {
                 unsigned keep = sidecar_keep(parent, e->name);
@@ -1371,19 +1380,19 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                         if (hs.st_size >= 512 && may_be_db(dfd, e, keep))
                                 r = db_maybe(c, dfd, e->name, rel, NULL, 0, keep, -1);
                         if (r == 0 && group)
-                                r = link_add(c, e->link_id, rel, dfd, e->name);
+                                r = link_add(c, e, rel, dfd);
                         return r;
                 }
                 if (c->dry) {
                         count(c, &c->st->files_restored, 1);
                         count(c, &c->st->bytes_written, e->size);
                         event(c, STAMP_RESTORE_WRITE, rel);
-                        return group ? link_add(c, e->link_id, rel, dfd, e->name) : 0;
+                        return group ? link_add(c, e, rel, dfd) : 0;
                 }
                 if (group) {
                         /* Written here, not by the pool: later members link to it. */
                         r = write_file(c, dfd, e, rel, keep, have);
-                        return r < 0 ? r : link_add(c, e->link_id, rel, dfd, e->name);
+                        return r < 0 ? r : link_add(c, e, rel, dfd);
                 }
                 return enqueue(c, dfd, e, rel, keep, have);
         }
@@ -1401,7 +1410,7 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                 r = restore_special(c, dfd, e, rel);
         }
         if (r == 0 && group)
-                r = link_add(c, e->link_id, rel, dfd, e->name);
+                r = link_add(c, e, rel, dfd);
         return r;
 }
 

@@ -1856,7 +1856,7 @@ static int read_again(struct ctx *c, int fd, struct pentry *pe, int depth)
         c->async_small = async;
         if (r == 0 && pe->job)
                 r = finish_file(c, pe);
-        if (r == 1 || !pe->name) { /* vanished: kept, named, but left out */
+        if (r == 1) { /* vanished: kept, named, but left out */
                 free(pe->name);
                 pe->name = TAKE_PTR(name);
                 pe->e.name = pe->name;

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 
 #include "chunker.h"
+#include "hash.h"
 #include "macro.h"
 
 #define TREE_HEADER 12
@@ -41,6 +42,16 @@ static int name_cmp(const char *a, size_t al, const char *b, size_t bl);
 
 static const char tree_magic[4] = "STRE";
 static const char list_magic[4] = "SCLS";
+
+uint64_t stamp_entry_content_key(const struct stamp_entry *e)
+{
+        struct stamp_id h;
+
+        if (e->type != STAMP_T_REG)
+                return 0;
+        stamp_checksum128(e->content, e->content_len, &h);
+        return le64_read(h.b) | 1;
+}
 
 bool stamp_name_valid(const char *name, size_t len)
 {

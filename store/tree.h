@@ -111,6 +111,15 @@ int stamp_content_parse(const uint8_t *p, size_t len, struct stamp_content *ret)
 void stamp_content_chunk(const struct stamp_content *c, uint32_t i, struct stamp_id *ret_id,
                          uint32_t *ret_len);
 
+/*
+ * What a member of a hardlink group holds, as a key: equal for regular
+ * files with the same content reference, 0 for any other type. Members
+ * that disagree (a database captured under each of its names; stores from
+ * before 2026-12-07, when each name was read on its own) are made separate
+ * files by their readers, so that none loses what its name stored.
+ */
+uint64_t stamp_entry_content_key(const struct stamp_entry *e);
+
 /* Iterates over xattrs: returns 1 with the next one, 0 at the end, -EBADMSG. */
 int stamp_xattr_next(const uint8_t **p, const uint8_t *end, const char **ret_name,
                      size_t *ret_name_len, const uint8_t **ret_value, size_t *ret_value_len);

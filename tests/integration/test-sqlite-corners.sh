@@ -100,7 +100,7 @@ snap auto "$WORK/s.json" "$SRC/plain.db" "$SRC/notes.txt"
 # The files cache. Both databases must be older than the two "racy" seconds.
 rm "$SRC/fake.db" "$SRC/small.db"*
 sql "$SRC/cached.db" "PRAGMA journal_mode=WAL" "CREATE TABLE t(x)" "INSERT INTO t VALUES (1)"
-sleep 2.2
+sleep 3 # whole seconds: cached.db must be 2 s older than the snapshot's start
 snap auto "$WORK/1.json" "$SRC"
 before=$(stat -c '%s %Y.%y %Z' "$SRC/cached.db")
 # A commit that lives only in the -wal: the database file is not touched.
@@ -187,7 +187,7 @@ sql_leave_wal "$WORK/hl/c/db" "INSERT INTO t VALUES (2)" "INSERT INTO t VALUES (
 ln "$WORK/hl/c/db" "$WORK/hl/a/db"
 ln "$WORK/hl/c/db" "$WORK/hl/c/db2"
 [ -s "$WORK/hl/c/db-wal" ] || fail "setup: no commits in c/db-wal"
-sleep 2.2 # not "racy": the first snapshot puts a/db in the files cache
+sleep 3 # not "racy" (whole seconds): the first snapshot puts a/db in the files cache
 for n in 1 2; do
         [ "$n" = 2 ] && sql_leave_wal "$WORK/hl/c/db" "INSERT INTO t VALUES (4)"
         snap auto "$WORK/hl$n.json" "$WORK/hl"
@@ -202,5 +202,12 @@ for n in 1 2; do
         [ "$(rec "$WORK/hl$n.json" 'sorted(r["sqlite"])')" = "['a/db', 'c/db', 'c/db2']" ] ||
                 fail "hardlinked database, snapshot $n: sqlite = $(rec "$WORK/hl$n.json" 'r["sqlite"]')"
 done
+# A restore keeps what each name stored: c/db, of other content than a/db,
+# is not made a link to it.
+"$STAMP" --store "$S" -q restore --confirm-service-stopped --no-pre-snapshot "$ST" "$WORK/hl-r"
+[ "$(query "$WORK/hl-r/c/db" "SELECT count(*) FROM t")" = 4 ] ||
+        fail "hardlinked database: the restored c/db lost the commits of its -wal"
+[ "$(query "$WORK/hl-r/a/db" "SELECT count(*) FROM t")" = 1 ] ||
+        fail "hardlinked database: the restored a/db is not what a/db stored"
 [ -z "$(ls -A "$S/tmp")" ] || fail "temporary copies left in the store: $(ls "$S/tmp")"
 echo "sqlite corners ok"

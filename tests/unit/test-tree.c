@@ -183,6 +183,20 @@ int main(void)
         }
         free(obj);
         free(list);
+        /* Hardlink group members: one key for one content reference, whatever else differs. */
+        {
+                struct stamp_entry x = file_entry("x", content, clen, 15);
+                struct stamp_entry y = file_entry("y", content, clen, 15);
+                struct stamp_entry z = file_entry("z", empty, elen, 0);
+                struct stamp_entry l = { .type = STAMP_T_LNK, .target = "t", .target_len = 1 };
+                y.mtime_ns = 7;
+                y.mode = S_IFREG | 0600;
+                CHECK(stamp_entry_content_key(&x) != 0);
+                CHECK(stamp_entry_content_key(&x) == stamp_entry_content_key(&y));
+                CHECK(stamp_entry_content_key(&x) != stamp_entry_content_key(&z));
+                CHECK(stamp_entry_content_key(&z) != 0);
+                CHECK(stamp_entry_content_key(&l) == 0);
+        }
         free(content);
         free(empty);
         stamp_tree_builder_free(b);

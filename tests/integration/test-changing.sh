@@ -24,9 +24,11 @@ echo "doomed" >"$SRC/zz-victim"
 mkdir "$SRC/sub"
 ln "$SRC/rewrite" "$SRC/sub/rewrite2"
 
-python3 - "$STAMP" "$S" "$SRC" "$WORK" <<'PY'
+python3 - "$STAMP" "$S" "$SRC" "$WORK" "$LIB" <<'PY'
 import json, multiprocessing, os, random, subprocess, sys, time
-stamp, store, src, work = sys.argv[1:]
+stamp, store, src, work, lib = sys.argv[1:]
+sys.path.insert(0, lib)
+from procfd import open_paths
 stop = multiprocessing.Event()
 
 
@@ -84,15 +86,7 @@ def poke(name):
 
 
 while p.poll() is None and time.monotonic() < end and not (deleted and len(poked) == 3):
-    try:
-        fds = os.listdir("/proc/%d/fd" % p.pid)
-    except FileNotFoundError:
-        break
-    for fd in fds:
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (p.pid, fd))
-        except OSError:
-            continue
+    for target in open_paths(p.pid):
         name = os.path.basename(target)
         if os.path.dirname(target) != src or name not in ("grow", "shrink", "rewrite"):
             continue
@@ -176,9 +170,11 @@ head -c 64000000 /dev/urandom >"$L/b/big"
 cp "$L/a/x" "$WORK/x.orig"
 cp "$L/a/y" "$WORK/y.orig"
 cp "$L/a/w" "$WORK/w.orig"
-python3 - "$STAMP" "$S" "$L" "$WORK" <<'PY'
+python3 - "$STAMP" "$S" "$L" "$WORK" "$LIB" <<'PY'
 import json, os, subprocess, sys, time
-stamp, store, src, work = sys.argv[1:]
+stamp, store, src, work, lib = sys.argv[1:]
+sys.path.insert(0, lib)
+from procfd import open_paths
 p = subprocess.Popen([stamp, "--store", store, "--json", "-q", "snapshot",
                       "--stdin-from", "echo dump", "--stdin-name", "a/zsub/dump.txt", src],
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -186,15 +182,7 @@ big = os.path.join(src, "b", "big")
 rewritten = False
 end = time.monotonic() + 60
 while not rewritten and p.poll() is None and time.monotonic() < end:
-    try:
-        fds = os.listdir("/proc/%d/fd" % p.pid)
-    except FileNotFoundError:
-        break
-    for fd in fds:
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (p.pid, fd))
-        except OSError:
-            continue
+    for target in open_paths(p.pid):
         if target == big and not rewritten:
             for name in ("x", "y"):
                 path = os.path.join(src, "a", name)

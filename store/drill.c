@@ -582,19 +582,18 @@ static void compare_content(struct drill *d, int dfd, const char *name,
 
 /*
  * A later member of a hardlink group must be the inode of the first one
- * met, unless it holds other content: restore makes it a file of its own.
+ * met with the same content (members with other content are other files).
  */
 static void compare_link(struct drill *d, const struct stamp_entry *e, const struct stat *st,
                          const char *rel)
 {
         struct link **head = &d->links[e->link_id % LINK_BUCKETS], *l;
+        uint64_t key = stamp_entry_content_key(e);
 
         for (l = *head; l; l = l->next)
-                if (l->id == e->link_id)
+                if (l->id == e->link_id && l->key == key)
                         break;
         if (l) {
-                if (l->key != stamp_entry_content_key(e))
-                        return; /* its content is compared on its own */
                 if (l->dev != st->st_dev || l->ino != st->st_ino)
                         problem(d, "hardlink_mismatch", rel,
                                 "not restored as a hardlink of %s, as in the snapshot", l->rel);
@@ -607,7 +606,7 @@ static void compare_link(struct drill *d, const struct stamp_entry *e, const str
                 return;
         }
         l->id = e->link_id;
-        l->key = stamp_entry_content_key(e);
+        l->key = key;
         l->dev = st->st_dev;
         l->ino = st->st_ino;
         l->next = *head;

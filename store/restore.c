@@ -1091,10 +1091,13 @@ nomem:
 
 /* Hardlinks. */
 
-static struct link *link_find(struct ctx *c, uint64_t id)
+/* The first member of @e's group restored with @e's content, if any. */
+static struct link *link_find(struct ctx *c, const struct stamp_entry *e)
 {
-        for (struct link *l = c->links[id % LINK_BUCKETS]; l; l = l->next)
-                if (l->id == id)
+        uint64_t key = stamp_entry_content_key(e);
+
+        for (struct link *l = c->links[e->link_id % LINK_BUCKETS]; l; l = l->next)
+                if (l->id == e->link_id && l->key == key)
                         return l;
         return NULL;
 }
@@ -1349,13 +1352,12 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
         if (group) {
                 /*
                  * A later member of a hardlink group (any type): linked to the
-                 * first, unless it holds other content (then a file of its own).
+                 * first one with the same content. Members with other content
+                 * (stamp_entry_content_key) are other files.
                  */
-                struct link *l = link_find(c, e->link_id);
-                if (l && l->key == stamp_entry_content_key(e))
-                        return restore_link(c, dfd, e, rel, l, have ? &hs : NULL);
+                struct link *l = link_find(c, e);
                 if (l)
-                        group = false;
+                        return restore_link(c, dfd, e, rel, l, have ? &hs : NULL);
         }
         if (e->type == STAMP_T_REG) {
                 unsigned keep = sidecar_keep(parent, e->name);

@@ -115,8 +115,8 @@ void stamp_content_chunk(const struct stamp_content *c, uint32_t i, struct stamp
  * What a member of a hardlink group holds, as a key: equal for regular
  * files with the same content reference, 0 for any other type. Members
  * that disagree (a database captured under each of its names; stores from
- * before 2026-12-07, when each name was read on its own) are made separate
- * files by their readers, so that none loses what its name stored.
+ * before 2026-12-07, when each name was read on its own) are made other
+ * files by their readers, one per key, so that none loses what it stored.
  */
 uint64_t stamp_entry_content_key(const struct stamp_entry *e);
 

@@ -209,5 +209,28 @@ done
         fail "hardlinked database: the restored c/db lost the commits of its -wal"
 [ "$(query "$WORK/hl-r/a/db" "SELECT count(*) FROM t")" = 1 ] ||
         fail "hardlinked database: the restored a/db is not what a/db stored"
+[ "$(query "$WORK/hl-r/c/db2" "SELECT count(*) FROM t")" = 1 ] ||
+        fail "hardlinked database: the restored c/db2 is not what c/db2 stored"
+# a/db and c/db2, both captured without a -wal, hold the same bytes: they
+# are linked again, as one inode apart from c/db's (so, too, in drill).
+ino() { stat -c %i "$WORK/hl-r/$1"; }
+[ "$(ino a/db)" = "$(ino c/db2)" ] && [ "$(ino a/db)" != "$(ino c/db)" ] ||
+        fail "hardlinked database: a/db, c/db2, c/db restored as inodes $(ino a/db) $(ino c/db2) $(ino c/db)"
+"$STAMP" --store "$S" -q drill "$ST" || fail "hardlinked database: drill"
+# The same when the first name met is the odd one out: a/db has commits in
+# its -wal, c/db and c/db2 (none beside them) agree with each other.
+mkdir -p "$WORK/hl2/a" "$WORK/hl2/c"
+sql "$WORK/hl2/a/db" "PRAGMA journal_mode=WAL" "CREATE TABLE t(x)" "INSERT INTO t VALUES (1)"
+sql_leave_wal "$WORK/hl2/a/db" "INSERT INTO t VALUES (2)"
+ln "$WORK/hl2/a/db" "$WORK/hl2/c/db"
+ln "$WORK/hl2/a/db" "$WORK/hl2/c/db2"
+snap auto "$WORK/hl2.json" "$WORK/hl2"
+"$STAMP" --store "$S" -q restore --confirm-service-stopped --no-pre-snapshot "$ST" "$WORK/hl2-r"
+ino() { stat -c %i "$WORK/hl2-r/$1"; }
+[ "$(query "$WORK/hl2-r/a/db" "SELECT count(*) FROM t")" = 2 ] &&
+        [ "$(query "$WORK/hl2-r/c/db" "SELECT count(*) FROM t")" = 1 ] &&
+        [ "$(ino c/db)" = "$(ino c/db2)" ] && [ "$(ino a/db)" != "$(ino c/db)" ] ||
+        fail "hardlinked database, first name odd: a/db, c/db, c/db2 restored as inodes $(ino a/db) $(ino c/db) $(ino c/db2)"
+"$STAMP" --store "$S" -q drill "$ST" || fail "hardlinked database, first name odd: drill"
 [ -z "$(ls -A "$S/tmp")" ] || fail "temporary copies left in the store: $(ls "$S/tmp")"
 echo "sqlite corners ok"

@@ -849,8 +849,9 @@ static void prefetch_after(struct fs *fs, const struct node *n)
                 if (j >= from) {
                         /*
                          * Its node, if the kernel knows it: prefetch_done() fills its
-                         * pages. Only a node made from this very entry: another name
-                         * of a hardlink group shares the inode, not always the bytes.
+                         * pages. Only a node made from this very entry: names of a
+                         * hardlink group that share the inode hold the same content
+                         * reference, but a stray hash collision must not mix bytes.
                          */
                         struct node *held = node_hold(fs, entry_ino(n->stamp, n->parent_ino, &e));
                         if (held && (held->index != j ||

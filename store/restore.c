@@ -1102,6 +1102,15 @@ static struct link *link_find(struct ctx *c, const struct stamp_entry *e)
         return NULL;
 }
 
+/* Whether a member of group @id was restored already (then with other content). */
+static bool link_group_seen(struct ctx *c, uint64_t id)
+{
+        for (struct link *l = c->links[id % LINK_BUCKETS]; l; l = l->next)
+                if (l->id == id)
+                        return true;
+        return false;
+}
+
 static int link_add(struct ctx *c, const struct stamp_entry *e, const char *rel, int dfd)
 {
         uint64_t id = e->link_id;
@@ -1274,7 +1283,7 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
         char name[STAMP_NAME_MAX + 1];
         struct stamp_entry le;
         struct stat hs;
-        bool have = false, group;
+        bool have = false, group, split = false;
         int r;
 
         if (!safe_name(e->name, e->name_len) || e->name_len > STAMP_NAME_MAX) {
@@ -1358,10 +1367,16 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                 struct link *l = link_find(c, e);
                 if (l)
                         return restore_link(c, dfd, e, rel, l, have ? &hs : NULL);
+                /*
+                 * The first of other content than a member met before: never
+                 * left in place, its name may still be that member's inode
+                 * (a target where a restore before linked them all).
+                 */
+                split = link_group_seen(c, e->link_id);
         }
         if (e->type == STAMP_T_REG) {
                 unsigned keep = sidecar_keep(parent, e->name);
-                if (have && S_ISREG(hs.st_mode) && !c->o->checksum &&
+                if (have && S_ISREG(hs.st_mode) && !c->o->checksum && !split &&
                     !(e->flags & (STAMP_EF_SQLITE | STAMP_EF_CHANGED)) &&
                     (uint64_t)hs.st_size == e->size && stat_mtime_ns(&hs) == e->mtime_ns &&
                     (hs.st_nlink == 1 || (group && hs.st_nlink == e->nlink))) {

@@ -290,6 +290,7 @@ mkdir "$WORK/linked"
 head -c 10000 /dev/urandom >"$WORK/linked/a0"
 head -c 1048576 /dev/zero | tr '\0' Y >"$WORK/linked/b"
 head -c 1048576 /dev/zero | tr '\0' X >"$WORK/linked/c"
+touch -d @1700000000 "$WORK/linked/b" "$WORK/linked/c" # same size, same time
 "$STAMP" --store "$S" -q snapshot "$WORK/linked" >/dev/null
 STL=$("$CRAFT" "$S" --link b c) || fail "craft-tree --link failed"
 "$STAMPFS" "$S" "$MNT5" -o cache_size=1
@@ -308,6 +309,11 @@ done
 [ "$(stat -c %i "$WORK/linked-r/b")" != "$(stat -c %i "$WORK/linked-r/c")" ] ||
         fail "restore: b and c, of other content, are one inode"
 "$STAMP" --store "$S" -q drill "$STL" || fail "drill of a group that disagrees"
+# A target where an older restore made c a link of b: b (same size and
+# time) is left in place, c must not be, though its name is b's inode.
+ln -f "$WORK/linked-r/b" "$WORK/linked-r/c"
+"$STAMP" --store "$S" -q restore --confirm-service-stopped --no-pre-snapshot "$STL" "$WORK/linked-r"
+cmp -s "$WORK/linked-r/c" "$WORK/linked/c" || fail "restore over a linked target: c kept b's bytes"
 "$STAMP" --store "$S" -q forget "$STL"
 
 # Listings are lean until programs stat what they list: a walk that only

@@ -44,10 +44,10 @@ const char *stamp_drill_step_name(enum stamp_drill_step step)
         return (unsigned)step < _STAMP_DRILL_STEP_MAX ? step_names[step] : "unknown";
 }
 
-/* A member of a hardlink group met by the compare step: later ones must be the same inode. */
+/* The first member of each content of a hardlink group met by the compare step. */
 struct link {
         uint64_t id;
-        uint64_t key; /* stamp_entry_content_key() of the first member */
+        uint64_t key; /* its stamp_entry_content_key() */
         dev_t dev;
         ino_t ino;
         char *rel;

@@ -53,9 +53,10 @@ struct pdir {
         bool is_root;
 };
 
+/* The first member restored of each content of a hardlink group. */
 struct link {
         uint64_t id;
-        uint64_t key; /* stamp_entry_content_key() of the first member */
+        uint64_t key; /* its stamp_entry_content_key() */
         char *rel;
         dev_t dev;
         ino_t ino;

@@ -239,6 +239,59 @@ int stamp_config_copy_compatible(const struct stamp_config *src, const struct st
         return 0;
 }
 
+/* fsync()s the directory that holds @path (its last component removed). */
+static int fsync_parent(const char *path)
+{
+        _cleanup_free_ char *copy = strdup(path);
+        _cleanup_close_ int fd = -1;
+        char *slash;
+
+        if (!copy)
+                return -ENOMEM;
+        slash = strrchr(copy, '/');
+        if (!slash)
+                fd = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        else {
+                slash[slash == copy ? 1 : 0] = 0;
+                fd = open(copy, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+        if (fd < 0 || fsync(fd) < 0)
+                return negerrno();
+        return 0;
+}
+
+/*
+ * Makes directory @dir and its missing parents (mode 0700: a store's
+ * parents are nobody else's business), each made durable in its parent.
+ */
+static int mkdir_parents(const char *dir)
+{
+        _cleanup_free_ char *p = strdup(dir);
+        size_t n;
+
+        if (!p)
+                return -ENOMEM;
+        n = strlen(p);
+        while (n > 1 && p[n - 1] == '/')
+                p[--n] = 0;
+        for (char *q = p + 1;; q++) {
+                bool last = *q == 0;
+                if (*q != '/' && !last)
+                        continue;
+                *q = 0;
+                if (mkdir(p, 0700) == 0) {
+                        int r = fsync_parent(p);
+                        if (r < 0)
+                                return r;
+                } else if (errno != EEXIST) {
+                        return negerrno();
+                }
+                if (last)
+                        return 0;
+                *q = '/';
+        }
+}
+
 int stamp_store_init(const char *dir, const struct stamp_init_options *o)
 {
         struct stamp_config c = { 0 };
@@ -255,8 +308,9 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o)
                 return -EINVAL;
         if (o->pack_size < (1u << 20) || o->pack_size > (1u << 30))
                 return -EINVAL;
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return negerrno();
+        r = mkdir_parents(dir);
+        if (r < 0)
+                return r;
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return negerrno();

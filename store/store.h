@@ -61,8 +61,9 @@ void stamp_init_options_like(const struct stamp_config *c, struct stamp_init_opt
 int stamp_config_copy_compatible(const struct stamp_config *src, const struct stamp_config *dst);
 
 /*
- * Creates a store in @dir, which must not exist or be an empty directory.
- * -EEXIST if it holds anything, -EINVAL for bad options.
+ * Creates a store in @dir, which must not exist or be an empty directory;
+ * missing parent directories are made (mode 0700). -EEXIST if it holds
+ * anything, -EINVAL for bad options.
  */
 int stamp_store_init(const char *dir, const struct stamp_init_options *o);
 

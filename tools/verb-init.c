@@ -14,8 +14,9 @@ static void help(void)
         printf("Usage: stamp [--store DIR] init [OPTIONS] [DIR]\n"
                "\n"
                "Create a new, empty store in DIR (or --store, or $STAMP_STORE). DIR must\n"
-               "not exist or be an empty directory. A secret is generated for the store:\n"
-               "it keys chunk ids and chunk boundaries, and is kept in DIR/config (0600).\n"
+               "not exist or be an empty directory (missing parents are made, mode 0700).\n"
+               "A secret is generated for the store: it keys chunk ids and chunk\n"
+               "boundaries, and is kept in DIR/config (0600).\n"
                "DIR/reserve (at most 8 MiB) is set aside for gc to use on a full disk.\n"
                "\n"
                "Options:\n"
@@ -145,7 +146,7 @@ int verb_init(int argc, char **argv)
                 return usage_error("init", "bad option value");
         if (r < 0) {
                 log_error("cannot create a store in '%s': %s", dir, describe(r));
-                return exit_code(r);
+                return EXIT_FAILED; /* stamp-init(1): "cannot be created" is 6 */
         }
         {
                 /* The reserve init set aside, if the disk had room (stamp-init(1)). */

@@ -32,6 +32,14 @@ expect_rc 6 "$STAMP" init "$WORK/src"
 expect_err "not empty"
 expect_rc 2 "$STAMP" init --chunk-avg 1000 "$WORK/bad"
 "$STAMP" init "$S" >/dev/null
+# Missing parents are made (0700), as for `copy --init ssh://host/new/dir`;
+# a parent that is a file is exit 6, the code for "cannot be created".
+expect_rc 0 "$STAMP" init "$WORK/new/parents/store"
+[ "$(stat -c %a "$WORK/new/parents")" = 700 ] || fail "a made parent is not 0700"
+expect_rc 0 "$STAMP" --store "$WORK/new/parents/store" list
+touch "$WORK/afile"
+expect_rc 6 "$STAMP" init "$WORK/afile/store"
+expect_err "Not a directory"
 
 # A corrupt or unsupported config.
 cp -a "$S" "$WORK/s2"

@@ -778,6 +778,7 @@ static int check_pack(struct ctx *c, struct stamp_index *ix, const char *name, u
         struct stamp_pack_trailer t;
         struct stamp_id sum;
         struct stamp_csum *cs;
+        bool deep = false;
         int r;
 
         r = stamp_backend_get(stamp_store_backend(s), name, pack_read_max(s), &buf, &len);
@@ -814,9 +815,16 @@ static int check_pack(struct ctx *c, struct stamp_index *ix, const char *name, u
                 stamp_csum_update(cs, buf, len - 24);
                 stamp_csum_final(cs, &sum);
                 stamp_csum_free(cs);
-                if (stamp_id_cmp(&sum, &t.checksum) != 0)
+                if (stamp_id_cmp(&sum, &t.checksum) != 0) {
                         report(c, STAMP_PROBLEM_PACK_CORRUPT, NULL, name,
                                "the pack's checksum does not match its bytes");
+                        /*
+                         * Which objects? Each one is decompressed and re-hashed,
+                         * so that the damage is traced to the snapshots that
+                         * use them; only in this pack, without --read-data.
+                         */
+                        deep = true;
+                }
         }
         for (size_t i = 0; i < n; i++) {
                 const struct stamp_pack_entry *e = &v[i];
@@ -843,7 +851,7 @@ static int check_pack(struct ctx *c, struct stamp_index *ix, const char *name, u
                         report(c, STAMP_PROBLEM_PACK_CORRUPT, NULL, name,
                                "object %s: its record header is damaged", hex);
                         bad = true;
-                } else if (flags & STAMP_CHECK_READ_DATA) {
+                } else if ((flags & STAMP_CHECK_READ_DATA) || deep) {
                         const uint8_t *payload = buf + e->offset + STAMP_PACK_RECORD_HEADER_SIZE;
                         const uint8_t *obj = payload;
                         struct stamp_id check = { { 0 } };

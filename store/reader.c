@@ -68,7 +68,8 @@ int stamp_path_resolve(struct stamp_store *s, const struct stamp_id *root, const
                         r = stamp_tree_load(s, &e.subtree, &next);
                         stamp_tree_obj_release(&cur);
                         if (r < 0)
-                                return r;
+                                /* A directory the snapshot names is not in the store: damage. */
+                                return r == -ENOENT ? -EBADMSG : r;
                         cur = next;
                 }
                 r = stamp_tree_find(&cur.t, comp, len, &i);

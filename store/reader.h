@@ -29,7 +29,8 @@ void stamp_tree_obj_release(struct stamp_tree_obj *o);
  * success *ret_parent holds the tree containing the entry and *ret the
  * entry (borrowing ret_parent). For the root itself, *ret is a directory
  * entry named "." and ret_parent is empty. -ENOENT if a component is
- * missing, -ENOTDIR if a non-final component is not a directory.
+ * missing, -ENOTDIR if a non-final component is not a directory, -EBADMSG
+ * if a directory on the way is damaged or missing from the store.
  */
 int stamp_path_resolve(struct stamp_store *s, const struct stamp_id *root, const char *path,
                        struct stamp_tree_obj *ret_parent, struct stamp_entry *ret);

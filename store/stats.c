@@ -39,6 +39,8 @@ static int walk_snapshot(struct ctx *c, struct stamp_walk *w, size_t i, const ch
                 return r;
         w->pass = (int64_t)i + 1; /* gc uses pass 0 */
         r = stamp_walk_root(w, &rec.root);
+        if (r == -ENOENT)
+                r = -EBADMSG; /* a tree or chunk list the store does not have: damage */
         if (r == 0) {
                 c->pass_snap[i] = c->st->n_snap;
                 snprintf(sn->stamp, sizeof(sn->stamp), "%s", stamp);

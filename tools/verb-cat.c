@@ -54,7 +54,10 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
                 return EXIT_NOTFOUND;
         }
         if (r < 0) {
-                log_error("'%s' in snapshot %s: %s", path, stamp, describe(r));
+                log_error("'%s' in snapshot %s: %s%s", path, stamp, describe(r),
+                          r == -EBADMSG ? " (a directory on its path is damaged or missing "
+                                          "from the store; 'stamp verify' lists the damage)"
+                                        : "");
                 return exit_code(r);
         }
         if (e.type != 1 /* STAMP_T_REG */) {

@@ -224,10 +224,16 @@ static int report_failure(struct stamp_store *s, const struct stamp_gc_result *r
 
         stamp_id_to_hex(&res->bad_id, hex);
         if (r == -EUCLEAN && res->bad_stamp[0]) {
+                char more[64] = "";
+                if (res->missing > 1)
+                        snprintf(more, sizeof(more), " (%llu objects are missing in all)",
+                                 (unsigned long long)res->missing);
                 log_error("refusing to collect garbage: snapshot '%s' references object %s, "
-                          "which the index does not have (%llu missing); the index is stale or "
-                          "damaged, run 'stamp reindex'; nothing was deleted",
-                          res->bad_stamp, hex, (unsigned long long)res->missing);
+                          "which the index does not have%s; nothing was deleted. Run 'stamp "
+                          "reindex' (a stale or damaged index); if gc then names it again, the "
+                          "object is gone from the packs: 'stamp verify' lists the damaged "
+                          "snapshots, and 'stamp forget' removes them",
+                          res->bad_stamp, hex, more);
                 return EXIT_CORRUPT;
         }
         if ((r == -EBADMSG || r == -EOPNOTSUPP) && res->bad_stamp[0]) {

@@ -80,7 +80,8 @@ static void print_human(struct stamp_store *s, const struct stamp_stats *st, con
         if (st->unreferenced_packs)
                 printf(", %llu packs with nothing live",
                        (unsigned long long)st->unreferenced_packs);
-        printf(" (stamp gc reclaims it)\n");
+        printf(" ('stamp gc --max-unused 0' frees all of it; a plain gc leaves packs "
+               "at most 10%% unused)\n");
         if (st->unindexed_packs)
                 printf("unindexed:    %llu pack files the index does not list (the next snapshot "
                        "or gc indexes them)\n", (unsigned long long)st->unindexed_packs);
@@ -127,7 +128,11 @@ int verb_stats(int argc, char **argv)
         if (progress)
                 fputs("\r\033[K", stderr);
         if (r < 0) {
-                if (bad[0])
+                if (bad[0] && r == -EBADMSG)
+                        log_error("snapshot '%s' is damaged (a directory or chunk list it "
+                                  "names is missing from the store or unreadable), so nothing "
+                                  "was counted; 'stamp verify' lists the damage", bad);
+                else if (bad[0])
                         log_error("snapshot '%s': cannot walk it: %s", bad, describe(r));
                 else
                         log_error("store '%s': %s", stamp_store_path(s), describe(r));

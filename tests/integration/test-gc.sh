@@ -119,7 +119,7 @@ check_clean "$S" "after waiting for the lock"
 python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute("delete from objects where type = 1"); c.commit()' "$S/index.db"
 before=$(pack_bytes "$S")
 expect_rc 5 "$STAMP" --store "$S" gc
-expect_err "refusing to collect garbage: snapshot '[0-9TZ]*' references object [0-9a-f]\{32\}, which the index does not have ([0-9]* missing); the index is stale or damaged, run 'stamp reindex'; nothing was deleted"
+expect_err "refusing to collect garbage: snapshot '[0-9TZ]*' references object [0-9a-f]\{32\}, which the index does not have ([0-9]* objects are missing in all); nothing was deleted. Run 'stamp reindex' (a stale or damaged index)"
 [ "$(pack_bytes "$S")" = "$before" ] || fail "gc deleted data on an index missing rows"
 [ "$(stats_field "$S" missing_objects)" -gt 0 ] || fail "stats does not count missing objects"
 expect_rc 0 "$STAMP" --store "$S" reindex

@@ -14,6 +14,7 @@
 #include "check-report.h"
 #include "common.h"
 #include "config.h"
+#include "reader.h"
 #include "restore.h"
 #include "snapshot.h"
 
@@ -69,7 +70,9 @@ static void help(void)
                "\n"
                "Exit status: 0 restored and every database sound; 7 the snapshot is\n"
                "invalid or a restored database failed its check (do not start the\n"
-               "service); 2 without --confirm-service-stopped; see 'stamp --help'.\n");
+               "service); 5 the snapshot's data is damaged (TARGET partly restored);\n"
+               "3 no such snapshot, or SUBPATH not in it; 2 without\n"
+               "--confirm-service-stopped; see 'stamp --help'.\n");
 }
 
 struct out {
@@ -130,6 +133,35 @@ static void on_progress(const struct stamp_restore_stats *st, const char *path, 
                 (unsigned long long)st->files_removed, fmt_bytes(st->bytes_written, b));
         print_escaped_max(stderr, path, 40);
         o->drawn = true;
+}
+
+/* --path SUBPATH: an entry of the snapshot, else nothing is done (EXIT_NOTFOUND). */
+static int check_subpath(struct stamp_store *s, const char *stamp, const char *subpath)
+{
+        struct stamp_record rec;
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        int r;
+
+        r = stamp_store_record_load(s, stamp, &rec);
+        if (r < 0) {
+                log_error("snapshot %s: record unreadable: %s", stamp, describe(r));
+                return exit_code(r);
+        }
+        r = stamp_path_resolve(s, &rec.root, subpath, &parent, &e);
+        stamp_record_release(&rec);
+        if (r == 0) {
+                stamp_tree_obj_release(&parent);
+                return EXIT_OK;
+        }
+        if (r == -ENOENT || r == -ENOTDIR) {
+                log_error("--path '%s' is not in snapshot %s; TARGET was not changed", subpath,
+                          stamp);
+                return EXIT_NOTFOUND;
+        }
+        log_error("--path '%s' in snapshot %s: %s; TARGET was not changed", subpath, stamp,
+                  describe(r));
+        return exit_code(r);
 }
 
 /* True if @inner is @outer or below it (both canonical paths). */
@@ -359,6 +391,12 @@ int verb_restore(int argc, char **argv)
         if (r != EXIT_OK)
                 goto out;
         ro.stamp = stamp;
+        /* SUBPATH must be there before anything is created, snapshotted or changed. */
+        if (ro.subpath && ro.subpath[strspn(ro.subpath, "/")]) {
+                r = check_subpath(s, stamp, ro.subpath);
+                if (r != EXIT_OK)
+                        goto out;
+        }
 
         /* TARGET: created if missing (its parent must exist), never inside or around the store. */
         if (!ro.dry_run && mkdir(argv[optind + 1], 0700) == 0 && !arg_quiet && !arg_json)
@@ -428,7 +466,15 @@ int verb_restore(int argc, char **argv)
         secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         if (r < 0) {
                 log_error("restore into '%s' failed: %s", target, err[0] ? err : describe(r));
-                if (!ro.dry_run)
+                if (!ro.dry_run && exit_code(r) == EXIT_CORRUPT)
+                        /* Damaged data: the same command fails at the same place. */
+                        log_error("snapshot %s is damaged ('stamp verify --read-data' lists "
+                                  "what else is); TARGET is partly restored: %s%s%s",
+                                  stamp, pre[0] ? "roll back with: stamp restore " : "",
+                                  pre, pre[0] ? " TARGET --confirm-service-stopped "
+                                               "--no-pre-snapshot, or restore another snapshot"
+                                              : "restore another snapshot");
+                else if (!ro.dry_run)
                         log_error("TARGET is partly restored: run the same command again to "
                                   "finish%s%s%s",
                                   pre[0] ? ", or roll back with: stamp restore " : "", pre,

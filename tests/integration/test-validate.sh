@@ -79,8 +79,11 @@ d = json.load(open(sys.argv[1]))
 kinds = {(e["kind"], e["paths"][0]) for e in d["errors"]}
 assert ("chunk_hash_mismatch", "blob") in kinds, kinds
 PY
-expect_rc 7 "$STAMP" --store "$S" --json verify --read-data
-python3 - "$WORK/out" "$GOOD" <<'PY'
+for deep in --read-data ""; do
+        # Without --read-data the pack's checksum finds it, and that pack's
+        # objects are re-hashed: the damage is traced all the same.
+        expect_rc 7 "$STAMP" --store "$S" --json verify $deep
+        python3 - "$WORK/out" "$GOOD" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["ok"] is False
@@ -89,6 +92,20 @@ kinds = {e["kind"] for e in d["errors"]}
 assert "pack_corrupt" in kinds and "chunk_hash_mismatch" in kinds, kinds
 assert any(e["kind"] == "chunk_hash_mismatch" and e["paths"] == ["blob"] for e in d["errors"])
 PY
+done
+# A restore of it passes the structural check, then stops at blob (5): the
+# message says the snapshot is damaged and offers the rollback, not "run
+# the same command again", which would fail the same way.
+expect_rc 5 "$STAMP" --store "$S" restore "$GOOD" "$WORK/tgt" --confirm-service-stopped
+grep -q "snapshot $GOOD is damaged" "$WORK/err" || { cat "$WORK/err"; fail "restore: damage not said"; }
+grep -q "roll back with: stamp restore" "$WORK/err" || fail "restore: no rollback offered"
+! grep -q "run the same command again" "$WORK/err" || fail "restore: 'run again' for damaged data"
+# A --path that is not there: exit 3 before anything is made or snapshotted.
+N=$("$STAMP" --store "$S" list --short | wc -l)
+expect_rc 3 "$STAMP" --store "$S" restore "$GOOD" "$WORK/tgt2" --confirm-service-stopped --path nope
+expect_err "is not in snapshot"
+[ ! -e "$WORK/tgt2" ] || fail "restore --path nope created TARGET"
+[ "$("$STAMP" --store "$S" list --short | wc -l)" = "$N" ] || fail "restore --path nope took a snapshot"
 
 rm -rf "$S" && cp -a "$WORK/pristine" "$S"
 P=$(blobpack)
@@ -108,6 +125,22 @@ expect_rc 7 "$STAMP" --store "$S" validate "$GOOD"
 grep -Eq "chunk(list)?_missing .*blob: .*missing pack" "$WORK/out" || { cat "$WORK/out"; fail "missing pack"; }
 expect_rc 7 "$STAMP" --store "$S" verify
 grep -q "pack_missing" "$WORK/out" || fail "verify does not report the missing pack"
+
+# A record whose root tree is not in the store: damage (5), not "no such
+# file" (3), for cat, stats, gc and restore --path; gc's advice goes past
+# reindex, and names no count of missing data chunks it did not count.
+rm -rf "$S" && cp -a "$WORK/pristine" "$S"
+sed -i 's/"root":\t"[0-9a-f]*"/"root":\t"00112233445566778899aabbccddeeff"/' "$S/snapshots/$GOOD.json"
+grep -q 00112233445566778899aabbccddeeff "$S/snapshots/$GOOD.json" || fail "record not forged"
+expect_rc 5 "$STAMP" --store "$S" cat "$GOOD" blob
+expect_err "data is corrupt (a directory on its path is damaged or missing"
+expect_rc 5 "$STAMP" --store "$S" stats
+expect_err "snapshot '$GOOD' is damaged"
+expect_rc 5 "$STAMP" --store "$S" gc
+expect_err "'stamp forget' removes them"
+! grep -q "missing)" "$WORK/err" || fail "gc: a count of missing chunks for a missing tree"
+expect_rc 5 "$STAMP" --store "$S" restore "$GOOD" "$WORK/tgt3" --confirm-service-stopped --path blob
+expect_err "data is corrupt; TARGET was not changed"
 
 # A forged tree with an unsafe name is invalid, not a crash.
 rm -rf "$S" && cp -a "$WORK/pristine" "$S"

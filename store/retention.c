@@ -223,7 +223,9 @@ struct period_rule {
 
 struct pass {
         const struct stamp_retention *p;
-        unsigned last_kept, pre_kept;
+        const struct stamp_retention_item *items;
+        size_t n;
+        unsigned last_kept;
         struct period_rule periods[PERIOD_MAX];
         bool within;
         int64_t cutoff;
@@ -252,19 +254,35 @@ static unsigned decide_regular(struct pass *ps, const struct when *w)
         return keep;
 }
 
-static unsigned decide(struct pass *ps, const struct stamp_retention_item *it, const struct when *w)
+static bool same_target(const char *a, const char *b)
 {
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Items after @i (newer, decided already) keeping a rollback of @i's target. */
+static unsigned pre_kept(const struct pass *ps, size_t i)
+{
+        unsigned n = 0;
+
+        for (size_t j = i + 1; j < ps->n; j++)
+                if ((ps->items[j].keep & STAMP_KEEP_PRE_RESTORE) &&
+                    same_target(ps->items[j].target, ps->items[i].target))
+                        n++;
+        return n;
+}
+
+static unsigned decide(struct pass *ps, size_t i, const struct when *w)
+{
+        const struct stamp_retention_item *it = &ps->items[i];
         unsigned keep = 0;
 
-        for (size_t i = 0; i < ps->p->n_keep_tags; i++)
-                if (has_tag(it->tags, it->n_tags, ps->p->keep_tags[i]))
+        for (size_t t = 0; t < ps->p->n_keep_tags; t++)
+                if (has_tag(it->tags, it->n_tags, ps->p->keep_tags[t]))
                         keep |= STAMP_KEEP_TAG;
         if (!stamp_retention_is_pre_restore(it->tags, it->n_tags))
                 return keep | decide_regular(ps, w);
-        if (ps->pre_kept < ps->p->keep_pre_restore) {
-                ps->pre_kept++;
+        if (pre_kept(ps, i) < ps->p->keep_pre_restore)
                 keep |= STAMP_KEEP_PRE_RESTORE;
-        }
         return keep;
 }
 
@@ -272,7 +290,7 @@ int stamp_retention_apply(const struct stamp_retention *p, struct stamp_retentio
                           size_t n)
 {
         _cleanup_free_ struct when *w = NULL;
-        struct pass ps = { .p = p };
+        struct pass ps = { .p = p, .items = items, .n = n };
         unsigned wants[PERIOD_MAX] = { p->keep_hourly, p->keep_daily, p->keep_weekly,
                                        p->keep_monthly, p->keep_yearly };
 
@@ -296,7 +314,9 @@ int stamp_retention_apply(const struct stamp_retention *p, struct stamp_retentio
                         ps.cutoff = within_cutoff(&w[i], &p->keep_within);
                         break;
                 }
+        for (size_t i = 0; i < n; i++)
+                items[i].keep = 0;
         for (size_t i = n; i-- > 0;)
-                items[i].keep = decide(&ps, &items[i], &w[i]);
+                items[i].keep = decide(&ps, i, &w[i]);
         return 0;
 }

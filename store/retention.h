@@ -13,7 +13,9 @@
  *   within D    every snapshot at most D older than the newest one;
  *   tag T       every snapshot carrying tag T;
  *   pre-restore N
- *               the N newest pre-restore snapshots.
+ *               the N newest pre-restore snapshots of each target (the
+ *               directory restored into): restores elsewhere never push
+ *               a target's rollback out.
  * Pre-restore snapshots (tag STAMP_PRE_RESTORE_TAG), taken by restore as
  * a safety net, are invisible to last, the period rules and within: they
  * neither use up a period's slot nor take "newest" from the regular
@@ -79,6 +81,9 @@ struct stamp_retention_item {
         const char *stamp;     /* in: borrowed */
         char *const *tags;     /* in: the record's tags, borrowed */
         size_t n_tags;
+        const char *target;    /* in: what a pre-restore snapshot was taken of (its
+                                * record's first source), borrowed; NULL: unknown,
+                                * all such ones count as one target */
         unsigned keep;         /* out: STAMP_KEEP_* bits; 0 means remove */
 };
 

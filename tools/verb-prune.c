@@ -38,7 +38,8 @@ static void help(void)
                "\n"
                "Pre-restore snapshots (tagged 'pre-restore', the safety snapshots of\n"
                "`stamp restore`) follow their own rule only:\n"
-               "  --keep-pre-restore N    keep the N newest of them (default 3)\n"
+               "  --keep-pre-restore N    keep the N newest of them for each directory\n"
+               "                          restored into (default 3)\n"
                "They are invisible to the rules above (they never use up a day's or a\n"
                "week's slot, and are never the newest snapshot for --keep-within or\n"
                "--keep-last); only this rule and --keep-tag keep them.\n"
@@ -99,6 +100,7 @@ struct prune_args {
 struct plan {
         struct stamp_strv stamps;
         struct stamp_strv *tags; /* the record's tags, one per loaded stamp */
+        struct stamp_strv *sources; /* and its sources (a pre-restore one's target) */
         struct stamp_retention_item *items;
         size_t n;
         size_t kept, kept_regular, regular;
@@ -106,9 +108,12 @@ struct plan {
 
 static void plan_release(struct plan *p)
 {
-        for (size_t i = 0; i < p->n; i++)
+        for (size_t i = 0; i < p->n; i++) {
                 stamp_strv_release(&p->tags[i]);
+                stamp_strv_release(&p->sources[i]);
+        }
         free(p->tags);
+        free(p->sources);
         free(p->items);
         stamp_strv_release(&p->stamps);
         memset(p, 0, sizeof(*p));
@@ -203,8 +208,9 @@ static int plan_load(struct stamp_store *s, struct plan *p)
                 return exit_code(r);
         }
         p->tags = calloc(p->stamps.n + 1, sizeof(*p->tags));
+        p->sources = calloc(p->stamps.n + 1, sizeof(*p->sources));
         p->items = calloc(p->stamps.n + 1, sizeof(*p->items));
-        if (!p->tags || !p->items) {
+        if (!p->tags || !p->sources || !p->items) {
                 log_error("out of memory");
                 return EXIT_FAILED;
         }
@@ -220,12 +226,15 @@ static int plan_load(struct stamp_store *s, struct plan *p)
                         return exit_code(r);
                 }
                 p->tags[p->n] = rec.tags;
+                p->sources[p->n] = rec.sources;
                 rec.tags = (struct stamp_strv){ 0 };
+                rec.sources = (struct stamp_strv){ 0 };
                 stamp_record_release(&rec);
                 p->items[p->n] = (struct stamp_retention_item){
                         .stamp = p->stamps.v[i],
                         .tags = p->tags[p->n].v,
                         .n_tags = p->tags[p->n].n,
+                        .target = p->sources[p->n].n ? p->sources[p->n].v[0] : NULL,
                 };
                 p->n++;
         }

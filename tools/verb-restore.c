@@ -42,7 +42,8 @@ static void help(void)
                "    is refused;\n"
                "  - a pre-restore snapshot of TARGET (tag 'pre-restore') is committed\n"
                "    before anything changes; its stamp is printed: to roll back, restore\n"
-               "    it with --no-pre-snapshot;\n"
+               "    it with --no-pre-snapshot (none when TARGET did not exist: restore\n"
+               "    creates it, and removing it undoes the restore);\n"
                "  - TARGET itself keeps its inode: it may be a bind mount or a Docker\n"
                "    volume; mount points below it are emptied and refilled, never removed,\n"
                "    and a bind-mounted single file is rewritten in place;\n"
@@ -318,7 +319,7 @@ int verb_restore(int argc, char **argv)
         struct out out = { 0 };
         char stamp[STAMP_STAMP_LEN + 1], pre[STAMP_STAMP_LEN + 1] = "", err[512] = "";
         char *target = NULL, *store_real = NULL;
-        bool confirmed = false, pre_snapshot = true;
+        bool confirmed = false, pre_snapshot = true, created = false;
         struct timespec t0, t1;
         int lock_timeout = 60, c, r, tfd = -1;
         double secs;
@@ -399,8 +400,12 @@ int verb_restore(int argc, char **argv)
         }
 
         /* TARGET: created if missing (its parent must exist), never inside or around the store. */
-        if (!ro.dry_run && mkdir(argv[optind + 1], 0700) == 0 && !arg_quiet && !arg_json)
-                fprintf(stderr, "stamp: created '%s'\n", argv[optind + 1]);
+        if (!ro.dry_run && mkdir(argv[optind + 1], 0700) == 0) {
+                created = true; /* nothing to roll back to: no pre-restore snapshot */
+                if (!arg_quiet && !arg_json)
+                        fprintf(stderr, "stamp: created '%s' (no pre-restore snapshot: to undo, "
+                                "remove it)\n", argv[optind + 1]);
+        }
         tfd = open(argv[optind + 1], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (tfd < 0 && errno == ENOENT && ro.dry_run) {
                 /* A dry run into a directory that restore would create. */
@@ -446,7 +451,7 @@ int verb_restore(int argc, char **argv)
                 goto out;
         }
 
-        if (pre_snapshot && !ro.dry_run) {
+        if (pre_snapshot && !ro.dry_run && !created) {
                 r = take_pre_snapshot(s, target, lock_timeout, pre);
                 if (r != EXIT_OK)
                         goto out;

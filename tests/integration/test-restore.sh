@@ -98,6 +98,23 @@ PRE=$(json_field "$WORK/drill.json" pre_restore_snapshot)
 expect_rc 0 restore "$PRE" "$WORK/svc" --no-pre-snapshot
 [ -f "$WORK/svc/chroma/MARKER" ] || fail "rollback did not restore the marker"
 expect_rc 0 restore "$BASE" "$WORK/svc" --no-pre-snapshot
+# The pre-restore record names its target: prune keeps N of each target.
+"$STAMP" --store "$S" --json show "$PRE" >"$WORK/pre.json"
+python3 -c 'import json,os,sys; s=json.load(open(sys.argv[1]))["sources"]
+assert s == [os.path.realpath(sys.argv[2])], s' "$WORK/pre.json" "$WORK/svc" ||
+        fail "the pre-restore record does not name its target"
+# Three restores into another directory do not push that rollback out.
+mkdir "$WORK/scratch"
+for i in 1 2 3; do expect_rc 0 restore "$BASE" "$WORK/scratch"; done
+"$STAMP" --store "$S" prune --dry-run --keep-last 1 --keep-pre-restore 1 >"$WORK/out"
+grep -q "^keep   $PRE  pre-restore" "$WORK/out" || { cat "$WORK/out"; fail "prune drops the rollback of svc"; }
+[ "$(grep -c "  pre-restore" "$WORK/out")" = 2 ] || { cat "$WORK/out"; fail "prune keeps 1 of each target"; }
+# A TARGET that does not exist is created; there is nothing to roll back to.
+N=$("$STAMP" --store "$S" list --short | wc -l)
+expect_rc 0 "$STAMP" --store "$S" --json restore "$BASE" "$WORK/new" --confirm-service-stopped
+python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["pre_restore_snapshot"] is None, r' \
+        "$WORK/out" || fail "a created TARGET got a pre-restore snapshot"
+[ "$("$STAMP" --store "$S" list --short | wc -l)" = "$N" ] || fail "a created TARGET got a snapshot"
 
 # --- 3. Bind mounts: TARGET itself, a nested directory, a single file.
 mkdir -p "$WORK/vol/real" "$WORK/vol/target" "$WORK/vol/nested-src" "$WORK/vol/file-src"

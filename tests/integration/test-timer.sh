@@ -196,7 +196,7 @@ if hooks != ["pre " + store, "post ok " + made]:
 
 # Retention: exactly what the oracle keeps of before + the new one.
 rules = {"daily": 3, "weekly": 2}
-why = prune_oracle.oracle({s: [] for s in before + [made]}, rules)
+why = prune_oracle.oracle({s: [] for s in before + [made]}, {}, rules)
 keep = sorted(s for s, r in why.items() if r)
 if after != keep:
     sys.exit("FAIL: run %s: after prune %s, the oracle keeps %s" % (n, after, keep))

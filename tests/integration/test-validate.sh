@@ -96,6 +96,7 @@ done
 # A restore of it passes the structural check, then stops at blob (5): the
 # message says the snapshot is damaged and offers the rollback, not "run
 # the same command again", which would fail the same way.
+mkdir "$WORK/tgt" # an existing TARGET gets a pre-restore snapshot
 expect_rc 5 "$STAMP" --store "$S" restore "$GOOD" "$WORK/tgt" --confirm-service-stopped
 grep -q "snapshot $GOOD is damaged" "$WORK/err" || { cat "$WORK/err"; fail "restore: damage not said"; }
 grep -q "roll back with: stamp restore" "$WORK/err" || fail "restore: no rollback offered"

@@ -183,6 +183,38 @@ static void test_pre_restore(void)
         CHECK(stamp_retention_has_rule(&p));
 }
 
+/* --keep-pre-restore N keeps N of each target: scratch restores push nothing out. */
+static void test_pre_restore_targets(void)
+{
+        static const char *const stamps[] = {
+                "20260101T100000Z", "20260102T100000Z", "20260103T100000Z", "20260104T100000Z",
+                "20260105T100000Z", "20260106T100000Z", "20260107T100000Z",
+        };
+        static const char *const targets[] = {
+                "/srv/app/data", "/srv/app/data", "/tmp/x", NULL, "/tmp/x", "/tmp/y", NULL,
+        };
+        char *pre[] = { "pre-restore" };
+        struct stamp_retention_item items[N(stamps)];
+        struct stamp_retention p = { .keep_last = 1, .keep_pre_restore = 1 };
+
+        for (size_t i = 0; i < N(stamps); i++)
+                items[i] = (struct stamp_retention_item){ .stamp = stamps[i], .tags = pre,
+                                                          .n_tags = 1, .target = targets[i] };
+        CHECK_OK(stamp_retention_apply(&p, items, N(items)));
+        /* The newest of each target (NULL is one target of its own). */
+        CHECK(items[6].keep == STAMP_KEEP_PRE_RESTORE && items[5].keep == STAMP_KEEP_PRE_RESTORE);
+        CHECK(items[4].keep == STAMP_KEEP_PRE_RESTORE && items[1].keep == STAMP_KEEP_PRE_RESTORE);
+        CHECK(items[3].keep == 0 && items[2].keep == 0 && items[0].keep == 0);
+        p.keep_pre_restore = 2;
+        CHECK_OK(stamp_retention_apply(&p, items, N(items)));
+        for (size_t i = 0; i < N(items); i++)
+                CHECK(items[i].keep == STAMP_KEEP_PRE_RESTORE);
+        p.keep_pre_restore = 0;
+        CHECK_OK(stamp_retention_apply(&p, items, N(items)));
+        for (size_t i = 0; i < N(items); i++)
+                CHECK(items[i].keep == 0);
+}
+
 /* "within" counts back from the newest regular snapshot, by calendar months. */
 static void test_within(void)
 {
@@ -236,6 +268,7 @@ int main(void)
         test_weeks_across_years();
         test_empty_periods();
         test_pre_restore();
+        test_pre_restore_targets();
         test_within();
         test_bad_input();
         printf("retention ok\n");

@@ -9,7 +9,8 @@
 # thousand synthetic records (all naming the same root tree) spread over
 # two years at irregular times, with gaps of weeks, stamps on the exact
 # boundaries of hours, days, ISO weeks, months and years, tags and
-# pre-restore snapshots. Then many rule combinations are compared with
+# pre-restore snapshots of three targets (--keep-pre-restore N keeps N of
+# each). Then many rule combinations are compared with
 # `prune --dry-run --json`, and one real prune is checked with `list`
 # and `cat`.
 import calendar
@@ -40,6 +41,8 @@ BOUNDARIES = [
 ]
 # Newer than every regular snapshot: must not move "newest" for within/last.
 PRE_RESTORES = ["20270131T130000Z", "20270201T000000Z", "20260101T000001Z"]
+# The directories restored into; a pre-restore record's first source.
+TARGETS = ["/srv/app/data", "/tmp/scratch", "/srv/other data"]
 
 
 def parse(stamp):
@@ -71,7 +74,13 @@ def generate(rng):
     return snaps
 
 
-def write_records(store, snaps):
+def assign_targets(snaps, seed):
+    """{stamp: target} for the pre-restore snapshots, from their own generator."""
+    rng = random.Random(seed + 1)
+    return {s: rng.choice(TARGETS) for s in sorted(snaps) if PRE in snaps[s]}
+
+
+def write_records(store, snaps, targets):
     d = os.path.join(store, "snapshots")
     (template_name,) = os.listdir(d)
     template = json.load(open(os.path.join(d, template_name)))
@@ -81,6 +90,8 @@ def write_records(store, snaps):
         rec["stamp"] = stamp
         rec["created"] = parse(stamp).strftime("%Y-%m-%dT%H:%M:%S") + ".000000000Z"
         rec["tags"] = tags
+        if stamp in targets:
+            rec["sources"] = [targets[stamp]]
         p = os.path.join(d, stamp + ".json")
         with open(os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
             json.dump(rec, f, indent=1)
@@ -110,7 +121,7 @@ PERIODS = {
 }
 
 
-def oracle(snaps, rules):
+def oracle(snaps, targets, rules):
     """{stamp: set of reasons}; rules as in args_of()."""
     why = {s: set() for s in snaps}
     regular = sorted((s for s, tags in snaps.items() if PRE not in tags), reverse=True)
@@ -132,8 +143,9 @@ def oracle(snaps, rules):
     for s, tags in snaps.items():
         if set(tags) & set(rules.get("tags", [])):
             why[s].add("tag")
-    for s in pre[:rules.get("pre", 3)]:
-        why[s].add("pre-restore")
+    for t in TARGETS:
+        for s in [s for s in pre if targets[s] == t][:rules.get("pre", 3)]:
+            why[s].add("pre-restore")
     return why
 
 
@@ -158,10 +170,10 @@ def run(stamp, store, args, check=True):
     return r
 
 
-def compare(stamp, store, snaps, rules):
+def compare(stamp, store, snaps, targets, rules):
     args = args_of(rules)
     out = json.loads(run(stamp, store, ["--dry-run", "--json", "--allow-empty"] + args).stdout)
-    want = oracle(snaps, rules)
+    want = oracle(snaps, targets, rules)
     got = {x["stamp"]: x for x in out["snapshots"]}
     if list(got) != sorted(snaps):
         sys.exit("FAIL: %s: prune lists %d stamps, the store has %d" % (args, len(got), len(snaps)))
@@ -230,9 +242,9 @@ def random_rules(rng):
     return rules
 
 
-def check_real_prune(stamp, store, snaps):
+def check_real_prune(stamp, store, snaps, targets):
     rules = {"daily": 7, "weekly": 4, "monthly": 6}
-    want = oracle(snaps, rules)
+    want = oracle(snaps, targets, rules)
     r = run(stamp, store, args_of(rules))
     lines = r.stdout.splitlines()
     if len(lines) != len(snaps) + 1 or not lines[-1].startswith("kept "):
@@ -259,14 +271,15 @@ def main():
     stamp, store, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rng = random.Random(seed)
     snaps = generate(rng)
-    write_records(store, snaps)
-    print("%d synthetic snapshots (%d pre-restore), seed %d" % (
-        len(snaps), sum(1 for t in snaps.values() if PRE in t), seed))
+    targets = assign_targets(snaps, seed)
+    write_records(store, snaps, targets)
+    print("%d synthetic snapshots (%d pre-restore, of %d targets), seed %d" % (
+        len(snaps), len(targets), len(set(targets.values())), seed))
     combos = FIXED + [random_rules(rng) for _ in range(40)]
     for rules in combos:
-        kept = compare(stamp, store, snaps, rules)
+        kept = compare(stamp, store, snaps, targets, rules)
         print("ok %-60s kept %d" % (" ".join(args_of(rules)), kept))
-    check_real_prune(stamp, store, snaps)
+    check_real_prune(stamp, store, snaps, targets)
 
 
 if __name__ == "__main__":

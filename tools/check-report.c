@@ -38,10 +38,11 @@ void check_report_problem(const struct stamp_problem *p, void *userdata)
                 if (p->path)
                         json_string(stdout, p->path);
                 printf("]");
-                if (p->object) {
-                        printf(", \"object\": ");
+                printf(", \"object\": ");
+                if (p->object)
                         json_string(stdout, p->object);
-                }
+                else
+                        printf("null");
                 printf(", \"detail\": ");
                 json_string(stdout, p->detail ? p->detail : "");
                 printf("}");

@@ -7,7 +7,7 @@
 
 static void help(void)
 {
-        printf("Usage: stamp [--store DIR] list [--short] [--json]\n"
+        printf("Usage: stamp [--store DIR] list [--short] [--json] [-q]\n"
                "\n"
                "List the snapshots of the store, oldest first: stamp, files, logical size,\n"
                "bytes new in that snapshot, and tags.\n"
@@ -15,7 +15,8 @@ static void help(void)
                "Options:\n"
                "  -s, --short   stamps only, one per line\n"
                "  --json        a JSON array of {stamp, created, files, logical_bytes,\n"
-               "                new_bytes, stored_new_bytes, tags}\n");
+               "                new_bytes, stored_new_bytes, error_count, tags}\n"
+               "  -q, --quiet   no header line\n");
 }
 
 static void print_json(const struct stamp_record *rec, bool first)

@@ -46,7 +46,9 @@ _stamp_options() {
         if [[ -z ${_stamp_cache[$key]+set} ]]; then
                 local -A seen=()
                 local args=" --store=DIR "
-                if [[ -n ${2:-} ]]; then
+                if [[ ${2:-} == serve ]]; then
+                        seen[--help]=1 # PATH is its store; it prints nothing to read
+                elif [[ -n ${2:-} ]]; then
                         for o in --store --json --quiet -q --help; do seen[$o]=1; done
                 else
                         for o in --store --json --quiet -q --version --help; do seen[$o]=1; done

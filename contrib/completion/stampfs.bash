@@ -17,10 +17,11 @@ _stampfs() {
         [[ -x $bin ]] || return 0
         if [[ -z ${_stampfs_cache[$bin]+set} ]]; then
                 while IFS= read -r line; do
-                        # "  -f   text", "  -o cache_size=MIB   text", "  -o allow_other  text"
+                        # "  -f   text", "  -h, --help  text", "  -o cache_size=MIB   text",
+                        # "  -o allow_other  text", "  -o <fuse option>  text" (-o: added once)
                         if [[ $line =~ ^\ +-o\ ([a-z_]+)(=?) ]]; then
                                 values+="${BASH_REMATCH[1]}${BASH_REMATCH[2]} "
-                        elif [[ $line =~ ^\ +(-[A-Za-z])\  ]]; then
+                        elif [[ $line =~ ^\ +(-[A-Za-z])[,\ ] && ${BASH_REMATCH[1]} != -o ]]; then
                                 opts+=" ${BASH_REMATCH[1]}"
                         fi
                 done < <("$bin" --help 2>/dev/null)

@@ -81,6 +81,8 @@ for v in $verbs; do
         [ -z "$missing" ] || fail "stamp $v -<TAB> lacks $missing"
 done
 expect --one-file-system snapshot --one
+# serve documents only --init and --help: it is run by copy, not by hand.
+expect "--help --init" serve -
 expect --confirm-service-stopped restore --conf
 expect "--keep-daily" --store "$WORK/store" prune --keep-d
 
@@ -113,6 +115,9 @@ if [ -n "${STAMPFS:-}" ]; then
         [ "$(fscomp -o allow_other,ca)" = allow_other,cache_size= ] ||
                 fail "stampfs -o allow_other,ca<TAB>: got '$(fscomp -o allow_other,ca)'"
         fscomp - | grep -qx -- -f || fail "stampfs -<TAB> lacks -f"
+        # Each option once, short forms of "-h, --help" included.
+        [ "$(fscomp - | sort | tr '\n' ' ')" = "--help --version -V -d -f -h -o " ] ||
+                fail "stampfs -<TAB>: got '$(fscomp - | sort | tr '\n' ' ')'"
         [ "$(fscomp "$WORK/sto")" = "$WORK/store" ] || fail "stampfs STORE<TAB>: not the directory"
 fi
 

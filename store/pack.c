@@ -60,6 +60,7 @@ struct stamp_pack_writer {
         size_t n, cap;
         uint8_t *buf;
         size_t buf_len;
+        int error; /* a write failed: the pack lacks bytes its index counts */
 };
 
 void stamp_pack_name(const struct stamp_id *sum, char ret[64])
@@ -275,7 +276,7 @@ static int flush(struct stamp_pack_writer *w)
         return r;
 }
 
-static int emit(struct stamp_pack_writer *w, const void *data, size_t len)
+static int emit_stream(struct stamp_pack_writer *w, const void *data, size_t len)
 {
         int r;
 
@@ -291,6 +292,23 @@ static int emit(struct stamp_pack_writer *w, const void *data, size_t len)
         memcpy(w->buf + w->buf_len, data, len);
         w->buf_len += len;
         return 0;
+}
+
+/*
+ * Appends to the pack. After a failed write the size, checksum and entries
+ * already count bytes the file lacks: the writer is poisoned, and every
+ * later add and finish fails, so that such a pack is never committed.
+ */
+static int emit(struct stamp_pack_writer *w, const void *data, size_t len)
+{
+        int r;
+
+        if (w->error)
+                return w->error;
+        r = emit_stream(w, data, len);
+        if (r < 0)
+                w->error = r;
+        return r;
 }
 
 int stamp_pack_writer_new(struct stamp_backend *b, struct stamp_pack_writer **ret)
@@ -333,6 +351,8 @@ int stamp_pack_writer_add(struct stamp_pack_writer *w, const struct stamp_id *id
 
         if (raw_len > STAMP_OBJECT_MAX || stored_len > STAMP_OBJECT_MAX)
                 return -EINVAL;
+        if (w->error)
+                return w->error;
         if (w->n == w->cap) {
                 size_t cap = w->cap ? 2 * w->cap : 256;
                 struct stamp_pack_entry *v = realloc(w->entries, cap * sizeof(*v));
@@ -388,6 +408,8 @@ int stamp_pack_writer_finish(struct stamp_pack_writer *w, char ret_name[64])
         struct stamp_id sum;
         int r;
 
+        if (w->error)
+                return w->error;
         for (size_t i = 0; i < w->n; i++) {
                 const struct stamp_pack_entry *e = &w->entries[i];
                 memset(ent, 0, sizeof(ent));
@@ -412,14 +434,14 @@ int stamp_pack_writer_finish(struct stamp_pack_writer *w, char ret_name[64])
         if (w->buf_len + sizeof(tail) > WRITE_BUFFER) {
                 r = flush(w);
                 if (r < 0)
-                        return r;
+                        return w->error = r;
         }
         memcpy(w->buf + w->buf_len, tail, sizeof(tail));
         w->buf_len += sizeof(tail);
         w->size += sizeof(tail);
         r = flush(w);
         if (r < 0)
-                return r;
+                return w->error = r;
         stamp_pack_name(&sum, ret_name);
         r = stamp_backend_writer_commit(TAKE_PTR(w->bw), ret_name);
         /* The same bytes under the same name: another writer made it durable. */

@@ -296,8 +296,17 @@ static int append(struct stamp_writer *w, const struct stamp_id *id, uint8_t typ
         }
         r = stamp_pack_writer_add(w->cur, id, type, comp, (uint32_t)raw_len, payload,
                                   (uint32_t)stored_len);
-        if (r < 0)
+        if (r < 0) {
+                /*
+                 * Failed under the lock, before another worker can append:
+                 * the pack may lack bytes (a full disk), so it is dropped,
+                 * never finished, and every later put fails.
+                 */
+                if (w->error == 0)
+                        w->error = r;
+                stamp_pack_writer_free(TAKE_PTR(w->cur));
                 return r;
+        }
         w->stats.new_objects++;
         w->stats.new_bytes += raw_len;
         w->stats.stored_bytes += stored_len + STAMP_PACK_RECORD_HEADER_SIZE;

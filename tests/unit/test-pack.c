@@ -46,6 +46,108 @@ static void write_pack(struct stamp_backend *b, const char *dir, char name[64],
         snprintf(pack_path, sizeof(pack_path), "%s/%s", dir, name);
 }
 
+/*
+ * A backend whose writers fail their Nth write (once, with ENOSPC), as a
+ * full disk does, and pass everything else to the local backend.
+ */
+struct failing {
+        struct stamp_backend base;
+        struct stamp_backend *inner;
+        int writes, fail_at;
+};
+
+struct failing_writer {
+        struct stamp_backend *b; /* first, as backend.c expects */
+        struct stamp_backend_writer *inner;
+};
+
+static int failing_writer_open(struct stamp_backend *b, struct stamp_backend_writer **ret)
+{
+        struct failing *f = (struct failing *)b;
+        struct failing_writer *w = calloc(1, sizeof(*w));
+        int r;
+
+        CHECK(w);
+        w->b = b;
+        r = stamp_backend_writer_open(f->inner, &w->inner);
+        if (r < 0) {
+                free(w);
+                return r;
+        }
+        *ret = (struct stamp_backend_writer *)w;
+        return 0;
+}
+
+static int failing_writer_write(struct stamp_backend_writer *bw, const void *data, size_t len)
+{
+        struct failing_writer *w = (struct failing_writer *)bw;
+        struct failing *f = (struct failing *)w->b;
+
+        if (++f->writes == f->fail_at)
+                return -ENOSPC;
+        return stamp_backend_writer_write(w->inner, data, len);
+}
+
+static int failing_writer_commit(struct stamp_backend_writer *bw, const char *name)
+{
+        struct failing_writer *w = (struct failing_writer *)bw;
+        int r = stamp_backend_writer_commit(w->inner, name);
+
+        free(w);
+        return r;
+}
+
+static void failing_writer_abort(struct stamp_backend_writer *bw)
+{
+        struct failing_writer *w = (struct failing_writer *)bw;
+
+        if (!w)
+                return;
+        stamp_backend_writer_abort(w->inner);
+        free(w);
+}
+
+static const struct stamp_backend_ops failing_ops = {
+        .writer_open = failing_writer_open,
+        .writer_write = failing_writer_write,
+        .writer_commit = failing_writer_commit,
+        .writer_abort = failing_writer_abort,
+};
+
+/*
+ * A write that fails halfway through a pack poisons its writer: the adds
+ * after it, and finish, fail with that error, so that a pack lacking bytes
+ * is never committed (whoever holds it, and whatever space comes back).
+ */
+static void test_failed_write_poisons(struct stamp_backend *b)
+{
+        struct failing f = { .base = { .ops = &failing_ops }, .inner = b, .fail_at = 2 };
+        struct stamp_pack_writer *w;
+        static unsigned char big[600 << 10];
+        char name[64];
+        struct stamp_id id;
+        int r = 0;
+
+        fill_random(big, sizeof(big), 7);
+        CHECK_OK(stamp_pack_writer_new(&f.base, &w));
+        /* 600 KiB objects: the second one overflows the 1 MiB buffer: write 1, */
+        /* the third write 2, which fails; the objects after it would fit. */
+        for (int i = 0; i < 8 && r == 0; i++) {
+                big[0] = (unsigned char)i;
+                stamp_checksum128(big, sizeof(big), &id);
+                r = stamp_pack_writer_add(w, &id, STAMP_OBJ_DATA, STAMP_COMP_NONE,
+                                          sizeof(big), big, sizeof(big));
+        }
+        CHECK_RC(r, -ENOSPC);
+        CHECK(f.writes == 2);
+        stamp_checksum128("x", 1, &id);
+        CHECK_RC(stamp_pack_writer_add(w, &id, STAMP_OBJ_DATA, STAMP_COMP_NONE, 1, "x", 1),
+                 -ENOSPC);
+        CHECK_RC(stamp_pack_writer_finish(w, name), -ENOSPC);
+        CHECK(f.writes == 2); /* nothing written after the failure */
+        stamp_pack_writer_free(w);
+}
+
 static void copy_file(const char *from, const char *to)
 {
         char cmd[1200];
@@ -140,7 +242,9 @@ int main(void)
         CHECK(truncate(copy, 0) == 0);
         CHECK_RC(stamp_pack_load_index(b, "packs/copy4.pack", &e, &n, &size), -EBADMSG);
 
-        /* A pack that is abandoned leaves nothing behind. */
+        test_failed_write_poisons(b);
+
+        /* A pack that is abandoned leaves nothing behind (the poisoned one too). */
         {
                 struct stamp_pack_writer *w;
                 struct stamp_backend_writer *bw;

@@ -1643,6 +1643,8 @@ static int open_store(const char *dir, struct stamp_store **ret)
                 fprintf(stderr, "stampfs: store '%s': unsupported format version\n", dir);
         else if (r == -EROFS)
                 fprintf(stderr, "stampfs: store '%s': %s\n", dir, STAMP_STORE_EROFS_MESSAGE);
+        else if (r == -ENOTDIR)
+                fprintf(stderr, "stampfs: store '%s': %s\n", dir, STAMP_STORE_NOTDIR_MESSAGE);
         else if (r < 0)
                 fprintf(stderr, "stampfs: store '%s': %s\n", dir,
                         r == -EBADMSG ? "corrupt config" : strerror(-r));

@@ -375,9 +375,15 @@ static int list_dir(int dirfd, const char *path, stamp_backend_list_fn fn, void 
                         continue;
                 if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >= (int)sizeof(sub))
                         continue;
-                if (de->d_type == DT_DIR)
+                /*
+                 * Subdirectories (packs/ab/) have no dot in their names.
+                 * Whatever else bears an object's name (a symlink, a
+                 * directory "X.json") is listed too: reading it fails, so
+                 * that gc refuses to run rather than miss a snapshot.
+                 */
+                if (de->d_type == DT_DIR && !strchr(de->d_name, '.'))
                         r = list_dir(dirfd, sub, fn, userdata, depth + 1);
-                else if (de->d_type == DT_REG || de->d_type == DT_UNKNOWN) {
+                else {
                         if (strlen(de->d_name) > 4 &&
                             strcmp(de->d_name + strlen(de->d_name) - 4, ".tmp") == 0)
                                 continue;
@@ -429,7 +435,9 @@ static int local_remove(struct stamp_backend *b, const char *name)
 static int local_cleanup(struct stamp_backend *b)
 {
         struct local *l = to_local(b);
-        _cleanup_close_ int fd = openat(l->dirfd, TMP_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        /* Never another directory's files, through a symlink. */
+        _cleanup_close_ int fd =
+                openat(l->dirfd, TMP_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         struct dirent *de;
         DIR *d;
 

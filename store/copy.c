@@ -336,6 +336,8 @@ static int local_setup(struct local *l, const struct stamp_config *init_like, in
                            r == -ENOENT        ? "no such store (use --init to create it)"
                            : r == -EMEDIUMTYPE ? "not a stampfs store (use --init on an empty "
                                                  "directory)"
+                           : r == -ENOTDIR     ? STAMP_STORE_NOTDIR_MESSAGE
+                           : r == -EBADMSG     ? "its config is damaged"
                                                : strerror(-r));
                 return r;
         }

@@ -464,6 +464,16 @@ int stamp_store_open(const char *dir, struct stamp_store **ret)
         r = load_config(s);
         if (r < 0)
                 goto fail;
+        /*
+         * Its directories must be its own: recovery removes files of tmp/,
+         * gc lists snapshots/ and deletes packs/. Through a symlink they
+         * would be another directory's files (deleted, or not seen).
+         */
+        for (const char *sub = "packs\0snapshots\0tmp\0"; *sub; sub += strlen(sub) + 1)
+                if (fstatat(s->dirfd, sub, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode)) {
+                        r = -ENOTDIR;
+                        goto fail;
+                }
         s->hasher = stamp_hasher_new(s->config.secret);
         if (!s->hasher) {
                 r = -ENOMEM;

@@ -71,9 +71,14 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o);
  * Opens the store in @dir. -ENOENT if @dir is missing, -EMEDIUMTYPE if it is
  * not a store, -EROFS if it is on a read-only file system with index.db
  * changes not folded in (a -wal without its -shm: SQLite cannot read that
- * there). Caller frees with stamp_store_free(). Takes no lock.
+ * there), -ENOTDIR if its packs/, snapshots/ or tmp/ is not a directory of
+ * its own (a symlink: STAMP_STORE_NOTDIR_MESSAGE). Caller frees with
+ * stamp_store_free(). Takes no lock.
  */
 int stamp_store_open(const char *dir, struct stamp_store **ret);
+#define STAMP_STORE_NOTDIR_MESSAGE                                                               \
+        "its packs/, snapshots/ or tmp/ is a symlink or not a directory; refusing to use it "     \
+        "(they must be the store's own directories)"
 /* What -EROFS from stamp_store_open() means, for the front ends to print. */
 #define STAMP_STORE_EROFS_MESSAGE                                                                 \
         "on a read-only file system, with index.db changes not folded in (index.db-wal "          \

@@ -125,4 +125,34 @@ expect_rc 5 "$STAMP" --store "$S" cat "$A" file
 expect_err "index.db is missing"
 "$STAMP" --store "$S" -q snapshot "$WORK/src" >/dev/null
 [ "$("$STAMP" --store "$S" cat "$A" file)" = data ] || fail "index not rebuilt"
+
+# A store whose tmp/ is a symlink: refused (5), and the files it points at
+# stay (recovery used to delete them); so for snapshots/ and packs/.
+for sub in tmp snapshots packs; do
+        rm -rf "$WORK/lay" "$WORK/elsewhere" && cp -a "$S" "$WORK/lay" && mkdir "$WORK/elsewhere"
+        echo keep >"$WORK/elsewhere/notes.txt"
+        cp -a "$WORK/lay/$sub/." "$WORK/elsewhere/" && rm -rf "$WORK/lay/$sub"
+        ln -s "$WORK/elsewhere" "$WORK/lay/$sub"
+        expect_rc 5 "$STAMP" --store "$WORK/lay" snapshot "$WORK/src"
+        expect_err "its packs/, snapshots/ or tmp/ is a symlink or not a directory; refusing"
+        expect_rc 5 "$STAMP" --store "$WORK/lay" list
+        [ -f "$WORK/elsewhere/notes.txt" ] || fail "a symlinked $sub/: a file outside the store was deleted"
+done
+# A record that is a symlink or a directory is not skipped: gc refuses
+# (it used to skip that snapshot and delete its data), verify names it.
+for kind in symlink dir; do
+        rm -rf "$WORK/lay" && cp -a "$S" "$WORK/lay"
+        mv "$WORK/lay/snapshots/$A.json" "$WORK/rec-$kind.json"
+        if [ $kind = symlink ]; then
+                ln -s "$WORK/rec-$kind.json" "$WORK/lay/snapshots/$A.json"
+        else
+                mkdir "$WORK/lay/snapshots/$A.json"
+        fi
+        before=$(du -sb "$WORK/lay/packs" | cut -f1)
+        expect_rc 5 "$STAMP" --store "$WORK/lay" gc --max-unused 0
+        expect_err "refusing to collect garbage: snapshot '$A': record unreadable"
+        [ "$(du -sb "$WORK/lay/packs" | cut -f1)" = "$before" ] || fail "gc deleted data of a $kind record"
+        expect_rc 7 "$STAMP" --store "$WORK/lay" verify
+        grep -q "^damaged snapshots: $A" "$WORK/out" || fail "verify does not name a $kind record"
+done
 echo "errors ok"

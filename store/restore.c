@@ -1323,6 +1323,15 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
         }
         if (e->type == STAMP_T_DIR) {
                 int sub = -1;
+                if (have && (e->flags & STAMP_EF_UNREADABLE)) {
+                        /* Its listing failed: the snapshot does not know what it held. */
+                        warn(c, rel, "could not be listed when the snapshot was taken (stored "
+                                     "empty): the directory in TARGET is kept as it is");
+                        return 0;
+                }
+                if (e->flags & STAMP_EF_UNREADABLE)
+                        warn(c, rel, "could not be listed when the snapshot was taken: "
+                                     "restored empty");
                 if (!have) {
                         count(c, &c->st->dirs_created, 1);
                         event(c, STAMP_RESTORE_MKDIR, rel);
@@ -1374,6 +1383,16 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                  * (a target where a restore before linked them all).
                  */
                 split = link_group_seen(c, e->link_id);
+        }
+        if (e->type == STAMP_T_REG && (e->flags & STAMP_EF_UNREADABLE)) {
+                /* Stored empty: the snapshot does not know the content. */
+                if (have && S_ISREG(hs.st_mode)) {
+                        warn(c, rel, "could not be read when the snapshot was taken (stored "
+                                     "empty): the file in TARGET is kept as it is");
+                        count(c, &c->st->files_kept, 1);
+                        return group ? link_add(c, e, rel, dfd) : 0;
+                }
+                warn(c, rel, "could not be read when the snapshot was taken: restored empty");
         }
         if (e->type == STAMP_T_REG) {
                 unsigned keep = sidecar_keep(parent, e->name);

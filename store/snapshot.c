@@ -1743,6 +1743,7 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
                         r = source_error(c, strerror(errno));
                         if (r < 0)
                                 return r;
+                        pe->e.flags |= STAMP_EF_UNREADABLE; /* stored empty */
                 }
                 return walk_dir(c, sub, depth + 1, &pe->e.subtree);
         }

@@ -82,26 +82,44 @@ A=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
 B=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
 [ "$A" != "$B" ] || fail "same stamp twice"
 
-# An unreadable file inside the source: reported, recorded, exit 1.
-if command -v setpriv >/dev/null; then
-        chmod 755 "$WORK"
-        U="$WORK/user"
-        mkdir -p "$U/src/sub"
-        echo secret >"$U/src/sub/secret"
-        echo open >"$U/src/open"
-        chown -R nobody "$U"
-        chmod 000 "$U/src/sub/secret"
-        setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" init "$U/store" >/dev/null
-        rc=0
-        setpriv --reuid=nobody --regid=nogroup --clear-groups \
-                "$STAMP" --store "$U/store" --json snapshot "$U/src" >"$WORK/rec.json" 2>"$WORK/err" || rc=$?
-        [ "$rc" = 1 ] || fail "unreadable file: exit $rc, expected 1"
-        grep -q "warning: sub/secret: Permission denied" "$WORK/err" || fail "unreadable file not reported"
-        [ "$(json_field "$WORK/rec.json" error_count)" = 1 ] || fail "record error_count"
-        ST=$(json_field "$WORK/rec.json" stamp)
-        [ "$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" --store "$U/store" cat "$ST" open)" = open ] ||
-                fail "the readable file was not stored"
-fi
+# An unreadable file and directory inside the source: reported, recorded,
+# exit 1 (setpriv is util-linux, always there).
+chmod 755 "$WORK"
+U="$WORK/user"
+mkdir -p "$U/src/sub" "$U/src/closed"
+echo secret >"$U/src/sub/secret"
+echo open >"$U/src/open"
+echo inside >"$U/src/closed/inside"
+chown -R nobody "$U"
+chmod 000 "$U/src/sub/secret" "$U/src/closed"
+setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" init "$U/store" >/dev/null
+rc=0
+setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        "$STAMP" --store "$U/store" --json snapshot "$U/src" >"$WORK/rec.json" 2>"$WORK/err" || rc=$?
+[ "$rc" = 1 ] || fail "unreadable file: exit $rc, expected 1"
+grep -q "warning: sub/secret: Permission denied" "$WORK/err" || fail "unreadable file not reported"
+grep -q "warning: closed: Permission denied" "$WORK/err" || fail "unreadable directory not reported"
+[ "$(json_field "$WORK/rec.json" error_count)" = 2 ] || fail "record error_count"
+ST=$(json_field "$WORK/rec.json" stamp)
+[ "$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" --store "$U/store" cat "$ST" open)" = open ] ||
+        fail "the readable file was not stored"
+# Restored over the live data, what could not be read is kept as it is,
+# with a warning each (exit 1), never replaced by the empty stand-in.
+mkdir -p "$U/t/sub" "$U/t/closed"
+echo IMPORTANT >"$U/t/sub/secret"
+echo IMPORTANT >"$U/t/closed/inside"
+expect_rc 1 "$STAMP" --store "$U/store" restore "$ST" "$U/t" --confirm-service-stopped --no-pre-snapshot
+grep -q "sub/secret: could not be read when the snapshot was taken (stored empty): the file in TARGET is kept" \
+        "$WORK/err" || { cat "$WORK/err"; fail "restore: unreadable file not warned about"; }
+grep -q "closed: could not be listed when the snapshot was taken" "$WORK/err" || fail "restore: unreadable dir"
+[ "$(cat "$U/t/sub/secret")" = IMPORTANT ] || fail "restore emptied a file the snapshot could not read"
+[ "$(cat "$U/t/closed/inside")" = IMPORTANT ] || fail "restore emptied a directory the snapshot could not list"
+[ "$(cat "$U/t/open")" = open ] || fail "restore: the readable file"
+# Into an empty target they come back empty, said so.
+expect_rc 1 "$STAMP" --store "$U/store" restore "$ST" "$U/t2" --confirm-service-stopped
+grep -q "sub/secret: could not be read when the snapshot was taken: restored empty" "$WORK/err" ||
+        fail "restore: an unreadable file restored empty without a warning"
+[ -f "$U/t2/sub/secret" ] && [ ! -s "$U/t2/sub/secret" ] || fail "restore: the empty stand-in"
 
 # The lock: a second writer waits, then says who holds it.
 python3 - "$S/lock" "$WORK/locked" <<'PY' &

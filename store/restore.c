@@ -1186,11 +1186,23 @@ static int restore_link(struct ctx *c, int dfd, const struct stamp_entry *e, con
                 fail(c, r, rel, "cannot hardlink to '%s'", l->rel);
         } else if (renameat(dfd, tmp, dfd, e->name) < 0) {
                 r = -errno;
-                fail(c, r, rel, "cannot move the hardlink into place");
+                if (r == -EBUSY) {
+                        /* A bind-mounted file: it keeps its inode, rewritten in place. */
+                        int src = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+                        r = src < 0 ? -errno : rewrite_in_place(c, dfd, e->name, src, rel, e);
+                        if (src < 0)
+                                fail(c, r, rel, "cannot open its hardlink '%s'", l->rel);
+                        else
+                                close(src);
+                        if (r == 0)
+                                warn(c, rel, "a mounted file: rewritten in place, so it is a "
+                                             "copy, not a hardlink, of its group's first name");
+                } else {
+                        fail(c, r, rel, "cannot move the hardlink into place");
+                }
                 (void)unlinkat(dfd, tmp, 0);
         }
         close(pfd);
-        (void)e;
         return r;
 }
 

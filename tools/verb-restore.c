@@ -471,22 +471,33 @@ int verb_restore(int argc, char **argv)
         secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
         if (r < 0) {
                 log_error("restore into '%s' failed: %s", target, err[0] ? err : describe(r));
-                if (!ro.dry_run && exit_code(r) == EXIT_CORRUPT)
-                        /* Damaged data: the same command fails at the same place. */
-                        log_error("snapshot %s is damaged ('stamp verify --read-data' lists "
-                                  "what else is); TARGET is partly restored: %s%s%s",
-                                  stamp, pre[0] ? "roll back with: stamp restore " : "",
-                                  pre, pre[0] ? " TARGET --confirm-service-stopped "
-                                               "--no-pre-snapshot, or restore another snapshot"
-                                              : "restore another snapshot");
-                else if (!ro.dry_run)
-                        log_error("TARGET is partly restored: run the same command again to "
-                                  "finish%s%s%s",
-                                  pre[0] ? ", or roll back with: stamp restore " : "", pre,
-                                  pre[0] ? " TARGET --confirm-service-stopped --no-pre-snapshot" : "");
+                if (!ro.dry_run) {
+                        /* The rollback, as a command to paste. */
+                        char rollback[PATH_MAX + 128] = "";
+                        if (pre[0])
+                                snprintf(rollback, sizeof(rollback),
+                                         "roll back with: stamp restore %s '%s' "
+                                         "--confirm-service-stopped --no-pre-snapshot",
+                                         pre, target);
+                        if (exit_code(r) == EXIT_CORRUPT)
+                                /* Damaged data: the same command fails at the same place. */
+                                log_error("snapshot %s is damaged ('stamp verify --read-data' "
+                                          "lists what else is); TARGET is partly restored: "
+                                          "%s%srestore another snapshot",
+                                          stamp, rollback, pre[0] ? ", or " : "");
+                        else
+                                log_error("TARGET is partly restored: %s%s%s",
+                                          r == -EBUSY ? "move the mount point out of the way "
+                                                        "(see above), then run the same "
+                                                        "command again to finish"
+                                                      : "run the same command again to finish",
+                                          pre[0] ? ", or " : "", rollback);
+                }
                 if (arg_json)
                         report_json(stamp, target, pre, &ro, &st, secs, err[0] ? err : describe(r));
-                r = exit_code(r) == EXIT_NOTFOUND ? EXIT_FAILED : exit_code(r);
+                /* 3 and 4 would say no such snapshot, a locked store: it failed halfway. */
+                r = exit_code(r) == EXIT_NOTFOUND || exit_code(r) == EXIT_BUSY ? EXIT_FAILED
+                                                                                : exit_code(r);
                 goto out;
         }
         if (arg_json)

@@ -143,6 +143,29 @@ diff <(M "$WORK/vsrc" --ignore-root-times) <(M "$WORK/vol/target" --ignore-root-
         { cat "$WORK/d"; fail "bind-mounted target differs from the snapshot"; }
 umount "$WORK/vol/target/config.json" "$WORK/vol/target/data/cache" "$WORK/vol/target"
 
+# A bind-mounted file that is a later name of a hardlink group: it cannot
+# become a link; it is rewritten in place, with a warning (exit 1).
+mkdir -p "$WORK/hsrc" "$WORK/hb/t"
+echo linked >"$WORK/hsrc/h1" && ln "$WORK/hsrc/h1" "$WORK/hsrc/h2"
+HS=$("$STAMP" --store "$S" -q snapshot "$WORK/hsrc")
+echo B >"$WORK/hb/src" && touch "$WORK/hb/t/h2"
+mount --bind "$WORK/hb/src" "$WORK/hb/t/h2"
+expect_rc 1 restore "$HS" "$WORK/hb/t" --no-pre-snapshot
+grep -q "h2: a mounted file: rewritten in place" "$WORK/err" || { cat "$WORK/err"; fail "mounted link member"; }
+[ "$(cat "$WORK/hb/src")" = linked ] || fail "the mounted link member was not rewritten in place"
+[ "$(cat "$WORK/hb/t/h1")" = linked ] || fail "the first link member"
+umount "$WORK/hb/t/h2"
+# A mount point where the snapshot has a directory: exit 6 (not 4, "locked"),
+# and the advice names the mount point.
+mkdir -p "$WORK/hsrc/d" "$WORK/hb/t2"
+echo in >"$WORK/hsrc/d/f"
+HD=$("$STAMP" --store "$S" -q snapshot "$WORK/hsrc")
+touch "$WORK/hb/t2/d"
+mount --bind "$WORK/hb/src" "$WORK/hb/t2/d"
+expect_rc 6 restore "$HD" "$WORK/hb/t2" --no-pre-snapshot
+grep -q "move the mount point out of the way" "$WORK/err" || { cat "$WORK/err"; fail "mount point advice"; }
+umount "$WORK/hb/t2/d"
+
 # --- 4. A stale -wal beside a database restored by --path.
 mkdir -p "$WORK/p"
 expect_rc 0 restore "$BASE" "$WORK/p" --no-pre-snapshot

@@ -74,12 +74,23 @@ int exit_code(int r)
         }
 }
 
+/*
+ * One line, whatever the names in it hold: a newline or a terminal escape
+ * in a file name must not forge a line of its own or reach the terminal.
+ */
 static void vlog(const char *level, const char *fmt, va_list ap)
 {
+        char *msg = NULL;
+
         fputs("stamp: ", stderr);
         if (level)
                 fputs(level, stderr);
-        vfprintf(stderr, fmt, ap);
+        if (vasprintf(&msg, fmt, ap) >= 0) {
+                fput_escaped(stderr, msg);
+                free(msg);
+        } else {
+                fputs("(out of memory)", stderr);
+        }
         fputc('\n', stderr);
 }
 

@@ -74,6 +74,10 @@ expect_err "is not a stamp"
 expect_rc 3 "$STAMP" --store "$S" cat "$ST" no/such/file
 expect_err "does not exist in snapshot"
 expect_rc 3 "$STAMP" --store "$S" cat "$ST" file/below
+# A name with a newline and a terminal escape: one line, escaped; no forged
+# line, no raw escape reaching the terminal.
+expect_rc 3 "$STAMP" --store "$S" cat "$ST" $'evil\nstamp: all is well\e[31m'
+expect_err "'evil\\\\nstamp: all is well\\\\x1b\\[31m' does not exist in snapshot"
 expect_rc 2 "$STAMP" --store "$S" cat "$ST" /
 expect_err "not a regular file"
 

@@ -44,7 +44,9 @@ int parse_options(int argc, char **argv, const struct option *opts, const char *
                         o->read_data = true;
                         continue;
                 case 'L':
-                        o->lock_timeout = atoi(optarg);
+                        o->lock_timeout = parse_seconds(optarg);
+                        if (o->lock_timeout < 0)
+                                return seconds_error(verb, "--lock-timeout", optarg);
                         continue;
                 }
                 return usage_error(verb, "unknown option");
@@ -78,6 +80,26 @@ int exit_code(int r)
  * One line, whatever the names in it hold: a newline or a terminal escape
  * in a file name must not forge a line of its own or reach the terminal.
  */
+int parse_seconds(const char *s)
+{
+        unsigned long v;
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return -1;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (*end || errno || v > SECONDS_MAX)
+                return -1;
+        return (int)v;
+}
+
+int seconds_error(const char *verb, const char *opt, const char *arg)
+{
+        return usage_error(verb, "%s: '%s' is not a number of seconds (0 to %d)", opt, arg,
+                           SECONDS_MAX);
+}
+
 static void vlog(const char *level, const char *fmt, va_list ap)
 {
         char *msg = NULL;

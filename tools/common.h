@@ -98,6 +98,16 @@ int open_store_stamp(const char *arg, struct stamp_store **ret_s,
 /* Usage error for a verb: one line, then a hint. */
 int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The longest wait an option takes, in seconds (115 days). */
+#define SECONDS_MAX 10000000
+/*
+ * A whole number of seconds, 0..SECONDS_MAX, digits only; -1 otherwise
+ * ("abc", "-5", "1x", "4294967296").
+ */
+int parse_seconds(const char *s);
+/* The usage error of a bad --OPT SECONDS. */
+int seconds_error(const char *verb, const char *opt, const char *arg);
+
 /* Human-readable byte counts ("1.2 GiB"). */
 const char *fmt_bytes(uint64_t n, char buf[32]);
 

@@ -307,7 +307,9 @@ int verb_gc(int argc, char **argv)
                                                    "from 0 to 100", optarg);
                         continue;
                 case 'L':
-                        o.lock_timeout_s = atoi(optarg);
+                        o.lock_timeout_s = parse_seconds(optarg);
+                        if (o.lock_timeout_s < 0)
+                                return seconds_error("gc", "--lock-timeout", optarg);
                         continue;
                 }
                 return usage_error("gc", "unknown option");

@@ -155,7 +155,6 @@ static int add_tag(struct prune_args *a, char *tag)
 static int prune_option(int c, struct prune_args *a)
 {
         struct stamp_retention *p = &a->policy;
-        char *end;
 
         switch (c) {
         case OPT_LAST:
@@ -189,9 +188,9 @@ static int prune_option(int c, struct prune_args *a)
                 a->allow_empty = true;
                 return EXIT_OK;
         case OPT_LOCK_TIMEOUT:
-                a->lock_timeout = (int)strtol(optarg, &end, 10);
-                if (*optarg < '0' || *optarg > '9' || *end || a->lock_timeout < 0)
-                        return usage_error("prune", "--lock-timeout must be >= 0");
+                a->lock_timeout = parse_seconds(optarg);
+                if (a->lock_timeout < 0)
+                        return seconds_error("prune", "--lock-timeout", optarg);
                 return EXIT_OK;
         default:
                 return usage_error("prune", "unknown option");

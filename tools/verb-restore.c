@@ -325,7 +325,6 @@ int verb_restore(int argc, char **argv)
         double secs;
 
         while ((c = getopt_long(argc, argv, "hqv", opts, NULL)) >= 0) {
-                char *end;
                 if (common_option(c, optarg))
                         continue;
                 switch (c) {
@@ -351,9 +350,9 @@ int verb_restore(int argc, char **argv)
                         out.verbose = true;
                         break;
                 case 'L':
-                        lock_timeout = (int)strtol(optarg, &end, 10);
-                        if (*end || lock_timeout < 0)
-                                return usage_error("restore", "--lock-timeout must be >= 0");
+                        lock_timeout = parse_seconds(optarg);
+                        if (lock_timeout < 0)
+                                return seconds_error("restore", "--lock-timeout", optarg);
                         break;
                 default:
                         return usage_error("restore", "unknown option");

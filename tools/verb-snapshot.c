@@ -423,15 +423,19 @@ int verb_snapshot(int argc, char **argv)
                 case 'x':
                         o.one_file_system = true;
                         break;
-                case 'T':
-                        o.threads = (unsigned)strtoul(optarg, &end, 10);
-                        if (*end || o.threads < 1 || o.threads > 256)
+                case 'T': {
+                        unsigned long v;
+                        errno = 0;
+                        v = strtoul(optarg, &end, 10);
+                        if (*optarg < '0' || *optarg > '9' || *end || errno || v < 1 || v > 256)
                                 return usage_error("snapshot", "--threads must be 1..256");
+                        o.threads = (unsigned)v;
                         break;
+                }
                 case 'L':
-                        lock_timeout = (int)strtol(optarg, &end, 10);
-                        if (*end || lock_timeout < 0)
-                                return usage_error("snapshot", "--lock-timeout must be >= 0");
+                        lock_timeout = parse_seconds(optarg);
+                        if (lock_timeout < 0)
+                                return seconds_error("snapshot", "--lock-timeout", optarg);
                         break;
                 case 'V':
                         o.no_validate = true;
@@ -456,9 +460,9 @@ int verb_snapshot(int argc, char **argv)
                         l.lock_shared = strcmp(optarg, "shared") == 0;
                         break;
                 case 'W':
-                        l.lock_wait = (int)strtol(optarg, &end, 10);
-                        if (!*optarg || *end || l.lock_wait < 0)
-                                return usage_error("snapshot", "--lock-wait must be >= 0");
+                        l.lock_wait = parse_seconds(optarg);
+                        if (l.lock_wait < 0)
+                                return seconds_error("snapshot", "--lock-wait", optarg);
                         break;
                 case 'P':
                         l.pre = optarg;

@@ -74,6 +74,14 @@ expect_err "is not a stamp"
 expect_rc 3 "$STAMP" --store "$S" cat "$ST" no/such/file
 expect_err "does not exist in snapshot"
 expect_rc 3 "$STAMP" --store "$S" cat "$ST" file/below
+# Numbers are whole and in range: no atoi() turning 'abc' into 0, no wrap.
+for bad in abc -5 4294967296 1x ""; do
+        expect_rc 2 "$STAMP" --store "$S" gc --dry-run --lock-timeout "$bad"
+        expect_rc 2 "$STAMP" --store "$S" forget --lock-timeout "$bad" "$ST"
+        expect_rc 2 "$STAMP" --store "$S" snapshot --lock-timeout "$bad" "$WORK/src"
+done
+grep -q "is not a number of seconds (0 to 10000000)" "$WORK/err" || fail "--lock-timeout message"
+expect_rc 2 "$STAMP" --store "$S" snapshot --threads 4294967297 "$WORK/src"
 # A name with a newline and a terminal escape: one line, escaped; no forged
 # line, no raw escape reaching the terminal.
 expect_rc 3 "$STAMP" --store "$S" cat "$ST" $'evil\nstamp: all is well\e[31m'

@@ -1647,7 +1647,7 @@ static int open_store(const char *dir, struct stamp_store **ret)
                 fprintf(stderr, "stampfs: store '%s': %s\n", dir, STAMP_STORE_NOTDIR_MESSAGE);
         else if (r < 0)
                 fprintf(stderr, "stampfs: store '%s': %s\n", dir,
-                        r == -EBADMSG ? "corrupt config" : strerror(-r));
+                        r == -EBADMSG ? STAMP_STORE_CONFIG_MESSAGE : strerror(-r));
         return r;
 }
 

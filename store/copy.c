@@ -337,7 +337,7 @@ static int local_setup(struct local *l, const struct stamp_config *init_like, in
                            : r == -EMEDIUMTYPE ? "not a stampfs store (use --init on an empty "
                                                  "directory)"
                            : r == -ENOTDIR     ? STAMP_STORE_NOTDIR_MESSAGE
-                           : r == -EBADMSG     ? "its config is damaged"
+                           : r == -EBADMSG     ? STAMP_STORE_CONFIG_MESSAGE
                                                : strerror(-r));
                 return r;
         }

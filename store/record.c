@@ -404,15 +404,19 @@ int stamp_config_encode(const struct stamp_config *c, char **ret)
 {
         _cleanup_json_ cJSON *j = cJSON_CreateObject();
         cJSON *comp;
-        char secret[2 * STAMP_SECRET_SEED_SIZE + 1];
+        char secret[2 * STAMP_SECRET_SEED_SIZE + 1], check[2 * STAMP_ID_SIZE + 1];
+        struct stamp_id sum;
 
         if (!j)
                 return -ENOMEM;
         hex_encode(c->secret, sizeof(c->secret), secret);
+        stamp_checksum128(c->secret, sizeof(c->secret), &sum);
+        hex_encode(sum.b, sizeof(sum.b), check);
         if (put_str(j, "format", "stampfs") < 0 || put_u64(j, "version", c->version) < 0 ||
             put_str(j, "created", c->created) < 0 ||
             put_chunker(j, c->chunker_alg, &c->chunker) < 0 ||
             put_str(j, "chunk_id", c->chunk_id_alg) < 0 || put_str(j, "secret", secret) < 0 ||
+            put_str(j, "secret_check", check) < 0 ||
             put_u64(j, "pack_size", c->pack_size) < 0 ||
             put_u64(j, "dedup_verify_max", c->dedup_verify_max) < 0)
                 return -ENOMEM;
@@ -454,6 +458,16 @@ int stamp_config_parse(const char *text, size_t len, struct stamp_config *ret)
         s = get_str(j, "secret");
         if (!s || hex_decode(s, c.secret, sizeof(c.secret)) < 0)
                 return -EBADMSG;
+        /* Since 2026-12-07: a damaged secret would name every new chunk wrongly. */
+        if (cJSON_GetObjectItemCaseSensitive(j, "secret_check")) {
+                struct stamp_id want, sum;
+                s = get_str(j, "secret_check");
+                if (!s || hex_decode(s, want.b, sizeof(want.b)) < 0)
+                        return -EBADMSG;
+                stamp_checksum128(c.secret, sizeof(c.secret), &sum);
+                if (stamp_id_cmp(&sum, &want) != 0)
+                        return -EBADMSG;
+        }
         comp = cJSON_GetObjectItemCaseSensitive(j, "compression");
         if (!cJSON_IsObject(comp) || get_int(comp, "level", &c.zstd_level) < 0)
                 return -EBADMSG;

@@ -76,6 +76,10 @@ int stamp_store_init(const char *dir, const struct stamp_init_options *o);
  * stamp_store_free(). Takes no lock.
  */
 int stamp_store_open(const char *dir, struct stamp_store **ret);
+/* What -EBADMSG from stamp_store_open() means: its config. */
+#define STAMP_STORE_CONFIG_MESSAGE                                                               \
+        "its config is damaged (not the JSON of a store's config, a field missing or out of "    \
+        "range, or a secret that does not match its check); put back your copy of STORE/config"
 #define STAMP_STORE_NOTDIR_MESSAGE                                                               \
         "its packs/, snapshots/ or tmp/ is a symlink or not a directory; refusing to use it "     \
         "(they must be the store's own directories)"

@@ -169,6 +169,8 @@ int open_store(struct stamp_store **ret)
                         log_error("store '%s': no such directory", dir);
                 else if (r == -EROFS)
                         log_error("store '%s': %s", dir, STAMP_STORE_EROFS_MESSAGE);
+                else if (r == -EBADMSG)
+                        log_error("store '%s': %s", dir, STAMP_STORE_CONFIG_MESSAGE);
                 else if (r == -ENOTDIR) {
                         log_error("store '%s': %s", dir, STAMP_STORE_NOTDIR_MESSAGE);
                         return EXIT_CORRUPT;

@@ -585,6 +585,20 @@ void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_
 }
 
 /*
+ * No index to read: index.db is absent, or an empty file with no WAL to
+ * fold in (a truncated copy, a disk that lost it); SQLite would take the
+ * latter for a new, empty index and answer "no such object" for all.
+ */
+static bool index_missing(struct stamp_store *s)
+{
+        struct stat st;
+
+        if (fstatat(s->dirfd, INDEX_NAME, &st, 0) < 0)
+                return errno == ENOENT;
+        return st.st_size == 0 && !index_has_wal(s);
+}
+
+/*
  * stamp_store_index_open(); *@ret_frozen: opened immutable, blind to later
  * commits: a store on a read-only file system, or a full disk's fallback.
  */
@@ -597,8 +611,10 @@ static int index_open(struct stamp_store *s, struct stamp_index **ret, bool *ret
         if (snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path) >= (int)sizeof(path))
                 return -ENAMETOOLONG;
         /* A missing index is damage to repair (recovery rebuilds it), not an absent object. */
+        if (index_missing(s))
+                return -EUCLEAN;
         if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) < 0)
-                return errno == ENOENT ? -EUCLEAN : negerrno();
+                return negerrno();
         if (s->readonly) {
                 /*
                  * Immutable when no WAL is left, which a backup disk mounted
@@ -646,14 +662,14 @@ int stamp_store_index_open(struct stamp_store *s, struct stamp_index **ret)
         return index_open(s, ret, &frozen);
 }
 
-/* Creates an empty index.db if there is none; recovery then fills it. */
+/* Creates an empty index.db if there is none (index_missing()); recovery then fills it. */
 static int index_ensure(struct stamp_store *s)
 {
         struct stamp_index *ix;
         char path[PATH_MAX];
         int r;
 
-        if (faccessat(s->dirfd, INDEX_NAME, F_OK, 0) == 0)
+        if (!index_missing(s))
                 return 0;
         snprintf(path, sizeof(path), "%s/" INDEX_NAME, s->path);
         r = stamp_index_open(path, STAMP_INDEX_CREATE, &ix);

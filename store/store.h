@@ -16,7 +16,7 @@
  * Errors (negative errno): -ENOENT absent; -EMEDIUMTYPE not a stampfs
  * store; -EBADMSG corrupt (hash mismatch, bad magic, truncation);
  * -EOPNOTSUPP unknown format version; -EBUSY locked by another process;
- * -EUCLEAN index.db is missing (stamp_store_recover() rebuilds it);
+ * -EUCLEAN index.db is missing or an empty file (stamp_store_recover() rebuilds it);
  * -EINVAL bad argument; -ENOMEM; -EIO; -ENOSPC.
  */
 #pragma once

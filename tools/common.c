@@ -148,7 +148,7 @@ const char *describe(int r)
         case ENOSPC:
                 return "no space left on the store's device";
         case EUCLEAN:
-                return "the store's index.db is missing; 'stamp reindex' (or the next 'stamp snapshot') rebuilds it";
+                return "the store's index.db is missing or empty; 'stamp reindex' (or the next 'stamp snapshot') rebuilds it";
         default:
                 return strerror(-r);
         }

@@ -173,9 +173,17 @@ wait "$holder"
 # A missing index.db: readers say so; the next snapshot rebuilds it from packs and records.
 rm "$S/index.db"
 expect_rc 5 "$STAMP" --store "$S" cat "$A" file
-expect_err "index.db is missing"
+expect_err "index.db is missing or empty"
 "$STAMP" --store "$S" -q snapshot "$WORK/src" >/dev/null
 [ "$("$STAMP" --store "$S" cat "$A" file)" = data ] || fail "index not rebuilt"
+# An empty index.db (a truncated copy) is a missing one, not an index that
+# knows no object ("file does not exist", "tree_missing").
+: >"$S/index.db" && rm -f "$S/index.db-wal" "$S/index.db-shm"
+expect_rc 5 "$STAMP" --store "$S" cat "$A" file
+expect_err "index.db is missing or empty"
+expect_rc 5 "$STAMP" --store "$S" validate "$A"
+"$STAMP" --store "$S" -q snapshot "$WORK/src" >/dev/null
+[ "$("$STAMP" --store "$S" cat "$A" file)" = data ] || fail "empty index not rebuilt"
 
 # A store whose tmp/ is a symlink: refused (5), and the files it points at
 # stay (recovery used to delete them); so for snapshots/ and packs/.

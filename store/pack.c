@@ -223,6 +223,57 @@ int stamp_pack_load_index(struct stamp_backend *b, const char *name,
         return 0;
 }
 
+int stamp_pack_scan_records(struct stamp_backend *b, const char *name,
+                            struct stamp_pack_entry **ret, size_t *ret_n, uint64_t *ret_size)
+{
+        uint8_t head[STAMP_PACK_HEADER_SIZE], h[STAMP_PACK_RECORD_HEADER_SIZE];
+        struct stamp_pack_entry *v = NULL;
+        size_t n = 0, cap = 0;
+        uint64_t size, off = STAMP_PACK_HEADER_SIZE;
+        int r;
+
+        r = stamp_backend_size(b, name, &size);
+        if (r < 0)
+                return r;
+        if (size < STAMP_PACK_HEADER_SIZE)
+                return -EBADMSG;
+        r = stamp_backend_read(b, name, 0, head, sizeof(head));
+        if (r < 0)
+                return r;
+        r = stamp_pack_header_check(head);
+        if (r < 0)
+                return r;
+        while (off + sizeof(h) <= size) {
+                struct stamp_pack_entry e;
+                r = stamp_backend_read(b, name, off, h, sizeof(h));
+                if (r < 0) {
+                        free(v);
+                        return r;
+                }
+                if (stamp_pack_record_parse(h, off, &e) < 0 ||
+                    e.stored_len > size - off - sizeof(h))
+                        break; /* the index (or the damage) begins here */
+                if (n == cap) {
+                        struct stamp_pack_entry *nv = realloc(v, (cap = cap ? 2 * cap : 256) * sizeof(*v));
+                        if (!nv) {
+                                free(v);
+                                return -ENOMEM;
+                        }
+                        v = nv;
+                }
+                v[n++] = e;
+                off += sizeof(h) + e.stored_len;
+        }
+        if (n == 0) {
+                free(v);
+                return -EBADMSG;
+        }
+        *ret = v;
+        *ret_n = n;
+        *ret_size = size;
+        return 0;
+}
+
 int stamp_pack_verify(struct stamp_backend *b, const char *name)
 {
         uint8_t tail[STAMP_PACK_TRAILER_SIZE];

@@ -78,6 +78,16 @@ int stamp_pack_header_check(const uint8_t buf[STAMP_PACK_HEADER_SIZE]);
 int stamp_pack_load_index(struct stamp_backend *b, const char *name,
                           struct stamp_pack_entry **ret, size_t *ret_n, uint64_t *ret_size);
 
+/*
+ * For a pack whose trailer or index is damaged: the records found by
+ * walking it from its header, each header checked (magic, checksum,
+ * lengths), up to the first that fails or does not fit. Payloads are not
+ * checked here: every read re-hashes its object. -EBADMSG if the pack
+ * header is damaged or no record is found. Caller frees *ret.
+ */
+int stamp_pack_scan_records(struct stamp_backend *b, const char *name,
+                            struct stamp_pack_entry **ret, size_t *ret_n, uint64_t *ret_size);
+
 /* Reads the whole pack and compares it with its checksum: 0 or -EBADMSG. */
 int stamp_pack_verify(struct stamp_backend *b, const char *name);
 

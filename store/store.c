@@ -1007,6 +1007,24 @@ struct recover_ctx {
         int error;
 };
 
+/*
+ * A pack's entries from its trailer, or, when the trailer or index is
+ * damaged, from walking its records (*@ret_scanned set): the objects before
+ * the damage stay reachable, and every read re-hashes what it gets.
+ */
+static int pack_entries(struct stamp_store *s, const char *name, struct stamp_pack_entry **ret,
+                        size_t *ret_n, uint64_t *ret_size, bool *ret_scanned)
+{
+        int r = stamp_pack_load_index(s->backend, name, ret, ret_n, ret_size);
+
+        *ret_scanned = false;
+        if (r == -EBADMSG) {
+                r = stamp_pack_scan_records(s->backend, name, ret, ret_n, ret_size);
+                *ret_scanned = r == 0;
+        }
+        return r;
+}
+
 static int recover_pack(const char *name, void *userdata)
 {
         struct recover_ctx *c = userdata;
@@ -1020,7 +1038,9 @@ static int recover_pack(const char *name, void *userdata)
         r = stamp_index_has_pack(c->ix, name);
         if (r != 0)
                 return r < 0 ? r : 0;
-        r = stamp_pack_load_index(c->s->backend, name, &e, &n, &size);
+        bool scanned;
+
+        r = pack_entries(c->s, name, &e, &n, &size, &scanned);
         if (r == -EBADMSG || r == -EOPNOTSUPP)
                 return 0; /* damaged: left for verify to report, never indexed */
         if (r < 0)
@@ -1076,11 +1096,12 @@ static int reindex_pack(const char *name, void *userdata)
         _cleanup_free_ struct stamp_pack_entry *e = NULL;
         size_t n;
         uint64_t size;
+        bool scanned;
         int r;
 
         if (strlen(name) < 5 || strcmp(name + strlen(name) - 5, ".pack") != 0)
                 return 0;
-        r = stamp_pack_load_index(c->s->backend, name, &e, &n, &size);
+        r = pack_entries(c->s, name, &e, &n, &size, &scanned);
         if (r == -EBADMSG || r == -EOPNOTSUPP) {
                 c->res->unreadable_packs++; /* left for verify to report, never indexed */
                 return 0;
@@ -1088,15 +1109,17 @@ static int reindex_pack(const char *name, void *userdata)
         if (r < 0)
                 return r;
         /*
-         * A pack whose checksum fails but whose trailer is sound is indexed
-         * anyway: its sound objects stay readable, and every read of a
-         * damaged one fails its own checks.
+         * A pack whose checksum fails is indexed anyway (its trailer sound,
+         * or its records walked): its sound objects stay readable, and
+         * every read of a damaged one fails its own checks.
          */
-        r = stamp_pack_verify(c->s->backend, name);
-        if (r == -EBADMSG)
+        r = scanned ? -EBADMSG : stamp_pack_verify(c->s->backend, name);
+        if (r == -EBADMSG) {
                 c->res->damaged_packs++;
-        else if (r < 0)
+                c->res->scanned_packs += scanned;
+        } else if (r < 0) {
                 return r;
+        }
         r = stamp_index_add_pack(c->ix, name, size, e, n);
         if (r < 0)
                 return r;

@@ -191,7 +191,8 @@ int stamp_store_recover(struct stamp_store *s);
 struct stamp_reindex_result {
         uint64_t packs, objects, pack_bytes, snapshots;
         uint64_t damaged_packs;      /* checksum mismatch: indexed, reads of bad objects fail */
-        uint64_t unreadable_packs;   /* no sound trailer: not indexed */
+        uint64_t scanned_packs;      /* of those, trailer damaged: records walked instead */
+        uint64_t unreadable_packs;   /* no sound header or first record: not indexed */
         uint64_t unreadable_records; /* malformed snapshot records: not indexed */
         uint64_t pending_removed;    /* packs an interrupted gc had listed, deleted */
 };

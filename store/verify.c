@@ -801,13 +801,25 @@ static int check_pack(struct ctx *c, struct stamp_index *ix, const char *name, u
                 report(c, STAMP_PROBLEM_PACK_CORRUPT, NULL, name,
                        "the pack's header, trailer or index is damaged or truncated (%zu bytes)",
                        len);
-                goto bad_pack;
+                /*
+                 * Its records, walked from the header (as reindex indexes
+                 * them), are each checked below: only the damaged objects
+                 * are counted against the snapshots that use them.
+                 */
+                free(v);
+                v = NULL;
+                r = stamp_pack_scan_records(stamp_store_backend(s), name, &v, &n, &(uint64_t){ 0 });
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0)
+                        goto bad_pack;
+                deep = true;
         }
         pthread_mutex_lock(&c->lock);
         c->st->packs++;
         c->st->objects += n;
         pthread_mutex_unlock(&c->lock);
-        {
+        if (!deep) {
                 /* The pack was read whole anyway: its checksum costs little. */
                 cs = stamp_csum_new();
                 if (!cs)

@@ -22,11 +22,12 @@ static void help(void)
 static void print_json(const struct stamp_reindex_result *r)
 {
         printf("{\"packs\": %llu, \"objects\": %llu, \"pack_bytes\": %llu, \"snapshots\": %llu, "
-               "\"damaged_packs\": %llu, \"unreadable_packs\": %llu, "
+               "\"damaged_packs\": %llu, \"scanned_packs\": %llu, \"unreadable_packs\": %llu, "
                "\"unreadable_records\": %llu, \"pending_removed\": %llu}\n",
                (unsigned long long)r->packs, (unsigned long long)r->objects,
                (unsigned long long)r->pack_bytes, (unsigned long long)r->snapshots,
-               (unsigned long long)r->damaged_packs, (unsigned long long)r->unreadable_packs,
+               (unsigned long long)r->damaged_packs, (unsigned long long)r->scanned_packs,
+               (unsigned long long)r->unreadable_packs,
                (unsigned long long)r->unreadable_records, (unsigned long long)r->pending_removed);
 }
 
@@ -84,8 +85,12 @@ int verb_reindex(int argc, char **argv)
         if (res.damaged_packs)
                 log_warning("%llu packs fail their checksum: indexed anyway, reads of their "
                             "damaged objects fail", (unsigned long long)res.damaged_packs);
+        if (res.scanned_packs)
+                log_warning("%llu of them have a damaged trailer: their objects were found by "
+                            "walking their records", (unsigned long long)res.scanned_packs);
         if (res.unreadable_packs)
-                log_warning("%llu pack files are unreadable (no sound trailer): not indexed",
+                log_warning("%llu pack files are unreadable (no sound header or first record): "
+                            "not indexed",
                             (unsigned long long)res.unreadable_packs);
         if (res.unreadable_records)
                 log_warning("%llu snapshot records are malformed: not indexed",

@@ -83,5 +83,30 @@ grep -q "1 packs fail their checksum" "$WORK/err" || fail "damaged pack not repo
 flip_byte "$P" 0.5
 expect_rc 0 "$STAMP" --store "$S" reindex
 check_all "$S" "after repairing the byte"
+# A pack whose trailer is damaged (its last byte, in the end magic): its
+# records are walked, every object is indexed again, and every snapshot
+# still reads back whole. It used to be dropped, with all its objects.
+P=$(ls -S "$S"/packs/*/*.pack | head -1)
+flip_byte "$P" 1.0
+expect_rc 1 "$STAMP" --store "$S" reindex --json
+grep -q "1 of them have a damaged trailer" "$WORK/err" || { cat "$WORK/err"; fail "scanned pack not reported"; }
+[ "$(json_field "$WORK/out" scanned_packs)" = 1 ] || fail "scanned pack not counted"
+[ "$(json_field "$WORK/out" unreadable_packs)" = 0 ] || fail "a pack with a damaged trailer dropped"
+for st in $("$STAMP" --store "$S" list --short); do
+        restore_compare "$S" "$st" "$WORK/copies/$st" || fail "snapshot $st lost with the trailer"
+        expect_rc 0 "$STAMP" --store "$S" validate --read-data "$st"
+done
+[ "$(stats_field "$S" missing_objects)" = 0 ] || fail "objects of the scanned pack missing"
+# verify still names the pack (its trailer is damaged), but walks its
+# records: no object of it is damaged, so no snapshot is.
+expect_rc 7 "$STAMP" --store "$S" --json verify
+python3 - "$WORK/out" <<'PY' || fail "verify of a pack with a damaged trailer"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["damaged_snapshots"] == [], d["damaged_snapshots"]
+assert {e["kind"] for e in d["errors"]} == {"pack_corrupt"}, d["errors"]
+PY
+flip_byte "$P" 1.0
+expect_rc 0 "$STAMP" --store "$S" reindex
 expect_rc 0 "$STAMP" reindex --help
 echo "reindex ok"

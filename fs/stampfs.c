@@ -1376,6 +1376,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
                 conn->want |= FUSE_CAP_READDIRPLUS;
         if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
                 conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+        /*
+         * default_permissions checks the stored POSIX ACLs too (read from
+         * system.posix_acl_access, cached by the kernel), not only the mode
+         * bits: a named user denied in the source is denied here.
+         */
+        if (conn->capable & FUSE_CAP_POSIX_ACL)
+                conn->want |= FUSE_CAP_POSIX_ACL;
         conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* plus always: one call fills the dcache */
         conn->max_readahead = 1u << 20;
         conn->max_read = 1u << 20; /* must equal the max_read mount option */

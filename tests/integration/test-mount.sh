@@ -186,7 +186,16 @@ subprocess.run([tool, "--store", store, "-q", "forget", stamp], check=True)
 wait(False)
 PY
 
-# Another user through allow_other: permissions hold.
+# Another user through allow_other: permissions hold, POSIX ACLs included
+# (a named user or the owning group denied by an ACL, a user allowed by one).
+mkdir "$WORK/acl" && chmod 755 "$WORK/acl"
+echo secret >"$WORK/acl/deny_nobody" && chmod 644 "$WORK/acl/deny_nobody"
+setfacl -m u:nobody:--- "$WORK/acl/deny_nobody"
+echo secret >"$WORK/acl/grp_denied" && chgrp nogroup "$WORK/acl/grp_denied"
+chmod 640 "$WORK/acl/grp_denied" && setfacl -m g::---,u:daemon:r "$WORK/acl/grp_denied"
+echo shared >"$WORK/acl/acl_allowed" && chmod 640 "$WORK/acl/acl_allowed"
+setfacl -m u:nobody:r "$WORK/acl/acl_allowed"
+AST=$("$STAMP" --store "$S" -q snapshot "$WORK/acl")
 MNT2="$WORK/mnt2"
 mkdir "$MNT2"
 "$STAMPFS" "$S" "$MNT2" -o allow_other
@@ -195,6 +204,14 @@ as_nobody cat "$MNT2/$ST/modes/f0644" >/dev/null || fail "nobody cannot read a 0
 if as_nobody cat "$MNT2/$ST/modes/f0600" >/dev/null 2>&1; then
         fail "nobody read a 0600 root file"
 fi
+for f in deny_nobody grp_denied; do
+        ! as_nobody cat "$WORK/acl/$f" >/dev/null 2>&1 || fail "the source lets nobody read $f"
+        if as_nobody cat "$MNT2/$AST/$f" >/dev/null 2>&1; then
+                fail "nobody read $f, which an ACL denies"
+        fi
+done
+[ "$(as_nobody cat "$MNT2/$AST/acl_allowed")" = shared ] || fail "nobody denied a file an ACL allows"
+"$STAMP" --store "$S" -q forget "$AST"
 if as_nobody ls "$MNT/$ST" >/dev/null 2>&1; then
         fail "nobody got into a mount without allow_other"
 fi

@@ -195,6 +195,7 @@ echo secret >"$WORK/acl/grp_denied" && chgrp nogroup "$WORK/acl/grp_denied"
 chmod 640 "$WORK/acl/grp_denied" && setfacl -m g::---,u:daemon:r "$WORK/acl/grp_denied"
 echo shared >"$WORK/acl/acl_allowed" && chmod 640 "$WORK/acl/acl_allowed"
 setfacl -m u:nobody:r "$WORK/acl/acl_allowed"
+setfattr -n trusted.t -v 1 "$WORK/acl/acl_allowed" && setfattr -n user.u -v 2 "$WORK/acl/acl_allowed"
 AST=$("$STAMP" --store "$S" -q snapshot "$WORK/acl")
 MNT2="$WORK/mnt2"
 mkdir "$MNT2"
@@ -211,6 +212,15 @@ for f in deny_nobody grp_denied; do
         fi
 done
 [ "$(as_nobody cat "$MNT2/$AST/acl_allowed")" = shared ] || fail "nobody denied a file an ACL allows"
+# trusted.* names are listed to CAP_SYS_ADMIN only, as on the source (so
+# that rsync -aX as a user does not fail on a name it cannot read).
+xnames() { "$@" getfattr -m - --absolute-names "$f" 2>/dev/null | grep -v '^#' | sort | xargs; }
+for f in "$WORK/acl/acl_allowed" "$MNT2/$AST/acl_allowed"; do
+        [ "$(xnames as_nobody)" = "system.posix_acl_access user.u" ] ||
+                fail "listxattr as nobody of $f: $(xnames as_nobody)"
+        [ "$(xnames env)" = "system.posix_acl_access trusted.t user.u" ] ||
+                fail "listxattr as root of $f: $(xnames env)"
+done
 "$STAMP" --store "$S" -q forget "$AST"
 if as_nobody ls "$MNT/$ST" >/dev/null 2>&1; then
         fail "nobody got into a mount without allow_other"

@@ -235,6 +235,13 @@ PATH="$(dirname "$STAMPFS"):$PATH" "$LIB/../../../contrib/mount.stampfs" "$S" "$
 grep -q " $MNT3 .*- fuse.stampfs " /proc/self/mountinfo || fail "mount.stampfs did not mount"
 [ -e "$MNT3/latest/files" ] || fail "mount.stampfs mount unusable"
 fusermount3 -u "$MNT3"
+# noexec reaches the mount (user implies it); atime options are dropped.
+for o in noexec,relatime user,nodiratime,lazytime; do
+        PATH="$(dirname "$STAMPFS"):$PATH" "$LIB/../../../contrib/mount.stampfs" "$S" "$MNT3" -o "$o" ||
+                fail "mount.stampfs -o $o"
+        grep " $MNT3 " /proc/self/mountinfo | grep -q "noexec" || fail "mount.stampfs -o $o: exec allowed"
+        fusermount3 -u "$MNT3"
+done
 
 # Damaged data: the file whose chunks are in a damaged pack is EIO, others read.
 head -c 3000000 /dev/urandom >"$WORK/src/fresh"

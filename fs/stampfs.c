@@ -1519,14 +1519,15 @@ static const struct fuse_lowlevel_ops ops = {
 struct options {
         unsigned cache_mib;
         unsigned prefetch;
+        char *cache_mib_arg, *prefetch_arg; /* as given; parsed strictly */
         int full_listings;
         int help, version;
 };
 
 #define OPT(t, p) { t, offsetof(struct options, p), 1 }
 static const struct fuse_opt opt_spec[] = {
-        { "cache_size=%u", offsetof(struct options, cache_mib), 0 },
-        { "prefetch=%u", offsetof(struct options, prefetch), 0 },
+        { "cache_size=%s", offsetof(struct options, cache_mib_arg), 0 },
+        { "prefetch=%s", offsetof(struct options, prefetch_arg), 0 },
         OPT("full_listings", full_listings),
         OPT("-h", help),
         OPT("--help", help),
@@ -1645,13 +1646,34 @@ static void raise_readahead(const char *mountpoint)
 }
 
 /* Checks the mountpoint before libfuse does, to give a clear message. */
+/* A whole number 0..@max, digits only. */
+static int parse_count(const char *s, unsigned max, unsigned *ret)
+{
+        unsigned long v;
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return -1;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (*end || errno || v > max)
+                return -1;
+        *ret = (unsigned)v;
+        return 0;
+}
+
 static int check_mountpoint(const char *mnt)
 {
         char parent[PATH_MAX];
         struct stat st, pst;
 
         if (stat(mnt, &st) < 0) {
-                fprintf(stderr, "stampfs: mountpoint '%s': %s\n", mnt, strerror(errno));
+                if (errno == ENOTCONN)
+                        fprintf(stderr, "stampfs: mountpoint '%s': %s (a mount whose server "
+                                        "died is still there: fusermount3 -u it first)\n",
+                                mnt, strerror(errno));
+                else
+                        fprintf(stderr, "stampfs: mountpoint '%s': %s\n", mnt, strerror(errno));
                 return -1;
         }
         if (!S_ISDIR(st.st_mode)) {
@@ -1770,11 +1792,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "stampfs: expected STORE and MOUNTPOINT\nTry 'stampfs --help'.\n");
                 goto out;
         }
-        if (o.cache_mib < 1 || o.cache_mib > 65536) {
+        /* Digits only: sscanf's %u took 4294967297 for 1. */
+        if (o.cache_mib_arg && parse_count(o.cache_mib_arg, 65536, &o.cache_mib) < 0)
+                o.cache_mib = 0;
+        if (o.cache_mib < 1) {
                 fprintf(stderr, "stampfs: cache_size must be 1..65536 MiB\n");
                 goto out;
         }
-        if (o.prefetch > 4096) {
+        if (o.prefetch_arg && parse_count(o.prefetch_arg, 4096, &o.prefetch) < 0) {
                 fprintf(stderr, "stampfs: prefetch must be 0..4096 files\n");
                 goto out;
         }
@@ -1862,7 +1887,8 @@ int main(int argc, char **argv)
         fuse_loop_cfg_set_idle_threads(lc, 16);
         fs.single_thread = cl.singlethread;
         ret = cl.singlethread ? fuse_session_loop(se) : fuse_session_loop_mt(se, lc);
-        ret = ret != 0;
+        /* A signal's number (SIGTERM, SIGINT, SIGHUP) is a clean stop; -errno a failure. */
+        ret = ret < 0;
         fuse_loop_cfg_destroy(lc);
         if (fs.dropper_started)
                 pthread_join(fs.dropper, NULL);
@@ -1883,6 +1909,8 @@ out:
         stamp_store_free(fs.s);
         free(pos.store);
         free(pos.mountpoint);
+        free(o.cache_mib_arg);
+        free(o.prefetch_arg);
         free(mnt_abs);
         free(fsname);
         return ret;

@@ -27,6 +27,8 @@ expect_err "mountpoint '$WORK/nomnt': No such file or directory"
 expect_rc 2 "$STAMPFS" "$S"
 expect_rc 2 "$STAMPFS" "$S" "$MNT" -o prefetch=5000
 expect_err "prefetch must be 0..4096 files"
+expect_rc 2 "$STAMPFS" "$S" "$MNT" -o cache_size=4294967297 # not 1 MiB, wrapped
+expect_err "cache_size must be 1..65536 MiB"
 # Unknown options are usage errors too, told on one line, before the store is opened.
 for bad in "-o bogusopt" --bogus; do
         # shellcheck disable=SC2086 # "-o bogusopt" is two words
@@ -568,6 +570,22 @@ kill -TERM "$pid"
 for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$pid" 2>/dev/null && fail "stampfs ignored SIGTERM"
 grep -q " $MNT4 " /proc/self/mountinfo && fail "SIGTERM left the mount behind"
+# A server killed with -9 leaves a dead mount: mounting again says what to do.
+"$STAMPFS" "$S" "$MNT4"
+kill -9 "$(pgrep -f "stampfs $S $MNT4" | head -1)"
+for _ in $(seq 50); do pgrep -f "stampfs $S $MNT4" >/dev/null || break; sleep 0.1; done
+expect_rc 3 "$STAMPFS" "$S" "$MNT4"
+expect_err "Transport endpoint is not connected (a mount whose server died is still there: fusermount3 -u it first)"
+fusermount3 -u "$MNT4"
+# In the foreground (systemd Type=simple), SIGTERM is a clean stop: exit 0.
+"$STAMPFS" -f "$S" "$MNT4" &
+fpid=$!
+for _ in $(seq 50); do grep -q " $MNT4 " /proc/self/mountinfo && break; sleep 0.1; done
+kill -TERM "$fpid"
+rc=0
+wait "$fpid" || rc=$?
+[ "$rc" = 0 ] || fail "stampfs -f stopped by SIGTERM exited $rc"
+grep -q " $MNT4 " /proc/self/mountinfo && fail "SIGTERM left the foreground mount behind"
 
 # Clean unmount: the daemon exits.
 pid=$(pgrep -f "stampfs $S $MNT" | head -1)

@@ -710,9 +710,19 @@ static bool excluded(struct ctx *c, const char *name)
 
 /* ---- reading entries ---- */
 
+/* Nanoseconds since the epoch; int64 holds 1677-09-21 to 2262-04-11, clamped there. */
 static int64_t ts_ns(struct timespec t)
 {
+        if (t.tv_sec >= INT64_MAX / 1000000000 - 1)
+                return INT64_MAX / 1000000000 * 1000000000 - 1000000000;
+        if (t.tv_sec <= INT64_MIN / 1000000000 + 1)
+                return INT64_MIN / 1000000000 * 1000000000 + 1000000000;
         return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static bool ts_in_range(struct timespec t)
+{
+        return t.tv_sec < INT64_MAX / 1000000000 - 1 && t.tv_sec > INT64_MIN / 1000000000 + 1;
 }
 
 struct xattr_item {
@@ -726,15 +736,20 @@ static int cmp_xattr(const void *a, const void *b)
         return strcmp(((const struct xattr_item *)a)->name, ((const struct xattr_item *)b)->name);
 }
 
-/* Reads the xattrs of @path (not following symlinks) into the encoded form. */
+/*
+ * Reads the xattrs of @path (not following symlinks) into the encoded form.
+ * Returns the number of attributes left out (a name over 255 bytes, a value
+ * over STAMP_XATTR_VALUE_MAX, one that vanished or could not be read), or
+ * a negative error.
+ */
 static int read_xattrs(const char *path, struct pentry *pe)
 {
         _cleanup_free_ char *list = NULL;
-        struct xattr_item items[256];
-        size_t n = 0, total = 0;
+        _cleanup_free_ struct xattr_item *items = NULL;
+        size_t n = 0, total = 0, names = 0;
         ssize_t len;
         uint8_t *out, *q;
-        int r = 0;
+        int r = 0, skipped = 0;
 
         len = llistxattr(path, NULL, 0);
         if (len <= 0)
@@ -747,13 +762,26 @@ static int read_xattrs(const char *path, struct pentry *pe)
         len = llistxattr(path, list, (size_t)len);
         if (len < 0)
                 return negerrno();
-        for (char *p = list; p < list + len && n < ARRAY_SIZE(items); p += strlen(p) + 1) {
+        for (char *p = list; p < list + len; p += strlen(p) + 1)
+                names++;
+        if (names > UINT16_MAX)
+                return -E2BIG;
+        items = calloc(names ? names : 1, sizeof(*items));
+        if (!items)
+                return -ENOMEM;
+        for (char *p = list; p < list + len; p += strlen(p) + 1) {
                 ssize_t vl;
-                if (!*p || strlen(p) > 255)
+                if (!*p)
                         continue;
+                if (strlen(p) > 255) {
+                        skipped++;
+                        continue;
+                }
                 vl = lgetxattr(path, p, NULL, 0);
-                if (vl < 0 || vl > STAMP_XATTR_VALUE_MAX)
+                if (vl < 0 || vl > STAMP_XATTR_VALUE_MAX) {
+                        skipped += !(vl < 0 && errno == ENODATA); /* removed meanwhile */
                         continue;
+                }
                 items[n].name = p;
                 items[n].value = malloc(vl ? (size_t)vl : 1);
                 if (!items[n].value) {
@@ -762,6 +790,7 @@ static int read_xattrs(const char *path, struct pentry *pe)
                 }
                 vl = lgetxattr(path, p, items[n].value, (size_t)vl);
                 if (vl < 0) {
+                        skipped += errno != ENODATA;
                         free(items[n].value);
                         continue;
                 }
@@ -794,7 +823,7 @@ static int read_xattrs(const char *path, struct pentry *pe)
         }
         for (size_t i = 0; i < n; i++)
                 free(items[i].value);
-        return r;
+        return r < 0 ? r : skipped;
 }
 
 static uint8_t type_of(mode_t m)
@@ -820,6 +849,7 @@ static uint8_t type_of(mode_t m)
 
 static void fill_stat(struct ctx *c, struct pentry *pe, const struct stat *st)
 {
+        (void)c;
         pe->e.type = type_of(st->st_mode);
         pe->e.mode = st->st_mode;
         pe->e.uid = st->st_uid;
@@ -840,7 +870,6 @@ static void fill_stat(struct ctx *c, struct pentry *pe, const struct stat *st)
                 stamp_checksum128(key, sizeof(key), &h);
                 pe->e.link_id = le64_read(h.b) | 1;
         }
-        (void)c;
 }
 
 /* Consumes finished slots of @job in order, up to @upto dispatched chunks. */
@@ -1688,6 +1717,12 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
         pe->e.name = pe->name;
         pe->e.name_len = strlen(name);
         fill_stat(c, pe, &st);
+        if (!ts_in_range(st.st_mtim)) {
+                r = source_warning(c, "modification time outside 1677-2262, which the format "
+                                      "holds: stored as the nearest one it can");
+                if (r < 0)
+                        return r;
+        }
         if (pe->e.type == 0)
                 return 1;
         if (pe->e.type == STAMP_T_REG && pe->e.link_id) {
@@ -1715,6 +1750,13 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
         if (r < 0 && r != -ENOENT) {
                 errno = -r;
                 r = source_error(c, "cannot read extended attributes");
+                if (r < 0)
+                        return r;
+        } else if (r > 0) {
+                char why[128];
+                snprintf(why, sizeof(why), "%d extended attributes not stored (a name over "
+                         "255 bytes, or a value that could not be read)", r);
+                r = source_error(c, why);
                 if (r < 0)
                         return r;
         }
@@ -2317,7 +2359,7 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                         char proc[64];
                         /* "/." : the directory itself, not the fd's magic link */
                         snprintf(proc, sizeof(proc), "/proc/self/fd/%d/.", fd);
-                        if (read_xattrs(proc, &root) == 0 && root.xattrs) {
+                        if (read_xattrs(proc, &root) >= 0 && root.xattrs) {
                                 c->rec->root_xattrs = TAKE_PTR(root.xattrs);
                                 c->rec->root_xattrs_len = root.e.xattrs_len;
                         }

@@ -154,6 +154,38 @@ grep -q "sub/secret: could not be read when the snapshot was taken: restored emp
         fail "restore: an unreadable file restored empty without a warning"
 [ -f "$U/t2/sub/secret" ] && [ ! -s "$U/t2/sub/secret" ] || fail "restore: the empty stand-in"
 
+# Metadata the format cannot hold is said, never dropped or wrapped in
+# silence: more than 256 extended attributes on one file (all kept), times
+# after 2262 or before 1677 (the nearest held, a warning). On tmpfs, which
+# takes all of these.
+mkdir "$WORK/big"
+mount -t tmpfs -o size=16m none "$WORK/big"
+echo m >"$WORK/big/many"
+for i in $(seq 1 300); do setfattr -n "trusted.n$i" -v "v$i" "$WORK/big/many"; done
+echo t >"$WORK/big/t2400" && touch -d '2400-01-01 00:00:00 UTC' "$WORK/big/t2400"
+echo t >"$WORK/big/t1600" && touch -d '1600-01-01 00:00:00 UTC' "$WORK/big/t1600"
+expect_rc 1 "$STAMP" --store "$S" --json snapshot "$WORK/big"
+cp "$WORK/out" "$WORK/big.json"
+BT=$(json_field "$WORK/big.json" stamp)
+python3 - "$WORK/big.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+warns = r["warnings"]
+assert r["errors"] == [], r["errors"]
+assert sum("modification time outside 1677-2262" in w for w in warns) == 2, warns
+PY
+# Restored on tmpfs too: ext4 holds neither 300 attributes nor 1677.
+expect_rc 0 "$STAMP" --store "$S" restore "$BT" "$WORK/big/back" --confirm-service-stopped --path many
+expect_rc 0 "$STAMP" --store "$S" restore "$BT" "$WORK/big/back" --confirm-service-stopped --no-pre-snapshot --path t2400
+expect_rc 0 "$STAMP" --store "$S" restore "$BT" "$WORK/big/back" --confirm-service-stopped --no-pre-snapshot --path t1600
+[ "$(getfattr -m - --absolute-names "$WORK/big/back/many" 2>/dev/null | grep -c '^trusted\.n')" = 300 ] ||
+        fail "xattrs past 256 were dropped"
+[ "$(stat -c %Y "$WORK/big/back/t2400")" -gt "$(date -d '2262-01-01' +%s)" ] ||
+        fail "a time after 2262 wrapped to $(stat -c %y "$WORK/big/back/t2400")"
+[ "$(stat -c %Y "$WORK/big/back/t1600")" -lt "$(date -d '1678-01-01' +%s)" ] ||
+        fail "a time before 1677 wrapped to $(stat -c %y "$WORK/big/back/t1600")"
+umount "$WORK/big"
+
 # The lock: a second writer waits, then says who holds it.
 python3 - "$S/lock" "$WORK/locked" <<'PY' &
 import fcntl, sys, time

@@ -7,7 +7,7 @@
  * the symlink `latest`. Every other node is created by lookup or
  * readdirplus and lives until the kernel forgets it (lookup counts). The
  * nodeid is the node's address; st_ino is derived from stable ids, so it
- * is the same at every lookup: a stamp's root hashes its stamp, an entry
+ * is the same at every lookup: a stamp's root hashes its stamp and root tree, an entry
  * hashes (parent st_ino, name), and a hardlinked file hashes (stamp,
  * hardlink id) so that all its names share one st_ino.
  *
@@ -483,7 +483,18 @@ static int node_stamp(struct fs *fs, const char *stamp, struct node **ret)
         n->gid = rec.root_gid;
         n->mtime_ns = n->ctime_ns = rec.root_mtime_ns;
         n->tree = rec.root;
-        n->ino = hash_ino("stamp", 5, stamp, STAMP_STAMP_LEN);
+        {
+                /*
+                 * The stamp and its root tree: a stamp forgotten and taken
+                 * again (a copy from a store that snapshotted in the same
+                 * second, a clock stepped back) is another inode, so the
+                 * kernel drops what it cached of the old one.
+                 */
+                uint8_t key[STAMP_STAMP_LEN + sizeof(rec.root.b)];
+                memcpy(key, stamp, STAMP_STAMP_LEN);
+                memcpy(key + STAMP_STAMP_LEN, rec.root.b, sizeof(rec.root.b));
+                n->ino = hash_ino("stamp", 5, key, sizeof(key));
+        }
         n->xattrs = TAKE_PTR(rec.root_xattrs);
         n->xattrs_len = rec.root_xattrs_len;
         stamp_record_release(&rec);

@@ -231,12 +231,23 @@ fail:
         return r;
 }
 
-/* Returns a cached fd for @name with a reference held, or a negative errno. */
+/*
+ * Returns a cached fd for @name with a reference held, or a negative errno.
+ * Only packs are cached: their names are their content. A record can be
+ * forgotten and written again under its name by another process (a copy
+ * of the same stamp), and a cached fd would go on reading the old file.
+ */
 static int fd_acquire(struct local *l, const char *name, unsigned *ret_slot)
 {
         struct fd_slot *victim = NULL;
         unsigned i;
         int fd;
+
+        if (strncmp(name, "packs/", 6) != 0) {
+                fd = openat(l->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                *ret_slot = FD_CACHE_SIZE; /* uncached: the caller closes it */
+                return fd < 0 ? negerrno() : fd;
+        }
 
         pthread_mutex_lock(&l->lock);
         for (i = 0; i < FD_CACHE_SIZE; i++) {

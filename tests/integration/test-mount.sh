@@ -245,6 +245,33 @@ for o in noexec,relatime user,nodiratime,lazytime; do
         fusermount3 -u "$MNT3"
 done
 
+# A stamp forgotten and written again with other content (a copy from a
+# store that snapshotted in the same second): the mount serves the new one
+# within a second, not what it had cached of the old (the record's file
+# descriptor, the kernel's inode).
+mkdir -p "$WORK/re/src" "$WORK/re/mnt"
+echo "old content" >"$WORK/re/src/file"
+"$STAMP" init -q "$WORK/re/st"
+T1=$("$STAMP" --store "$WORK/re/st" -q snapshot "$WORK/re/src")
+sleep 1
+echo "new content, longer" >"$WORK/re/src/file"
+T2=$("$STAMP" --store "$WORK/re/st" -q snapshot "$WORK/re/src")
+"$STAMPFS" "$WORK/re/st" "$WORK/re/mnt"
+[ "$(cat "$WORK/re/mnt/$T1/file")" = "old content" ] || fail "replaced stamp: the first read"
+python3 - "$WORK/re/st/snapshots" "$T1" "$T2" <<'PY'
+import json, os, sys
+d, t1, t2 = sys.argv[1:]
+r1 = json.load(open(os.path.join(d, t1 + ".json")))
+r1["root"] = json.load(open(os.path.join(d, t2 + ".json")))["root"]
+with open(os.path.join(d, t1 + ".json.new"), "w") as f:
+    json.dump(r1, f)
+os.rename(os.path.join(d, t1 + ".json.new"), os.path.join(d, t1 + ".json"))
+PY
+sleep 1.5
+[ "$(cat "$WORK/re/mnt/$T1/file")" = "new content, longer" ] ||
+        fail "a replaced stamp still serves its old content: $(cat "$WORK/re/mnt/$T1/file")"
+fusermount3 -u "$WORK/re/mnt"
+
 # Damaged data: the file whose chunks are in a damaged pack is EIO, others read.
 head -c 3000000 /dev/urandom >"$WORK/src/fresh"
 ST3=$("$STAMP" --store "$S" -q snapshot "$WORK/src")

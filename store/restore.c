@@ -105,11 +105,15 @@ struct ctx {
 static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
-/* Records the first error: "path: what: reason". */
+/*
+ * Records the first error: "path: what: reason". -ELOOP is restore's own
+ * refusal (the store itself, nesting too deep): @fmt says it all.
+ */
 static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
 {
         va_list ap;
         char what[256];
+        bool reason = r < 0 && r != -ELOOP;
 
         va_start(ap, fmt);
         vsnprintf(what, sizeof(what), fmt, ap);
@@ -119,7 +123,7 @@ static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
                 c->error = r < 0 ? r : -EIO;
                 if (c->err_size)
                         snprintf(c->err, c->err_size, "%s: %s%s%s", rel && *rel ? rel : ".", what,
-                                 r < 0 ? ": " : "", r < 0 ? strerror(-r) : "");
+                                 reason ? ": " : "", reason ? strerror(-r) : "");
                 c->st->error_path = strdup(rel && *rel ? rel : "."); /* NULL: only less detail */
         }
         pthread_mutex_unlock(&c->lock);

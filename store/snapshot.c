@@ -2186,6 +2186,14 @@ static int check_sources(const struct stamp_snapshot_options *o, const char **re
                 }
                 if (o->n_sources == 1)
                         continue;
+                {
+                        /* With several sources each is stored under its name: "/" has none. */
+                        const char *a = base_name(o->sources[i]);
+                        if (!stamp_name_valid(a, strcspn(a, "/"))) {
+                                *ret_bad = o->sources[i];
+                                return -EDOM;
+                        }
+                }
                 for (size_t j = 0; j < i; j++) {
                         const char *a = base_name(o->sources[i]), *b = base_name(o->sources[j]);
                         size_t al = strcspn(a, "/"), bl = strcspn(b, "/");

@@ -101,8 +101,9 @@ struct stamp_snapshot_options {
  * stamp_store_recover(). On success the record is durable and *ret holds it
  * (caller releases with stamp_record_release()); ret->n_errors tells whether
  * some source entries could not be read. Sources that do not exist, or two
- * sources with the same basename, fail with -ENOENT / -EEXIST before
- * anything is written (@ret_bad names the source, borrowed from @o); so do
+ * sources with the same basename, or one of several without a name of its
+ * own ("/", ".."), fail with -ENOENT / -EEXIST / -EDOM before anything is
+ * written (@ret_bad names the source, borrowed from @o); so do
  * a stream path that is malformed (-EINVAL), exists in the sources
  * (-EEXIST) or lies below a non-directory (-ENOTDIR), with @ret_bad set to
  * @o->stream->path. A stream whose directory is excluded or unreadable

@@ -263,6 +263,10 @@ static int snapshot_failed(const struct stamp_snapshot_options *o, const struct 
         if (bad && r == -EEXIST)
                 log_error("source '%s': another source has the same name; "
                           "snapshot them from a common parent instead", bad);
+        else if (bad && r == -EDOM)
+                log_error("source '%s': with several sources each is stored under its own "
+                          "name, and this one has none (a root, '.' or '..'); snapshot it alone, "
+                          "or name its directory", bad);
         else if (bad)
                 log_error("source '%s': %s", bad, describe(r));
         else if (r == -ECANCELED && l->stdin_status != 0)

@@ -95,6 +95,9 @@ expect_err "is not a stamp"
 expect_rc 3 "$STAMP" --store "$S" cat "$ST" no/such/file
 expect_err "does not exist in snapshot"
 expect_rc 3 "$STAMP" --store "$S" cat "$ST" file/below
+# Several sources are each stored under their name: "/" has none.
+expect_rc 2 "$STAMP" --store "$S" snapshot / "$WORK/src"
+expect_err "source '/': with several sources each is stored under its own name, and this one has none"
 # Numbers are whole and in range: no atoi() turning 'abc' into 0, no wrap.
 for bad in abc -5 4294967296 1x ""; do
         expect_rc 2 "$STAMP" --store "$S" gc --dry-run --lock-timeout "$bad"

@@ -118,6 +118,7 @@ struct fs {
         bool debug;
         bool single_thread; /* -s: one loop thread */
         bool no_open;    /* the kernel can skip open/release (set in init) */
+        bool acl;        /* -o allow_other: other users' access checks the stored ACLs */
         bool no_opendir; /* ... and opendir/releasedir */
         bool force_open; /* STAMPFS_OPEN set: answer open and opendir anyway */
         /*
@@ -1426,9 +1427,12 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
         /*
          * default_permissions checks the stored POSIX ACLs too (read from
          * system.posix_acl_access, cached by the kernel), not only the mode
-         * bits: a named user denied in the source is denied here.
+         * bits: a named user denied in the source is denied here. Only
+         * with allow_other: otherwise only the mounting user gets in, whose
+         * snapshot held only what it could read (root passes any ACL), and
+         * the first access of each inode would cost a GETXATTR round trip.
          */
-        if (conn->capable & FUSE_CAP_POSIX_ACL)
+        if (fs->acl && (conn->capable & FUSE_CAP_POSIX_ACL))
                 conn->want |= FUSE_CAP_POSIX_ACL;
         conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO; /* plus always: one call fills the dcache */
         conn->max_readahead = 1u << 20;
@@ -1673,6 +1677,25 @@ static int parse_count(const char *s, unsigned max, unsigned *ret)
         return 0;
 }
 
+/* Whether the -o options left in @a hold @opt. */
+static bool has_mount_opt(const struct fuse_args *a, const char *opt)
+{
+        for (int i = 0; i < a->argc; i++) {
+                const char *list = NULL;
+                if (strcmp(a->argv[i], "-o") == 0 && i + 1 < a->argc)
+                        list = a->argv[++i];
+                else if (strncmp(a->argv[i], "-o", 2) == 0)
+                        list = a->argv[i] + 2;
+                for (const char *p = list; p && *p;) {
+                        size_t n = strcspn(p, ",");
+                        if (n == strlen(opt) && strncmp(p, opt, n) == 0)
+                                return true;
+                        p += n + (p[n] == ',');
+                }
+        }
+        return false;
+}
+
 static int check_mountpoint(const char *mnt)
 {
         char parent[PATH_MAX];
@@ -1833,6 +1856,7 @@ int main(int argc, char **argv)
         if (fuse_parse_cmdline(&args, &cl) != 0)
                 goto out;
         fs.debug = cl.debug;
+        fs.acl = has_mount_opt(&args, "allow_other");
         se = fuse_session_new(&args, &ops, sizeof(ops), &fs);
         if (!se) {
                 fprintf(stderr, "Try 'stampfs --help'.\n");

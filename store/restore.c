@@ -102,31 +102,49 @@ struct ctx {
         struct timespec last_progress;
 };
 
-static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-
 /*
- * Records the first error: "path: what: reason". -ELOOP is restore's own
- * refusal (the store itself, nesting too deep): @fmt says it all.
+ * Records the first error: "path: what: reason", and whether it is the
+ * store's (data it could not give) rather than TARGET's. @r > 0: restore's
+ * own refusal, which @fmt says all of (recorded as -EIO).
  */
-static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
+static void vfail(struct ctx *c, bool store, int r, const char *rel, const char *fmt, va_list ap)
 {
-        va_list ap;
         char what[256];
-        bool reason = r < 0 && r != -ELOOP;
+        bool reason = r < 0;
 
-        va_start(ap, fmt);
         vsnprintf(what, sizeof(what), fmt, ap);
-        va_end(ap);
         pthread_mutex_lock(&c->lock);
         if (!c->error) {
                 c->error = r < 0 ? r : -EIO;
+                c->st->store_error = store;
                 if (c->err_size)
                         snprintf(c->err, c->err_size, "%s: %s%s%s", rel && *rel ? rel : ".", what,
                                  reason ? ": " : "", reason ? strerror(-r) : "");
                 c->st->error_path = strdup(rel && *rel ? rel : "."); /* NULL: only less detail */
         }
         pthread_mutex_unlock(&c->lock);
+}
+
+static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void fail(struct ctx *c, int r, const char *rel, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vfail(c, false, r, rel, fmt, ap);
+        va_end(ap);
+}
+
+static void fail_store(struct ctx *c, int r, const char *rel, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static void fail_store(struct ctx *c, int r, const char *rel, const char *fmt, ...)
+{
+        va_list ap;
+
+        va_start(ap, fmt);
+        vfail(c, true, r, rel, fmt, ap);
+        va_end(ap);
 }
 
 static bool failed(struct ctx *c)
@@ -495,7 +513,7 @@ static int remove_at(struct ctx *c, int dfd, const char *name, const char *rel, 
         if (S_ISDIR(st.st_mode)) {
                 _cleanup_close_ int fd = -1;
                 if (is_store(c, &st)) {
-                        fail(c, -ELOOP, rel, "this is the store itself; refusing to remove it");
+                        fail(c, 1, rel, "this is the store itself; refusing to remove it");
                         return -ELOOP;
                 }
                 fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -780,14 +798,14 @@ static int copy_content(struct ctx *c, int fd, const struct stamp_entry *e, cons
                 return 0;
         r = stamp_file_open(c->s, e, NULL, &f);
         if (r < 0) {
-                fail(c, r, rel, "cannot read the file from the store");
+                fail_store(c, r, rel, "cannot read the file from the store");
                 return r;
         }
         while (off < e->size) {
                 ssize_t n = stamp_file_pread(f, buf, COPY_BUFFER, off);
                 if (n <= 0) {
                         r = n < 0 ? (int)n : -EBADMSG;
-                        fail(c, r, rel, "cannot read the file from the store at offset %llu",
+                        fail_store(c, r, rel, "cannot read the file from the store at offset %llu",
                              (unsigned long long)off);
                         break;
                 }
@@ -1365,7 +1383,7 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                         }
                         if (fstat(sub, &st) == 0 && is_store(c, &st)) {
                                 close(sub);
-                                fail(c, -ELOOP, rel, "this is the store itself; refusing to restore over it");
+                                fail(c, 1, rel, "this is the store itself; refusing to restore over it");
                                 return -ELOOP;
                         }
                 }
@@ -1384,6 +1402,20 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                 return pending_add(c, sub, e, rel, false);
         }
         group = e->link_id && e->nlink > 1;
+        if (e->type == STAMP_T_REG && (e->flags & STAMP_EF_UNREADABLE)) {
+                /*
+                 * Stored empty: the snapshot does not know the content. What
+                 * TARGET holds stays, even as a later name of a group (never
+                 * replaced by a link to an empty stand-in).
+                 */
+                if (have && S_ISREG(hs.st_mode)) {
+                        warn(c, rel, "could not be read when the snapshot was taken (stored "
+                                     "empty): the file in TARGET is kept as it is");
+                        count(c, &c->st->files_kept, 1);
+                        return group && !link_find(c, e) ? link_add(c, e, rel, dfd) : 0;
+                }
+                warn(c, rel, "could not be read when the snapshot was taken: restored empty");
+        }
         if (group) {
                 /*
                  * A later member of a hardlink group (any type): linked to the
@@ -1399,16 +1431,6 @@ static int sync_entry(struct ctx *c, int dfd, const struct stamp_entry *e,
                  * (a target where a restore before linked them all).
                  */
                 split = link_group_seen(c, e->link_id);
-        }
-        if (e->type == STAMP_T_REG && (e->flags & STAMP_EF_UNREADABLE)) {
-                /* Stored empty: the snapshot does not know the content. */
-                if (have && S_ISREG(hs.st_mode)) {
-                        warn(c, rel, "could not be read when the snapshot was taken (stored "
-                                     "empty): the file in TARGET is kept as it is");
-                        count(c, &c->st->files_kept, 1);
-                        return group ? link_add(c, e, rel, dfd) : 0;
-                }
-                warn(c, rel, "could not be read when the snapshot was taken: restored empty");
         }
         if (e->type == STAMP_T_REG) {
                 unsigned keep = sidecar_keep(parent, e->name);
@@ -1473,12 +1495,12 @@ static int sync_dir(struct ctx *c, int dfd, const struct stamp_id *id, const cha
         int r;
 
         if (depth > 4096) {
-                fail(c, -ELOOP, rel, "directories nested too deeply");
+                fail(c, 1, rel, "directories nested too deeply");
                 return -ELOOP;
         }
         r = stamp_tree_load(c->s, id, &t);
         if (r < 0) {
-                fail(c, r, rel, "cannot read the directory from the store");
+                fail_store(c, r, rel, "cannot read the directory from the store");
                 return r;
         }
         /* Entries TARGET has and the snapshot does not: removed. */
@@ -1584,7 +1606,7 @@ static int restore_subpath(struct ctx *c, const struct stamp_record *rec, const 
                 }
                 r = stamp_tree_load(c->s, &cur, &t);
                 if (r < 0) {
-                        fail(c, r, rel, "cannot read the directory from the store");
+                        fail_store(c, r, rel, "cannot read the directory from the store");
                         break;
                 }
                 r = stamp_tree_find(&t.t, comp, len, &idx);

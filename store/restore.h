@@ -54,6 +54,7 @@ struct stamp_restore_stats {
          * for TARGET itself), or NULL; freed by stamp_restore_stats_release().
          */
         char *error_path;
+        bool store_error;         /* on failure: the store could not give the data */
         struct stamp_restore_db *dbs;
         size_t n_dbs;
         bool dbs_ok;              /* every restored database passed integrity_check */

@@ -777,23 +777,31 @@ static int read_xattrs(const char *path, struct pentry *pe)
                         skipped++;
                         continue;
                 }
-                vl = lgetxattr(path, p, NULL, 0);
+                /* The value's size, then the value: again if it grew meanwhile. */
+                for (int tries = 0;; tries++) {
+                        vl = lgetxattr(path, p, NULL, 0);
+                        if (vl < 0 || vl > STAMP_XATTR_VALUE_MAX)
+                                break;
+                        items[n].value = malloc(vl ? (size_t)vl : 1);
+                        if (!items[n].value) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        vl = lgetxattr(path, p, items[n].value, (size_t)vl);
+                        if (vl >= 0 || errno != ERANGE || tries == 3)
+                                break;
+                        free(items[n].value);
+                        items[n].value = NULL;
+                }
+                if (r < 0)
+                        break;
                 if (vl < 0 || vl > STAMP_XATTR_VALUE_MAX) {
                         skipped += !(vl < 0 && errno == ENODATA); /* removed meanwhile */
+                        free(items[n].value);
+                        items[n].value = NULL;
                         continue;
                 }
                 items[n].name = p;
-                items[n].value = malloc(vl ? (size_t)vl : 1);
-                if (!items[n].value) {
-                        r = -ENOMEM;
-                        break;
-                }
-                vl = lgetxattr(path, p, items[n].value, (size_t)vl);
-                if (vl < 0) {
-                        skipped += errno != ENODATA;
-                        free(items[n].value);
-                        continue;
-                }
                 items[n].len = (size_t)vl;
                 total += 1 + strlen(p) + 4 + (size_t)vl;
                 n++;

@@ -39,8 +39,19 @@ static int walk_snapshot(struct ctx *c, struct stamp_walk *w, size_t i, const ch
                 return r;
         w->pass = (int64_t)i + 1; /* gc uses pass 0 */
         r = stamp_walk_root(w, &rec.root);
-        if (r == -ENOENT)
-                r = -EBADMSG; /* a tree or chunk list the store does not have: damage */
+        if (r == -ENOENT) {
+                /* A tree or chunk list the store does not have: damage, unless
+                 * a prune and gc took the snapshot away meanwhile. */
+                struct stamp_record again;
+                int k = stamp_store_record_load(c->s, stamp, &again);
+                if (k == 0)
+                        stamp_record_release(&again);
+                if (k == -ENOENT) {
+                        stamp_record_release(&rec);
+                        return 0;
+                }
+                r = -EBADMSG;
+        }
         if (r == 0) {
                 c->pass_snap[i] = c->st->n_snap;
                 snprintf(sn->stamp, sizeof(sn->stamp), "%s", stamp);

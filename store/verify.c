@@ -113,6 +113,7 @@ struct packinfo {
         int64_t size; /* -1: missing */
         bool bad;     /* unreadable structure (from a pack check) */
         bool checked; /* a pack check read its index */
+        uint64_t scan_end; /* trailer damaged: where the walk of its records stopped (else 0) */
         uint64_t matched; /* objects the index places here that its own index lists */
         struct packinfo *next;
 };
@@ -287,6 +288,10 @@ static int object_present(struct ctx *c, const struct stamp_id *id, char *why, s
                 snprintf(why, why_size, "truncated pack %s", loc.pack);
                 return 1;
         }
+        if (p->scan_end && loc.offset >= p->scan_end) {
+                snprintf(why, why_size, "damaged pack %s (after its last sound record)", loc.pack);
+                return 1;
+        }
         return 0;
 }
 
@@ -326,7 +331,7 @@ static int check_chunk(struct ctx *c, struct file_check *f, const struct stamp_i
                 note_first(f, id, "missing pack ", loc.pack);
                 return 0;
         }
-        if (p->bad) {
+        if (p->bad || (p->scan_end && loc.offset >= p->scan_end)) {
                 f->mismatched++;
                 note_first(f, id, "damaged pack ", loc.pack);
                 return 0;
@@ -779,6 +784,7 @@ static int check_pack(struct ctx *c, struct stamp_index *ix, const char *name, u
         struct stamp_id sum;
         struct stamp_csum *cs;
         bool deep = false;
+        uint64_t scan_end = 0;
         int r;
 
         r = stamp_backend_get(stamp_store_backend(s), name, pack_read_max(s), &buf, &len);
@@ -814,6 +820,7 @@ static int check_pack(struct ctx *c, struct stamp_index *ix, const char *name, u
                 if (r < 0)
                         goto bad_pack;
                 deep = true;
+                scan_end = v[n - 1].offset + STAMP_PACK_RECORD_HEADER_SIZE + v[n - 1].stored_len;
         }
         pthread_mutex_lock(&c->lock);
         c->st->packs++;
@@ -924,6 +931,7 @@ static int check_pack(struct ctx *c, struct stamp_index *ix, const char *name, u
                 if (p) {
                         p->checked = true;
                         p->matched = matched;
+                        p->scan_end = scan_end;
                 }
         }
         pthread_mutex_unlock(&c->lock);

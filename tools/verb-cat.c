@@ -49,6 +49,17 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
         }
         r = stamp_path_resolve(s, &rec.root, path, &parent, &e);
         stamp_record_release(&rec);
+        if (r == -EBADMSG) {
+                /* Not damage if a prune and gc took the snapshot away meanwhile. */
+                struct stamp_record again;
+                int k = stamp_store_record_load(s, stamp, &again);
+                if (k == 0)
+                        stamp_record_release(&again);
+                if (k == -ENOENT) {
+                        log_error("snapshot %s was forgotten while it was read", stamp);
+                        return EXIT_NOTFOUND;
+                }
+        }
         if (r == -ENOENT || r == -ENOTDIR) {
                 log_error("'%s' does not exist in snapshot %s", path, stamp);
                 return EXIT_NOTFOUND;

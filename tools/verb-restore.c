@@ -478,7 +478,7 @@ int verb_restore(int argc, char **argv)
                                          "roll back with: stamp restore %s '%s' "
                                          "--confirm-service-stopped --no-pre-snapshot",
                                          pre, target);
-                        if (exit_code(r) == EXIT_CORRUPT)
+                        if (exit_code(r) == EXIT_CORRUPT && st.store_error)
                                 /* Damaged data: the same command fails at the same place. */
                                 log_error("snapshot %s is damaged ('stamp verify --read-data' "
                                           "lists what else is); TARGET is partly restored: "

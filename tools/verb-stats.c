@@ -129,8 +129,8 @@ int verb_stats(int argc, char **argv)
                 fputs("\r\033[K", stderr);
         if (r < 0) {
                 if (bad[0] && r == -EBADMSG)
-                        log_error("snapshot '%s' is damaged (a directory or chunk list it "
-                                  "names is missing from the store or unreadable), so nothing "
+                        log_error("snapshot '%s' is damaged (its record, or a directory or "
+                                  "chunk list it names, is missing or unreadable), so nothing "
                                   "was counted; 'stamp verify' lists the damage", bad);
                 else if (bad[0])
                         log_error("snapshot '%s': cannot walk it: %s", bad, describe(r));

@@ -126,8 +126,9 @@ mkdir -p "$U/src/sub" "$U/src/closed"
 echo secret >"$U/src/sub/secret"
 echo open >"$U/src/open"
 echo inside >"$U/src/closed/inside"
+mkdir "$U/src/ha" "$U/src/hb" && echo linked >"$U/src/ha/x" && ln "$U/src/ha/x" "$U/src/hb/x"
 chown -R nobody "$U"
-chmod 000 "$U/src/sub/secret" "$U/src/closed"
+chmod 000 "$U/src/sub/secret" "$U/src/closed" "$U/src/ha/x"
 setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" init "$U/store" >/dev/null
 rc=0
 setpriv --reuid=nobody --regid=nogroup --clear-groups \
@@ -135,21 +136,23 @@ setpriv --reuid=nobody --regid=nogroup --clear-groups \
 [ "$rc" = 1 ] || fail "unreadable file: exit $rc, expected 1"
 grep -q "warning: sub/secret: Permission denied" "$WORK/err" || fail "unreadable file not reported"
 grep -q "warning: closed: Permission denied" "$WORK/err" || fail "unreadable directory not reported"
-[ "$(json_field "$WORK/rec.json" error_count)" = 2 ] || fail "record error_count"
+[ "$(json_field "$WORK/rec.json" error_count)" = 4 ] || fail "record error_count"  # ha/x, hb/x too
 ST=$(json_field "$WORK/rec.json" stamp)
 [ "$(setpriv --reuid=nobody --regid=nogroup --clear-groups "$STAMP" --store "$U/store" cat "$ST" open)" = open ] ||
         fail "the readable file was not stored"
 # Restored over the live data, what could not be read is kept as it is,
 # with a warning each (exit 1), never replaced by the empty stand-in.
-mkdir -p "$U/t/sub" "$U/t/closed"
+mkdir -p "$U/t/sub" "$U/t/closed" "$U/t/hb"
 echo IMPORTANT >"$U/t/sub/secret"
 echo IMPORTANT >"$U/t/closed/inside"
+echo IMPORTANT >"$U/t/hb/x" # ha/x is not there: restored empty, and hb/x no link to it
 expect_rc 1 "$STAMP" --store "$U/store" restore "$ST" "$U/t" --confirm-service-stopped --no-pre-snapshot
 grep -q "sub/secret: could not be read when the snapshot was taken (stored empty): the file in TARGET is kept" \
         "$WORK/err" || { cat "$WORK/err"; fail "restore: unreadable file not warned about"; }
 grep -q "closed: could not be listed when the snapshot was taken" "$WORK/err" || fail "restore: unreadable dir"
 [ "$(cat "$U/t/sub/secret")" = IMPORTANT ] || fail "restore emptied a file the snapshot could not read"
 [ "$(cat "$U/t/closed/inside")" = IMPORTANT ] || fail "restore emptied a directory the snapshot could not list"
+[ "$(cat "$U/t/hb/x")" = IMPORTANT ] || fail "restore linked live data over with an unreadable hardlink's stand-in"
 [ "$(cat "$U/t/open")" = open ] || fail "restore: the readable file"
 # Into an empty target they come back empty, said so.
 expect_rc 1 "$STAMP" --store "$U/store" restore "$ST" "$U/t2" --confirm-service-stopped

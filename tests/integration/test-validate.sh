@@ -119,6 +119,20 @@ expect_rc 7 "$STAMP" --store "$S" verify
 grep -q "pack_corrupt" "$WORK/out" || fail "verify does not report the truncated pack"
 grep -q "^damaged snapshots:.*$GOOD" "$WORK/out" || fail "verify does not list the damaged snapshot"
 
+# Its tail zeroed, trailer included (no truncation): the records before the
+# damage are walked, and the objects past it still count as damaged.
+rm -rf "$S" && cp -a "$WORK/pristine" "$S"
+P=$(blobpack)
+python3 - "$P" <<'PY'
+import os, sys
+n = os.path.getsize(sys.argv[1])
+with open(sys.argv[1], "r+b") as f:
+    f.seek(n * 2 // 3)
+    f.write(b"\0" * (n - n * 2 // 3))
+PY
+expect_rc 7 "$STAMP" --store "$S" verify
+grep -q "^damaged snapshots:.*$GOOD" "$WORK/out" || { cat "$WORK/out"; fail "verify: a zeroed tail not traced"; }
+
 rm -rf "$S" && cp -a "$WORK/pristine" "$S"
 P=$(blobpack)
 rm "$P"

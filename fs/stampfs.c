@@ -1665,13 +1665,8 @@ static void raise_readahead(const char *mountpoint)
 static int parse_count(const char *s, unsigned max, unsigned *ret)
 {
         unsigned long v;
-        char *end;
 
-        if (*s < '0' || *s > '9')
-                return -1;
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (*end || errno || v > max)
+        if (parse_count_max(s, max, &v) < 0)
                 return -1;
         *ret = (unsigned)v;
         return 0;

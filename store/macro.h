@@ -54,6 +54,25 @@ static inline int negerrno(void)
         return errno > 0 ? -errno : -EIO;
 }
 
+/*
+ * A whole number 0..@max from a command line: digits only (no sign, no
+ * space, no suffix), no wrap. 0, or -1 (and *@ret untouched).
+ */
+static inline int parse_count_max(const char *s, unsigned long max, unsigned long *ret)
+{
+        unsigned long v;
+        char *end;
+
+        if (*s < '0' || *s > '9')
+                return -1;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (*end || errno || v > max)
+                return -1;
+        *ret = v;
+        return 0;
+}
+
 static inline uint16_t le16_read(const uint8_t *p)
 {
         return (uint16_t)(p[0] | (p[1] << 8));

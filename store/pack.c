@@ -182,25 +182,35 @@ int stamp_pack_record_parse(const uint8_t buf[STAMP_PACK_RECORD_HEADER_SIZE], ui
         return 0;
 }
 
+/* The size of pack @name, after checking it holds @min bytes and a sound header. */
+static int pack_size_checked(struct stamp_backend *b, const char *name, uint64_t min,
+                             uint64_t *ret_size)
+{
+        uint8_t head[STAMP_PACK_HEADER_SIZE];
+        int r;
+
+        r = stamp_backend_size(b, name, ret_size);
+        if (r < 0)
+                return r;
+        if (*ret_size < min)
+                return -EBADMSG;
+        r = stamp_backend_read(b, name, 0, head, sizeof(head));
+        if (r < 0)
+                return r;
+        return stamp_pack_header_check(head);
+}
+
 int stamp_pack_load_index(struct stamp_backend *b, const char *name,
                           struct stamp_pack_entry **ret, size_t *ret_n, uint64_t *ret_size)
 {
-        uint8_t tail[STAMP_PACK_TRAILER_SIZE], head[STAMP_PACK_HEADER_SIZE];
+        uint8_t tail[STAMP_PACK_TRAILER_SIZE];
         _cleanup_free_ uint8_t *buf = NULL;
         struct stamp_pack_trailer t;
         uint64_t size;
         size_t len;
         int r;
 
-        r = stamp_backend_size(b, name, &size);
-        if (r < 0)
-                return r;
-        if (size < STAMP_PACK_HEADER_SIZE + STAMP_PACK_TRAILER_SIZE)
-                return -EBADMSG;
-        r = stamp_backend_read(b, name, 0, head, sizeof(head));
-        if (r < 0)
-                return r;
-        r = stamp_pack_header_check(head);
+        r = pack_size_checked(b, name, STAMP_PACK_HEADER_SIZE + STAMP_PACK_TRAILER_SIZE, &size);
         if (r < 0)
                 return r;
         r = stamp_backend_read(b, name, size - sizeof(tail), tail, sizeof(tail));
@@ -226,21 +236,13 @@ int stamp_pack_load_index(struct stamp_backend *b, const char *name,
 int stamp_pack_scan_records(struct stamp_backend *b, const char *name,
                             struct stamp_pack_entry **ret, size_t *ret_n, uint64_t *ret_size)
 {
-        uint8_t head[STAMP_PACK_HEADER_SIZE], h[STAMP_PACK_RECORD_HEADER_SIZE];
+        uint8_t h[STAMP_PACK_RECORD_HEADER_SIZE];
         struct stamp_pack_entry *v = NULL;
         size_t n = 0, cap = 0;
         uint64_t size, off = STAMP_PACK_HEADER_SIZE;
         int r;
 
-        r = stamp_backend_size(b, name, &size);
-        if (r < 0)
-                return r;
-        if (size < STAMP_PACK_HEADER_SIZE)
-                return -EBADMSG;
-        r = stamp_backend_read(b, name, 0, head, sizeof(head));
-        if (r < 0)
-                return r;
-        r = stamp_pack_header_check(head);
+        r = pack_size_checked(b, name, STAMP_PACK_HEADER_SIZE, &size);
         if (r < 0)
                 return r;
         while (off + sizeof(h) <= size) {

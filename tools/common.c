@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "macro.h"
+
 const char *arg_store;
 bool arg_json;
 bool arg_quiet;
@@ -83,15 +85,8 @@ int exit_code(int r)
 int parse_seconds(const char *s)
 {
         unsigned long v;
-        char *end;
 
-        if (*s < '0' || *s > '9')
-                return -1;
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (*end || errno || v > SECONDS_MAX)
-                return -1;
-        return (int)v;
+        return parse_count_max(s, SECONDS_MAX, &v) < 0 ? -1 : (int)v;
 }
 
 int seconds_error(const char *verb, const char *opt, const char *arg)

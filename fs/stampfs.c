@@ -73,6 +73,12 @@
 #define IDLE_PER_NODE 4
 /* Lookups of entries a lean listing left out before listings carry all. */
 #define LEAN_MISSES 32
+#define BLOCKS_UNKNOWN UINT64_MAX
+/*
+ * Chunk lists a stat may load to find a file's holes (96 KiB each, about
+ * 64 MiB of data or 512 MiB of holes): beyond, the rest counts as data.
+ */
+#define BLOCKS_LISTS_MAX 16
 
 enum kind {
         K_ROOT,
@@ -97,6 +103,11 @@ struct node {
         uint32_t mode, uid, gid, nlink;
         int64_t mtime_ns, ctime_ns;
         uint64_t size, rdev;
+        /*
+         * Regular files: the bytes that are not holes (stamp_file_allocated()),
+         * for st_blocks; BLOCKS_UNKNOWN until node_blocks() asks. Atomic.
+         */
+        uint64_t allocated;
         uint8_t *xattrs;
         size_t xattrs_len;
         char *target; /* symlinks */
@@ -246,7 +257,10 @@ static void node_stat(const struct fs *fs, const struct node *n, struct stat *st
         st->st_rdev = n->rdev;
         st->st_size = (off_t)(n->type == STAMP_T_DIR ? 4096 : n->size);
         st->st_blksize = 65536;
-        st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+        {
+                uint64_t a = __atomic_load_n(&n->allocated, __ATOMIC_RELAXED);
+                st->st_blocks = (blkcnt_t)(((a == BLOCKS_UNKNOWN ? n->size : a) + 511) / 512);
+        }
         st->st_mtim = ns_to_ts(n->mtime_ns);
         st->st_ctim = ns_to_ts(n->ctime_ns);
         st->st_atim = st->st_mtim;
@@ -316,6 +330,8 @@ static void nodes_free_all(struct fs *fs)
         memset(fs->nodes, 0, sizeof(fs->nodes));
 }
 
+static void node_blocks(struct fs *fs, struct node *n);
+
 static void reply_entry(fuse_req_t req, struct node *n)
 {
         struct fs *fs = fs_of(req);
@@ -324,6 +340,7 @@ static void reply_entry(fuse_req_t req, struct node *n)
         n = node_publish(fs, n);
         e.ino = (fuse_ino_t)(uintptr_t)n;
         e.attr_timeout = e.entry_timeout = timeout_of(n);
+        node_blocks(fs, n);
         node_stat(fs, n, &e.attr);
         if (fuse_reply_entry(req, &e) != 0)
                 node_unref(fs, n, 1); /* the kernel never saw it */
@@ -384,6 +401,7 @@ static void node_fill(const struct node *parent, const struct stamp_entry *e, ui
         n->mtime_ns = e->mtime_ns;
         n->ctime_ns = e->ctime_ns;
         n->size = e->size;
+        n->allocated = e->type == STAMP_T_REG ? BLOCKS_UNKNOWN : e->size;
         n->rdev = e->rdev;
         n->tree = e->subtree;
         n->parent_tree = parent->tree;
@@ -720,8 +738,10 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
                 root_refresh(fs);
                 node_stat(fs, n, &st);
                 pthread_mutex_unlock(&fs->root_lock);
-        } else
+        } else {
+                node_blocks(fs, n);
                 node_stat(fs, n, &st);
+        }
         fuse_reply_attr(req, &st, n->kind == K_ROOT ? ROOT_TIMEOUT : timeout_of(n));
 }
 
@@ -778,6 +798,62 @@ static int reader_get(struct fs *fs, struct node *n, struct stamp_file **ret)
 static void reader_put(struct fs *fs, struct node *n, struct stamp_file *f)
 {
         stamp_reader_pool_put(fs->readers, &n->idle, f);
+}
+
+/*
+ * Fills in what a regular file allocates, for st_blocks: a file copied
+ * from the mount by cp or tar is copied sparse only if st_blocks says
+ * it has holes (then they ask where, with SEEK_DATA and SEEK_HOLE: op_lseek()).
+ * Done once the node is the kernel's, when it first asks for attributes,
+ * not for lean listings (find needs none): a file's chunk lists are loaded
+ * by the reader its reads take next. A file that cannot be read counts as
+ * all data.
+ */
+static void node_blocks(struct fs *fs, struct node *n)
+{
+        struct stamp_file *f;
+        uint64_t a = n->size;
+
+        if (n->kind != K_ENTRY || __atomic_load_n(&n->allocated, __ATOMIC_RELAXED) != BLOCKS_UNKNOWN)
+                return;
+        if (reader_get(fs, n, &f) == 0) {
+                if (stamp_file_allocated(f, BLOCKS_LISTS_MAX, &a) < 0)
+                        a = n->size;
+                reader_put(fs, n, f);
+        }
+        __atomic_store_n(&n->allocated, a, __ATOMIC_RELAXED);
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+                     struct fuse_file_info *fi)
+{
+        struct fs *fs = fs_of(req);
+        struct node *n = node_of(req, ino);
+        struct stamp_file *f;
+        int64_t r;
+
+        (void)fi;
+        if (n->type != STAMP_T_REG || (whence != SEEK_DATA && whence != SEEK_HOLE)) {
+                fuse_reply_err(req, EINVAL);
+                return;
+        }
+        if (off < 0 || (uint64_t)off >= n->size) {
+                fuse_reply_err(req, ENXIO);
+                return;
+        }
+        r = reader_get(fs, n, &f);
+        if (r == 0) {
+                r = stamp_file_seek(f, (uint64_t)off, whence == SEEK_DATA);
+                reader_put(fs, n, f);
+        }
+        if (r >= 0)
+                fuse_reply_lseek(req, (off_t)r);
+        else if (r == -ENXIO || r == -ENOMEM)
+                fuse_reply_err(req, (int)-r);
+        else {
+                report_damage(n, "file", (int)r);
+                fuse_reply_err(req, EIO);
+        }
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1253,8 +1329,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                                 err = -r;
                                 break;
                         }
-                        if (plus && n != &tmp)
+                        if (plus && n != &tmp) {
                                 n = node_publish(fs, n); /* counted as a lookup */
+                                node_blocks(fs, n);
+                        }
                         node_stat(fs, n, &e.attr);
                         /* nodeid 0: the kernel takes only d_ino and d_type */
                         e.ino = n == &tmp ? 0 : (fuse_ino_t)(uintptr_t)n;
@@ -1508,6 +1586,7 @@ static const struct fuse_lowlevel_ops ops = {
         .readlink = op_readlink,
         .open = op_open,
         .read = op_read,
+        .lseek = op_lseek,
         .release = op_release,
         .opendir = op_opendir,
         .readdir = op_readdir,

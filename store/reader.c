@@ -411,6 +411,143 @@ ssize_t stamp_file_spans(struct stamp_file *f, uint64_t off, size_t len, struct 
         return (ssize_t)n;
 }
 
+/*
+ * Holes. A walk over the file's chunks from an offset, which stops at the
+ * first chunk of the kind it looks for (stamp_file_seek()) or adds up the
+ * bytes of data (stamp_file_allocated()). A chunk list that names only
+ * chunks of zeros is remembered by the store, so the many equal lists of
+ * a large hole are loaded once.
+ */
+enum scan_stop { STOP_AT_DATA, STOP_AT_HOLE, STOP_NEVER };
+
+struct scan {
+        struct stamp_file *f;
+        uint64_t from;     /* items ending at or before it are passed over */
+        enum scan_stop stop;
+        unsigned lists_left; /* STOP_NEVER: lists it may still load; the rest counts as data */
+        uint64_t at;         /* where it stopped */
+        uint64_t data;       /* bytes of data seen (STOP_NEVER) */
+};
+
+/*
+ * One item, [@start, @start + @len), known to be data or zeros: 1 if the
+ * walk stops at it, else 0.
+ */
+static int scan_item(struct scan *sc, uint64_t start, uint64_t len, bool zero)
+{
+        if ((sc->stop == STOP_AT_DATA && !zero) || (sc->stop == STOP_AT_HOLE && zero)) {
+                sc->at = start > sc->from ? start : sc->from;
+                return 1;
+        }
+        if (!zero)
+                sc->data += len;
+        return 0;
+}
+
+/*
+ * Walks the items of the list loaded at @level, which starts at file
+ * offset @base. Returns 1 if it stopped, 0 at the end (*ret_zero: every
+ * item was zeros, and none was passed over), or a negative errno.
+ */
+static int scan_list(struct scan *sc, int level, uint64_t base, bool *ret_zero)
+{
+        struct level *lv = &sc->f->levels[level];
+        bool all_zero = sc->from <= base;
+        uint32_t i = sc->from > base ? find_end(lv->ends, lv->l.count, sc->from - base) : 0;
+        int r;
+
+        for (; i < lv->l.count; i++) {
+                uint64_t start = base + (i ? lv->ends[i - 1] : 0), n;
+                struct stamp_id id;
+                bool zero;
+
+                stamp_chunklist_item(&lv->l, i, &id, &n);
+                if (level == 0)
+                        zero = stamp_store_zero_chunk(sc->f->s, &id, n);
+                else if (stamp_store_zero_list(sc->f->s, &id))
+                        zero = true;
+                else if (sc->stop == STOP_NEVER && sc->lists_left == 0)
+                        zero = false; /* not looked at: counted as data */
+                else {
+                        if (sc->lists_left)
+                                sc->lists_left--;
+                        r = level_load(sc->f, level - 1, &id, n);
+                        if (r < 0)
+                                return r;
+                        r = scan_list(sc, level - 1, start, &zero);
+                        if (r != 0)
+                                return r;
+                        if (zero)
+                                stamp_store_zero_list_add(sc->f->s, &id);
+                        all_zero &= zero;
+                        continue; /* its items were counted one by one */
+                }
+                all_zero &= zero;
+                r = scan_item(sc, start, n, zero);
+                if (r != 0)
+                        return r;
+        }
+        *ret_zero = all_zero;
+        return 0;
+}
+
+/* 1 if the walk stopped (at sc->at), 0 at the end of the file, or a negative errno. */
+static int scan(struct scan *sc)
+{
+        bool zero;
+        int r = 0;
+
+        if (sc->f->c.kind == STAMP_CONTENT_INLINE) {
+                uint32_t i = find_end(sc->f->inline_ends, sc->f->c.n, sc->from);
+                for (; i < sc->f->c.n && r == 0; i++) {
+                        uint64_t start = i ? sc->f->inline_ends[i - 1] : 0;
+                        struct stamp_id id;
+                        uint32_t len;
+                        stamp_content_chunk(&sc->f->c, i, &id, &len);
+                        r = scan_item(sc, start, len,
+                                      stamp_store_zero_chunk(sc->f->s, &id, len));
+                }
+                return r;
+        }
+        stamp_store_read_begin(sc->f->s);
+        r = level_load(sc->f, sc->f->c.level, &sc->f->c.list, sc->f->size);
+        if (r == 0)
+                r = scan_list(sc, sc->f->c.level, 0, &zero);
+        stamp_store_read_end(sc->f->s);
+        return r;
+}
+
+int64_t stamp_file_seek(struct stamp_file *f, uint64_t off, bool data)
+{
+        struct scan sc = { .f = f, .from = off, .stop = data ? STOP_AT_DATA : STOP_AT_HOLE };
+        int r;
+
+        if (off >= f->size)
+                return -ENXIO;
+        r = scan(&sc);
+        if (r < 0)
+                return r;
+        if (r == 0) /* no data after @off; the end of the file is a hole */
+                return data ? -ENXIO : (int64_t)f->size;
+        return (int64_t)sc.at;
+}
+
+int stamp_file_allocated(struct stamp_file *f, unsigned max_lists, uint64_t *ret)
+{
+        struct scan sc = { .f = f, .stop = STOP_NEVER, .lists_left = max_lists };
+        int r;
+
+        if (f->size == 0) {
+                *ret = 0;
+                return 0;
+        }
+        r = scan(&sc);
+        if (r < 0)
+                return r;
+        *ret = sc.data;
+        return 0;
+}
+
 ssize_t stamp_file_pread(struct stamp_file *f, void *buf, size_t len, uint64_t off)
 {
         uint8_t *out = buf;

@@ -85,6 +85,20 @@ struct stamp_span {
 ssize_t stamp_file_spans(struct stamp_file *f, uint64_t off, size_t len, struct stamp_span *spans,
                          size_t max, size_t *ret_bytes);
 /*
+ * lseek(2)'s SEEK_DATA (@data) and SEEK_HOLE: the first offset at or after
+ * @off in data, or in a hole. A hole is a run of chunks of zeros
+ * (stamp_store_zero_chunk()), and the end of the file. -ENXIO if @off is
+ * at or past the end, or (SEEK_DATA) only holes follow it; another
+ * negative errno as for reads.
+ */
+int64_t stamp_file_seek(struct stamp_file *f, uint64_t off, bool data);
+/*
+ * The bytes of the file that are not holes (what a sparse copy of it
+ * would allocate), in *ret. It loads at most @max_lists chunk lists, and
+ * counts what lies beyond them as data. 0 or a negative errno.
+ */
+int stamp_file_allocated(struct stamp_file *f, unsigned max_lists, uint64_t *ret);
+/*
  * Reads up to @len bytes at @off; returns the count (0 at or past the end)
  * or a negative errno (-EBADMSG for damaged or inconsistent content).
  * Not thread-safe: one handle per thread.

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chunker.h"
 #include "compress.h"
 #include "gc.h"
 #include "macro.h"
@@ -30,6 +31,8 @@
 #define GC_LOCK_NAME "gc.lock"
 /* Stored objects up to this size are read into the thread's reused buffer. */
 #define SCRATCH_MAX (1u << 20)
+/* Entries of each table of stamp_store_zero_chunk() and stamp_store_zero_list(). */
+#define ZERO_MEMO 16
 
 /* What says that index.db changed under a reader (reopen_if_replaced()). */
 struct index_state {
@@ -67,6 +70,18 @@ struct stamp_store {
         pthread_mutex_t conns_lock; /* protects conns */
         struct conn *conns;
         pthread_key_t key; /* the calling thread's struct conn */
+        /*
+         * What stamp_store_zero_chunk() and stamp_store_zero_list() learnt:
+         * the id of a chunk of zeros, by length, and chunk lists that hold
+         * only such chunks. Each table is overwritten in turn once full.
+         */
+        pthread_mutex_t zero_lock;
+        struct zero_chunk {
+                uint64_t len; /* 0: empty slot */
+                struct stamp_id id;
+        } zero_chunks[ZERO_MEMO];
+        struct stamp_id zero_lists[ZERO_MEMO];
+        unsigned zero_chunks_next, zero_lists_n, zero_lists_next;
 };
 
 void stamp_init_options_default(struct stamp_init_options *o)
@@ -385,6 +400,7 @@ void stamp_store_free(struct stamp_store *s)
         }
         pthread_key_delete(s->key);
         pthread_mutex_destroy(&s->conns_lock);
+        pthread_mutex_destroy(&s->zero_lock);
         stamp_hasher_free(s->hasher);
         stamp_backend_free(s->backend);
         stamp_store_unlock(s);
@@ -435,6 +451,7 @@ int stamp_store_open(const char *dir, struct stamp_store **ret)
                 return -ENOMEM;
         s->dirfd = s->lock_fd = s->gc_lock_fd = s->gc_hold_fd = -1;
         pthread_mutex_init(&s->conns_lock, NULL);
+        pthread_mutex_init(&s->zero_lock, NULL);
         if (pthread_key_create(&s->key, NULL) != 0) {
                 free(s);
                 return -ENOMEM;
@@ -497,6 +514,59 @@ const struct stamp_config *stamp_store_config(const struct stamp_store *s)
 const struct stamp_hasher *stamp_store_hasher(const struct stamp_store *s)
 {
         return s->hasher;
+}
+
+bool stamp_store_zero_chunk(struct stamp_store *s, const struct stamp_id *id, uint64_t len)
+{
+        struct stamp_id zero;
+        uint8_t *buf;
+        bool found = false;
+
+        if (len == 0 || len > STAMP_CHUNK_MAX_LIMIT ||
+            (len % 4096 != 0 && len != s->config.chunker.max))
+                return false;
+        pthread_mutex_lock(&s->zero_lock);
+        for (unsigned i = 0; i < ZERO_MEMO && !found; i++)
+                if (s->zero_chunks[i].len == len) {
+                        zero = s->zero_chunks[i].id;
+                        found = true;
+                }
+        pthread_mutex_unlock(&s->zero_lock);
+        if (!found) {
+                buf = calloc(1, len);
+                if (!buf)
+                        return false; /* counted as data: a copy takes more room, no more */
+                stamp_hasher_id(s->hasher, buf, len, &zero);
+                free(buf);
+                pthread_mutex_lock(&s->zero_lock);
+                s->zero_chunks[s->zero_chunks_next] = (struct zero_chunk){ .len = len, .id = zero };
+                s->zero_chunks_next = (s->zero_chunks_next + 1) % ZERO_MEMO;
+                pthread_mutex_unlock(&s->zero_lock);
+        }
+        return stamp_id_cmp(&zero, id) == 0;
+}
+
+bool stamp_store_zero_list(struct stamp_store *s, const struct stamp_id *id)
+{
+        bool found = false;
+
+        pthread_mutex_lock(&s->zero_lock);
+        for (unsigned i = 0; i < s->zero_lists_n && !found; i++)
+                found = stamp_id_cmp(&s->zero_lists[i], id) == 0;
+        pthread_mutex_unlock(&s->zero_lock);
+        return found;
+}
+
+void stamp_store_zero_list_add(struct stamp_store *s, const struct stamp_id *id)
+{
+        if (stamp_store_zero_list(s, id))
+                return;
+        pthread_mutex_lock(&s->zero_lock);
+        s->zero_lists[s->zero_lists_next] = *id;
+        s->zero_lists_next = (s->zero_lists_next + 1) % ZERO_MEMO;
+        if (s->zero_lists_n < ZERO_MEMO)
+                s->zero_lists_n++;
+        pthread_mutex_unlock(&s->zero_lock);
 }
 
 struct stamp_backend *stamp_store_backend(struct stamp_store *s)

@@ -93,6 +93,19 @@ void stamp_store_free(struct stamp_store *s);
 const struct stamp_config *stamp_store_config(const struct stamp_store *s);
 const struct stamp_hasher *stamp_store_hasher(const struct stamp_store *s);
 struct stamp_backend *stamp_store_backend(struct stamp_store *s);
+/*
+ * Whether data chunk @id of @len bytes holds only zero bytes: a hole of a
+ * sparse file (a snapshot reads holes as zeros and stores them as such
+ * chunks). Only the lengths a run of zeros is cut into are checked: the
+ * store's largest chunk size and multiples of 4 KiB. A chunk of zeros of
+ * another length (a file's last one, say) counts as data: a sparse copy
+ * then writes those few zeros, nothing worse. Thread-safe.
+ */
+bool stamp_store_zero_chunk(struct stamp_store *s, const struct stamp_id *id, uint64_t len);
+/* Whether chunk list @id is known to name only chunks of zeros (or such lists). Thread-safe. */
+bool stamp_store_zero_list(struct stamp_store *s, const struct stamp_id *id);
+/* Remembers (a bounded number of) chunk lists that name only chunks of zeros. */
+void stamp_store_zero_list_add(struct stamp_store *s, const struct stamp_id *id);
 const char *stamp_store_path(const struct stamp_store *s);
 /* The (dev, ino) of the store directory, so a snapshot can skip it. */
 void stamp_store_dev_ino(const struct stamp_store *s, uint64_t *ret_dev, uint64_t *ret_ino);

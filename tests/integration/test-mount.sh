@@ -99,6 +99,41 @@ diff "$WORK/m.src" "$WORK/m.mnt" >&2 || fail "mounted snapshot differs from the 
 cp -a "$MNT/$ST" "$WORK/copy"
 python3 "$LIB/manifest.py" "$WORK/copy" >"$WORK/m.copy"
 diff "$WORK/m.src" "$WORK/m.copy" >&2 || fail "cp -a from the mount differs from the source"
+# Sparse files stay sparse: st_blocks shows the holes, SEEK_DATA and
+# SEEK_HOLE find them, so cp -a and tar -S copy them as holes. (A hole is
+# found in whole chunks of zeros: up to two chunks around each run of data,
+# 128 KiB each by default, are copied as zeros.)
+kib() { du -k "$1" | cut -f1; }
+for f in sparse/holes sparse/data_then_hole sparse/all_hole; do
+        size=$(stat -c %s "$MNT/$ST/$f") blocks=$(stat -c %b "$MNT/$ST/$f")
+        [ "$blocks" -lt $((size / 512 / 2)) ] ||
+                fail "$f: st_blocks $blocks through the mount for $size bytes: holes not shown"
+        [ "$(kib "$WORK/copy/$f")" -le $(($(kib "$WORK/src/$f") + 4 * 128)) ] ||
+                fail "$f: cp -a from the mount wrote its holes ($(kib "$WORK/copy/$f") KiB)"
+done
+python3 - "$MNT/$ST/sparse/holes" <<'EOF' || fail "SEEK_DATA/SEEK_HOLE through the mount"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+MiB = 1 << 20
+# gentree: 10 MiB + 123 bytes, data at 1 MiB + 7 (5000 bytes), 5 MiB (4096), 8 MiB - 1 (1)
+for at in (MiB + 7, 5 * MiB, 8 * MiB - 1):
+    d = os.lseek(fd, at, os.SEEK_DATA)
+    assert d == at, ("SEEK_DATA", at, d)
+    assert os.lseek(fd, at, os.SEEK_HOLE) > at
+assert os.lseek(fd, 0, os.SEEK_HOLE) == 0, "no hole at the start"
+assert os.lseek(fd, 0, os.SEEK_DATA) >= MiB - 128 * 1024, "the first hole not skipped"
+try:
+    os.lseek(fd, 10 * MiB + 123, os.SEEK_DATA)
+    raise AssertionError("SEEK_DATA at the end did not fail")
+except OSError as e:
+    assert e.errno == 6, e  # ENXIO
+EOF
+rm -rf "$WORK/tar-sparse" && mkdir "$WORK/tar-sparse"
+(cd "$MNT/$ST" && tar -cSf - sparse) | (cd "$WORK/tar-sparse" && tar -xf -) ||
+        fail "tar -S from the mount"
+[ "$(kib "$WORK/tar-sparse/sparse/holes")" -le $(($(kib "$WORK/src/sparse/holes") + 4 * 128)) ] ||
+        fail "tar -S from the mount wrote the holes of sparse/holes"
+cmp "$WORK/tar-sparse/sparse/holes" "$WORK/src/sparse/holes" || fail "tar -S: sparse/holes differs"
 if command -v rsync >/dev/null; then
         out=$(rsync -aHAX --numeric-ids --dry-run --itemize-changes "$MNT/$ST/" "$WORK/src/" |
                 grep -v '^\.d\.\.t\.\.\.\.\.\. \./$' || true)

@@ -951,20 +951,76 @@ static ssize_t cut_chunks(struct ctx *c, struct filejob *job, size_t have, bool 
 }
 
 /*
- * Reads @fd to the end, dispatching its chunks. Returns the bytes read, or
- * a negative errno: -EIO-like errors of the source are returned as they
- * are, store errors come back through the slots.
+ * Where the next bytes of a sparse file come from: a hole (zeros, not
+ * read) or data, as SEEK_DATA and SEEK_HOLE tell. Sets *ret_zero and
+ * returns how many bytes from @off are of that kind (0 at the end of the
+ * file), or -EOPNOTSUPP where the file system cannot tell.
  */
-static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
+static int64_t region_at(int fd, uint64_t off, bool *ret_zero)
+{
+        struct stat st;
+        off_t d = lseek(fd, (off_t)off, SEEK_DATA), h;
+
+        if (d < 0 && errno == ENXIO) { /* a hole to the end, or the end */
+                if (fstat(fd, &st) < 0)
+                        return negerrno();
+                *ret_zero = true;
+                return (uint64_t)st.st_size > off ? (int64_t)((uint64_t)st.st_size - off) : 0;
+        }
+        if (d < 0)
+                return errno == EINVAL ? -EOPNOTSUPP : negerrno();
+        if ((uint64_t)d > off) {
+                *ret_zero = true;
+                return (int64_t)((uint64_t)d - off);
+        }
+        h = lseek(fd, (off_t)off, SEEK_HOLE);
+        if (h < 0)
+                return negerrno();
+        *ret_zero = false;
+        return (uint64_t)h > off ? (int64_t)((uint64_t)h - off) : 0;
+}
+
+/*
+ * Reads @fd to the end, dispatching its chunks. With @sparse (a file with
+ * fewer blocks than bytes), holes are not read but taken as the zeros
+ * they are: a 100 GB disk image with 1 GB of data is read as 1 GB. They
+ * are still chunked like any zeros, so the snapshot is the same.
+ * Returns the bytes read, or a negative errno: -EIO-like errors of the
+ * source are returned as they are, store errors come back through the slots.
+ */
+static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job, bool sparse)
 {
         size_t have = 0;
         uint64_t total = 0;
-        bool eof = false;
+        uint64_t region = 0; /* sparse: bytes left in the current region */
+        bool zero = false, eof = false;
 
         for (;;) {
                 ssize_t kept;
                 while (!eof && have < c->rbuf_size) {
-                        ssize_t n = read(fd, c->rbuf + have, c->rbuf_size - have);
+                        size_t want = c->rbuf_size - have;
+                        ssize_t n;
+                        if (sparse && region == 0) {
+                                int64_t m = region_at(fd, total, &zero);
+                                if (m == -EOPNOTSUPP) {
+                                        sparse = false;
+                                        continue;
+                                }
+                                if (m < 0)
+                                        return m;
+                                /* At the end by SEEK_DATA's account: read() says for sure. */
+                                region = m > 0 ? (uint64_t)m : UINT64_MAX;
+                                zero = zero && m > 0;
+                        }
+                        if (sparse && region < want)
+                                want = (size_t)region;
+                        if (sparse && zero) {
+                                memset(c->rbuf + have, 0, want);
+                                n = (ssize_t)want;
+                        } else if (sparse)
+                                n = pread(fd, c->rbuf + have, want, (off_t)total);
+                        else
+                                n = read(fd, c->rbuf + have, want);
                         if (n < 0) {
                                 if (errno == EINTR)
                                         continue;
@@ -972,6 +1028,8 @@ static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job)
                         }
                         if (n == 0)
                                 eof = true;
+                        if (sparse)
+                                region = n == 0 || region == UINT64_MAX ? 0 : region - (uint64_t)n;
                         have += (size_t)n;
                         total += (uint64_t)n;
                         c->prog.read_bytes += (uint64_t)n;
@@ -1094,7 +1152,8 @@ static int read_plain(struct ctx *c, int fd, struct pentry *pe, struct stat *st)
 
                 if (fstat(fd, &before) < 0)
                         return file_unreadable(c, pe, errno);
-                n = read_chunks(c, fd, job);
+                n = read_chunks(c, fd, job,
+                                (uint64_t)before.st_blocks * 512 < (uint64_t)before.st_size);
                 if (n < 0) {
                         /* A failed slot means a store error; a failed read, a source one. */
                         if (job->dispatched > job->consumed) {
@@ -2310,7 +2369,7 @@ static int read_stream(struct ctx *c)
         fd = s->open(s->userdata);
         if (fd < 0)
                 return fd;
-        n = read_chunks(c, fd, pe->job);
+        n = read_chunks(c, fd, pe->job, false);
         (void)close(fd);
         r = s->close(s->userdata);
         if (n < 0)

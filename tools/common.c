@@ -14,6 +14,19 @@ const char *arg_store;
 bool arg_json;
 bool arg_quiet;
 
+/* The last error line printed (json_failure()). */
+static char *last_error;
+
+static void remember_error(const char *msg)
+{
+        char *copy = strdup(msg);
+
+        if (!copy)
+                return; /* json_failure() then names the exit status only */
+        free(last_error);
+        last_error = copy;
+}
+
 bool common_option(int c, const char *optarg_)
 {
         switch (c) {
@@ -104,6 +117,8 @@ static void vlog(const char *level, const char *fmt, va_list ap)
                 fputs(level, stderr);
         if (vasprintf(&msg, fmt, ap) >= 0) {
                 fput_escaped(stderr, msg);
+                if (!level)
+                        remember_error(msg);
                 free(msg);
         } else {
                 fputs("(out of memory)", stderr);
@@ -219,13 +234,70 @@ int open_store_stamp(const char *arg, struct stamp_store **ret_s,
 int usage_error(const char *verb, const char *fmt, ...)
 {
         va_list ap;
+        char *msg = NULL;
 
-        fputs("stamp: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
         va_end(ap);
-        fprintf(stderr, "\nTry 'stamp %s --help'.\n", verb);
+        fputs("stamp: ", stderr);
+        fput_escaped(stderr, msg ? msg : "(out of memory)");
+        if (verb)
+                fprintf(stderr, "\nTry 'stamp %s --help'.\n", verb);
+        else
+                fprintf(stderr, "\nTry 'stamp --help'.\n");
+        if (msg)
+                remember_error(msg);
+        free(msg);
         return EXIT_USAGE;
+}
+
+/* Bytes written to standard output since json_stdout_count(). */
+static uint64_t stdout_bytes;
+
+static ssize_t counted_write(void *cookie, const char *buf, size_t len)
+{
+        size_t done = 0;
+
+        (void)cookie;
+        while (done < len) {
+                ssize_t n = write(STDOUT_FILENO, buf + done, len - done);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return done ? (ssize_t)done : -1;
+                done += (size_t)n;
+        }
+        stdout_bytes += done;
+        return (ssize_t)done;
+}
+
+void json_stdout_count(void)
+{
+        cookie_io_functions_t io = { .write = counted_write };
+        FILE *f = fopencookie(NULL, "w", io);
+
+        if (!f)
+                return; /* json_failure() then never prints: as before */
+        fflush(stdout);
+        setvbuf(f, NULL, isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF, BUFSIZ);
+        stdout = f;
+}
+
+int json_failure(int code)
+{
+        if (code < EXIT_USAGE || fflush(stdout) != 0 || stdout_bytes > 0 ||
+            stdout == NULL)
+                return code;
+        /* Nothing written yet: a failure before the command's own document. */
+        printf("{\"error\": ");
+        if (last_error)
+                json_string(stdout, last_error);
+        else
+                printf("null");
+        printf(", \"exit_status\": %d}\n", code);
+        fflush(stdout);
+        return code;
 }
 
 const char *fmt_bytes(uint64_t n, char buf[32])

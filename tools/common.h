@@ -95,7 +95,7 @@ int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_L
 int open_store_stamp(const char *arg, struct stamp_store **ret_s,
                      char ret_stamp[STAMP_STAMP_LEN + 1]);
 
-/* Usage error for a verb: one line, then a hint. */
+/* Usage error for a verb (NULL: of stamp itself): one line, then a hint. */
 int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The longest wait an option takes, in seconds (115 days). */
@@ -107,6 +107,20 @@ int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(pr
 int parse_seconds(const char *s);
 /* The usage error of a bad --OPT SECONDS. */
 int seconds_error(const char *verb, const char *opt, const char *arg);
+
+/*
+ * With --json: standard output goes through a stream that counts what it
+ * writes, so that json_failure() knows whether a command's document began.
+ * Direct writes to fd 1 (cat, serve) are not counted; they take no --json.
+ */
+void json_stdout_count(void);
+/*
+ * For exit code @code of a command run with --json: a failure (2 or more)
+ * before anything was written to standard output prints
+ * {"error": LAST ERROR LINE, "exit_status": CODE}, so that a script reading
+ * the output always gets one JSON document. Returns @code.
+ */
+int json_failure(int code);
 
 /* Human-readable byte counts ("1.2 GiB"). */
 const char *fmt_bytes(uint64_t n, char buf[32]);

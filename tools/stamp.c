@@ -56,7 +56,16 @@ static void help(void)
                "restore, copy, drill).\n");
 }
 
-int main(int argc, char **argv)
+/* Whether --json is among the arguments (before a "--"), wherever a verb takes it. */
+static bool wants_json(int argc, char **argv)
+{
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strcmp(argv[i], "--json") == 0)
+                        return true;
+        return false;
+}
+
+static int run(int argc, char **argv)
 {
         int i = 1;
 
@@ -78,18 +87,24 @@ int main(int argc, char **argv)
                 else if (strncmp(a, "--store=", 8) == 0)
                         arg_store = a + 8;
                 else {
-                        fprintf(stderr, "stamp: unknown option '%s'\nTry 'stamp --help'.\n", a);
-                        return EXIT_USAGE;
+                        return usage_error(NULL, "unknown option '%s'", a);
                 }
                 i++;
         }
         if (i >= argc) {
-                fprintf(stderr, "stamp: no command given\nTry 'stamp --help'.\n");
-                return EXIT_USAGE;
+                return usage_error(NULL, "no command given");
         }
         for (size_t v = 0; v < sizeof(verbs) / sizeof(verbs[0]); v++)
                 if (strcmp(argv[i], verbs[v].name) == 0)
                         return verbs[v].run(argc - i, argv + i);
-        fprintf(stderr, "stamp: unknown command '%s'\nTry 'stamp --help'.\n", argv[i]);
-        return EXIT_USAGE;
+        return usage_error(NULL, "unknown command '%s'", argv[i]);
+}
+
+int main(int argc, char **argv)
+{
+        bool json = wants_json(argc, argv);
+
+        if (json)
+                json_stdout_count();
+        return json ? json_failure(run(argc, argv)) : run(argc, argv);
 }

@@ -27,6 +27,29 @@ expect_rc 3 "$STAMP" --store "$WORK/plain" list
 expect_err "not a stampfs store"
 STAMP_STORE="$WORK/plain" expect_rc 3 "$STAMP" list
 
+# With --json, a failure before the command's document is one JSON document
+# too: the error line and the exit status, on stdout; stderr is unchanged.
+json_fails() { # CODE MESSAGE-PART ARGS...: the document names both
+        local code=$1 part=$2 rc=0
+        shift 2
+        "$@" >"$WORK/out.json" 2>"$WORK/err" || rc=$?
+        [ "$rc" = "$code" ] || fail "$*: exit $rc, expected $code"
+        python3 - "$WORK/out.json" "$code" "$part" <<'EOF2' || fail "$*: $(cat "$WORK/out.json")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d == {"error": d["error"], "exit_status": int(sys.argv[2])}, d
+assert sys.argv[3] in d["error"], d
+EOF2
+        grep -q "^stamp: .*$part" "$WORK/err" || fail "$*: stderr lost its line"
+}
+json_fails 3 "no such directory" "$STAMP" --store "$WORK/nope" --json list
+json_fails 3 "not a stampfs store" "$STAMP" --json --store "$WORK/plain" verify
+json_fails 2 "no store given" env -u STAMP_STORE "$STAMP" stats --json
+json_fails 2 "unknown command 'frobnicate'" "$STAMP" --json frobnicate
+json_fails 2 "unknown option" "$STAMP" list --json --no-such-option
+# Not a failure, or not --json: nothing more on stdout.
+[ -z "$("$STAMP" --store "$WORK/nope" list 2>/dev/null)" ] || fail "an error document without --json"
+
 # init refuses a non-empty directory and bad options.
 expect_rc 6 "$STAMP" init "$WORK/src"
 expect_err "not empty"

@@ -86,6 +86,22 @@ static int local_list(struct stamp_copy_dest *d, struct stamp_strv *ret,
         if (!l->s)
                 return 0;
         r = stamp_store_list(l->s, ret);
+        /*
+         * A record that is not a file (a symlink, a directory: damage) is
+         * listed, so that gc refuses to run, but it is no snapshot here:
+         * the copy writes it (over a symlink; a directory stops the copy
+         * with the reason).
+         */
+        if (r == 0) {
+                size_t kept = 0;
+                for (size_t i = 0; i < ret->n; i++) {
+                        if (stamp_store_stamp_used(l->s, ret->v[i]) == -EBADMSG)
+                                free(ret->v[i]);
+                        else
+                                ret->v[kept++] = ret->v[i];
+                }
+                ret->n = kept;
+        }
         if (r == 0) {
                 r = stamp_store_forgotten(l->s, ret_forgotten);
                 if (r < 0)
@@ -270,6 +286,12 @@ static int local_commit(struct stamp_copy_dest *d, const char *stamp, const stru
         if (ret->n_problems)
                 return 0;
         r = stamp_store_record_write_text(l->s, stamp, root, record, record_len);
+        if (r == -EEXIST && stamp_store_stamp_used(l->s, stamp) == -EBADMSG) {
+                dest_error(d, "store '%s': snapshots/%s.json is not a file (a symlink or a "
+                           "directory, put there by hand or by damage): move it out of the "
+                           "store and copy again", l->path, stamp);
+                return -EBADMSG;
+        }
         if (r < 0) {
                 dest_error(d, "store '%s': cannot write the record of %s: %s", l->path, stamp,
                            r == -EEXIST    ? "a snapshot of that stamp exists"

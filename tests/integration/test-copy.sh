@@ -273,4 +273,21 @@ for f in "$WORK"/streams/*; do
 done
 [ -z "$(ls "$WORK/g/snapshots")" ] || fail "serve committed a snapshot from garbage"
 "$STAMP" --store "$WORK/g" verify >/dev/null || fail "garbage left the store unsound"
+# A destination record that is not a file (a symlink, a directory) is no
+# snapshot there: the copy does not count it as present, and stops with
+# the reason (exit 5) instead of reporting it "already there".
+mkdir -p "$WORK/ns/src" && echo x >"$WORK/ns/src/f"
+"$STAMP" init "$WORK/ns/a" >/dev/null
+NST=$("$STAMP" --store "$WORK/ns/a" snapshot --quiet "$WORK/ns/src")
+"$STAMP" --store "$WORK/ns/a" copy --quiet --init "$WORK/ns/b" >/dev/null
+mv "$WORK/ns/b/snapshots/$NST.json" "$WORK/ns/rec.json"
+for kind in symlink dir; do
+        if [ $kind = symlink ]; then ln -s ../../rec.json "$WORK/ns/b/snapshots/$NST.json"
+        else mkdir "$WORK/ns/b/snapshots/$NST.json"; fi
+        expect_rc 5 "$STAMP" --store "$WORK/ns/a" copy "$WORK/ns/b"
+        expect_err "snapshots/$NST.json is not a file .*move it out of the store"
+        rm -r "$WORK/ns/b/snapshots/$NST.json"
+done
+expect_rc 0 "$STAMP" --store "$WORK/ns/a" copy --quiet "$WORK/ns/b"
+"$STAMP" --store "$WORK/ns/b" verify --quiet >/dev/null || fail "the copy after the fix"
 echo "ok"

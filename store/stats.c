@@ -84,8 +84,14 @@ static int count_unindexed(const char *name, void *userdata)
         if (strlen(name) < 5 || strcmp(name + strlen(name) - 5, ".pack") != 0)
                 return 0;
         r = stamp_index_has_pack(c->ix, name);
-        if (r == 0)
-                c->st->unindexed_packs++;
+        if (r == 0) {
+                uint64_t size;
+                /* No snapshot or gc ever indexes a symlink or a directory. */
+                if (stamp_backend_size(stamp_store_backend(c->s), name, &size) == -EBADMSG)
+                        c->st->not_file_packs++;
+                else
+                        c->st->unindexed_packs++;
+        }
         return r < 0 ? r : 0;
 }
 

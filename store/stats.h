@@ -33,6 +33,7 @@ struct stamp_stats {
         uint64_t unused_bytes;      /* pack bytes not needed by any snapshot */
         uint64_t unreferenced_packs;/* indexed packs holding nothing reachable */
         uint64_t unindexed_packs;   /* pack files on disk the index does not list */
+        uint64_t not_file_packs;    /* entries with a pack's name that are no files (symlinks...) */
         uint64_t missing_objects;   /* reachable, but not in the index */
         struct stamp_stats_snapshot *snap; /* one per snapshot, in stamp order */
         size_t n_snap;

@@ -164,31 +164,35 @@ const char *describe(int r)
         }
 }
 
+int open_store_at(const char *dir, struct stamp_store **ret)
+{
+        int r = stamp_store_open(dir, ret);
+
+        if (r == 0)
+                return EXIT_OK;
+        if (r == -ENOENT)
+                log_error("store '%s': no such directory", dir);
+        else if (r == -EROFS)
+                log_error("store '%s': %s", dir, STAMP_STORE_EROFS_MESSAGE);
+        else if (r == -EBADMSG)
+                log_error("store '%s': %s", dir, STAMP_STORE_CONFIG_MESSAGE);
+        else if (r == -ENOTDIR) {
+                log_error("store '%s': %s", dir, STAMP_STORE_NOTDIR_MESSAGE);
+                return EXIT_CORRUPT;
+        } else
+                log_error("store '%s': %s", dir, describe(r));
+        return exit_code(r);
+}
+
 int open_store(struct stamp_store **ret)
 {
         const char *dir = arg_store ? arg_store : getenv("STAMP_STORE");
-        int r;
 
         if (!dir || !*dir) {
                 log_error("no store given: use --store DIR or set STAMP_STORE");
                 return EXIT_USAGE;
         }
-        r = stamp_store_open(dir, ret);
-        if (r < 0) {
-                if (r == -ENOENT)
-                        log_error("store '%s': no such directory", dir);
-                else if (r == -EROFS)
-                        log_error("store '%s': %s", dir, STAMP_STORE_EROFS_MESSAGE);
-                else if (r == -EBADMSG)
-                        log_error("store '%s': %s", dir, STAMP_STORE_CONFIG_MESSAGE);
-                else if (r == -ENOTDIR) {
-                        log_error("store '%s': %s", dir, STAMP_STORE_NOTDIR_MESSAGE);
-                        return EXIT_CORRUPT;
-                } else
-                        log_error("store '%s': %s", dir, describe(r));
-                return exit_code(r);
-        }
-        return EXIT_OK;
+        return open_store_at(dir, ret);
 }
 
 int resolve_stamp(struct stamp_store *s, const char *arg, char ret[STAMP_STAMP_LEN + 1])

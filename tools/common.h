@@ -70,6 +70,8 @@ const char *describe(int r);
  * error line on failure; returns an exit code (EXIT_OK on success).
  */
 int open_store(struct stamp_store **ret);
+/* Opens store @dir (init --like's), with the same error lines as open_store(). */
+int open_store_at(const char *dir, struct stamp_store **ret);
 
 /*
  * Takes the store's write lock for @what ("stamp forget"), waiting up to

@@ -117,11 +117,9 @@ int verb_init(int argc, char **argv)
                 if (chunker_set || pack_set)
                         return usage_error("init", "--like takes the chunk and pack sizes of "
                                                    "its store; do not give them too");
-                r = stamp_store_open(like, &src);
-                if (r < 0) {
-                        log_error("store '%s': %s", like, describe(r));
-                        return exit_code(r);
-                }
+                r = open_store_at(like, &src);
+                if (r != EXIT_OK)
+                        return r;
                 stamp_init_options_like(stamp_store_config(src), &o);
                 stamp_store_free(src);
                 if (level_set)

@@ -39,7 +39,7 @@ static void print_json(const struct stamp_stats *st, const char *only)
         printf("{\"snapshots\": %llu, \"logical_bytes\": %llu, \"stored_bytes\": %llu, "
                "\"dedup_ratio\": %.4f, \"packs\": %llu, \"objects\": %llu, \"chunks\": %llu, "
                "\"referenced_objects\": %llu, \"referenced_bytes\": %llu, \"unused_bytes\": %llu, "
-               "\"unreferenced_packs\": %llu, \"unindexed_packs\": %llu, "
+               "\"unreferenced_packs\": %llu, \"unindexed_packs\": %llu, \"not_file_packs\": %llu, "
                "\"missing_objects\": %llu, \"per_snapshot\": [",
                (unsigned long long)st->snapshots, (unsigned long long)st->logical_bytes,
                (unsigned long long)st->pack_bytes, ratio(st->logical_bytes, st->pack_bytes),
@@ -47,7 +47,7 @@ static void print_json(const struct stamp_stats *st, const char *only)
                (unsigned long long)st->chunks, (unsigned long long)st->referenced_objects,
                (unsigned long long)st->referenced_bytes, (unsigned long long)st->unused_bytes,
                (unsigned long long)st->unreferenced_packs, (unsigned long long)st->unindexed_packs,
-               (unsigned long long)st->missing_objects);
+               (unsigned long long)st->not_file_packs, (unsigned long long)st->missing_objects);
         for (size_t i = 0, n = 0; i < st->n_snap; i++) {
                 const struct stamp_stats_snapshot *sn = &st->snap[i];
                 if (only && strcmp(only, sn->stamp) != 0)
@@ -85,6 +85,10 @@ static void print_human(struct stamp_store *s, const struct stamp_stats *st, con
         if (st->unindexed_packs)
                 printf("unindexed:    %llu pack files the index does not list (the next snapshot "
                        "or gc indexes them)\n", (unsigned long long)st->unindexed_packs);
+        if (st->not_file_packs)
+                printf("NOT FILES:    %llu entries under packs/ with a pack's name are not files "
+                       "(symlinks or directories, put there by hand): move them out of the "
+                       "store\n", (unsigned long long)st->not_file_packs);
         if (st->missing_objects)
                 printf("MISSING:      %llu referenced objects are not in the index\n",
                        (unsigned long long)st->missing_objects);

@@ -256,6 +256,9 @@ for sub in tmp snapshots packs; do
         expect_rc 5 "$STAMP" --store "$WORK/lay" snapshot "$WORK/src"
         expect_err "its packs/, snapshots/ or tmp/ is a symlink or not a directory; refusing"
         expect_rc 5 "$STAMP" --store "$WORK/lay" list
+        rm -rf "$WORK/like"
+        expect_rc 5 "$STAMP" init --like "$WORK/lay" "$WORK/like"
+        expect_err "store '$WORK/lay': its packs/, snapshots/ or tmp/ is a symlink"
         [ -f "$WORK/elsewhere/notes.txt" ] || fail "a symlinked $sub/: a file outside the store was deleted"
 done
 # A record that is a symlink or a directory is not skipped: gc refuses
@@ -275,4 +278,16 @@ for kind in symlink dir; do
         expect_rc 7 "$STAMP" --store "$WORK/lay" verify
         grep -q "^damaged snapshots: $A" "$WORK/out" || fail "verify does not name a $kind record"
 done
+# A symlink with a pack's name under packs/ is not a pack "the next
+# snapshot indexes": stats says what it is and what to do.
+rm -rf "$WORK/lay" && cp -a "$S" "$WORK/lay"
+pk=$(cd "$WORK/lay" && ls packs/*/*.pack | head -1)
+cp "$WORK/lay/$pk" "$WORK/outside.pack"
+ln -s "$WORK/outside.pack" "$WORK/lay/$(dirname "$pk")/0000000000000000000000000000000a.pack"
+"$STAMP" --store "$WORK/lay" stats >"$WORK/out"
+grep -q "^NOT FILES: *1 entries under packs/.*move them out of the store" "$WORK/out" ||
+        fail "stats: a symlinked pack"
+! grep -q "^unindexed" "$WORK/out" || fail "stats: a symlinked pack counted as unindexed"
+"$STAMP" --store "$WORK/lay" --json stats | grep -q '"unindexed_packs": 0, "not_file_packs": 1,' ||
+        fail "stats --json: a symlinked pack"
 echo "errors ok"

@@ -1801,6 +1801,13 @@ static int check_mountpoint(const char *mnt)
                         strerror(errno));
                 return -1;
         }
+        /* The kernel's misc device 10:229; anything else bound there fails later, unclearly. */
+        if (stat("/dev/fuse", &st) < 0 || !S_ISCHR(st.st_mode) || major(st.st_rdev) != 10 ||
+            minor(st.st_rdev) != 229) {
+                fprintf(stderr, "stampfs: /dev/fuse: not the FUSE device (a character device "
+                                "10:229); something else is there, or bound over it\n");
+                return -1;
+        }
         return 0;
 }
 

@@ -29,6 +29,14 @@ expect_rc 2 "$STAMPFS" "$S" "$MNT" -o prefetch=5000
 expect_err "prefetch must be 0..4096 files"
 expect_rc 2 "$STAMPFS" "$S" "$MNT" -o cache_size=4294967297 # not 1 MiB, wrapped
 expect_err "cache_size must be 1..65536 MiB"
+# /dev/fuse that is not the FUSE device (bound over, in a mount namespace
+# of its own): one line naming it, exit 3, as for a missing one.
+rc=0
+unshare -m --propagation private sh -c 'mount --bind /dev/null /dev/fuse && exec "$@"' sh \
+        "$STAMPFS" "$S" "$MNT" 2>"$WORK/err" || rc=$?
+[ $rc = 3 ] || fail "/dev/fuse not the FUSE device: exit $rc, expected 3"
+[ "$(wc -l <"$WORK/err")" = 1 ] && grep -q "^stampfs: /dev/fuse: not the FUSE device" "$WORK/err" ||
+        { cat "$WORK/err" >&2; fail "/dev/fuse not the FUSE device: not one clear line"; }
 # Unknown options are usage errors too, told on one line, before the store is opened.
 for bad in "-o bogusopt" --bogus; do
         # shellcheck disable=SC2086 # "-o bogusopt" is two words

@@ -11,6 +11,10 @@
 #include "chunker.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 int stamp_chunker_params_check(const struct stamp_chunker_params *p)
 {
@@ -39,19 +43,8 @@ static uint64_t mix(uint64_t x)
         return x ^ (x >> 31);
 }
 
-void stamp_chunker_init(struct stamp_chunker *c, const struct stamp_chunker_params *p,
-                        const struct stamp_hasher *h)
-{
-        unsigned bits = (unsigned)__builtin_ctz(p->avg);
-
-        c->p = *p;
-        c->mask_s = top_bits(bits + 2);
-        c->mask_l = top_bits(bits > 2 ? bits - 2 : 1);
-        for (unsigned i = 0; i < 256; i++)
-                c->gear[i] = h ? stamp_hasher_u64(h, i) : mix(i);
-}
-
-size_t stamp_chunker_cut(const struct stamp_chunker *c, const uint8_t *data, size_t n)
+/* The cut the rolling hash finds in the @n bytes at @data. */
+static size_t cut_hash(const struct stamp_chunker *c, const uint8_t *data, size_t n)
 {
         size_t end = n < c->p.max ? n : c->p.max;
         size_t normal = end < c->p.avg ? end : c->p.avg;
@@ -71,4 +64,44 @@ size_t stamp_chunker_cut(const struct stamp_chunker *c, const uint8_t *data, siz
                         return i + 1;
         }
         return end;
+}
+
+void stamp_chunker_init(struct stamp_chunker *c, const struct stamp_chunker_params *p,
+                        const struct stamp_hasher *h)
+{
+        unsigned bits = (unsigned)__builtin_ctz(p->avg);
+
+        c->p = *p;
+        c->mask_s = top_bits(bits + 2);
+        c->mask_l = top_bits(bits > 2 ? bits - 2 : 1);
+        for (unsigned i = 0; i < 256; i++)
+                c->gear[i] = h ? stamp_hasher_u64(h, i) : mix(i);
+        {
+                uint8_t *zeros = calloc(1, p->max); /* untouched pages: no memory to speak of */
+                c->zero_cut = zeros ? cut_hash(c, zeros, p->max) : SIZE_MAX;
+                free(zeros);
+        }
+}
+
+static bool leading_zeros(const uint8_t *p, size_t n)
+{
+        static const uint8_t zero[4096];
+
+        for (; n >= sizeof(zero); p += sizeof(zero), n -= sizeof(zero))
+                if (memcmp(p, zero, sizeof(zero)) != 0)
+                        return false;
+        return memcmp(p, zero, n) == 0;
+}
+
+size_t stamp_chunker_cut(const struct stamp_chunker *c, const uint8_t *data, size_t n)
+{
+        /*
+         * A cut depends only on the bytes before it, so a chunk that starts
+         * with zeros up to where zeros are cut is cut there: a hole of a
+         * sparse file (or a zeroed region) costs a comparison, not a hash
+         * per byte.
+         */
+        if (n >= c->zero_cut && n > c->p.min && leading_zeros(data, c->zero_cut))
+                return c->zero_cut;
+        return cut_hash(c, data, n);
 }

@@ -27,6 +27,7 @@ struct stamp_chunker {
         uint64_t mask_s; /* before the average size: avg bits + 2 */
         uint64_t mask_l; /* after it: avg bits - 2 */
         uint64_t gear[256];
+        size_t zero_cut; /* where a chunk of zeros only is cut (stamp_chunker_cut()) */
 };
 
 /* -EINVAL unless 64 <= min < avg < max <= 16 MiB and avg is a power of two. */

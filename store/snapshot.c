@@ -81,6 +81,7 @@
 
 #define RING 64
 #define IN_FLIGHT_MAX (48u << 20)
+#define SPARE_MAX 16
 #define DEPTH_MAX 4096
 #define READ_ATTEMPTS 3
 #define XATTR_LIST_MAX_BYTES (1u << 20)
@@ -100,6 +101,7 @@ struct filejob;
 struct task {
         uint8_t *data;
         size_t len;
+        bool spare; /* @data holds the chunker's max bytes and goes back to pool.spare */
         struct slot *slot;
         struct filejob *job;
         struct task *next;
@@ -243,6 +245,15 @@ struct ctx {
                 pthread_cond_t has_task, progress;
                 struct task *head, **tail;
                 size_t in_flight;
+                /*
+                 * Buffers of the largest chunk size, kept for the next large
+                 * chunks: allocating and freeing them made glibc grow and
+                 * trim its heap all the time, and each new page faulted in
+                 * (a sparse file's holes, all largest chunks, were read 4x
+                 * slower for it).
+                 */
+                uint8_t *spare[SPARE_MAX];
+                unsigned n_spare;
                 bool stop;
                 pthread_t *threads;
                 unsigned n_threads;
@@ -386,7 +397,10 @@ static void *worker_main(void *arg)
                 }
                 c->pool.in_flight -= t->len;
                 pthread_cond_broadcast(&c->pool.progress);
-                free(t->data);
+                if (t->spare && c->pool.n_spare < SPARE_MAX)
+                        c->pool.spare[c->pool.n_spare++] = t->data;
+                else
+                        free(t->data);
                 free(t);
         }
         pthread_mutex_unlock(&c->pool.lock);
@@ -423,6 +437,8 @@ static void pool_stop(struct ctx *c)
         for (unsigned i = 0; i < c->pool.n_threads; i++)
                 pthread_join(c->pool.threads[i], NULL);
         free(c->pool.threads);
+        while (c->pool.n_spare)
+                free(c->pool.spare[--c->pool.n_spare]);
         pthread_cond_destroy(&c->pool.has_task);
         pthread_cond_destroy(&c->pool.progress);
         pthread_mutex_destroy(&c->pool.lock);
@@ -436,7 +452,16 @@ static int dispatch(struct ctx *c, struct filejob *job, const uint8_t *data, siz
 
         if (!t)
                 return -ENOMEM;
-        t->data = malloc(len ? len : 1);
+        t->data = NULL;
+        t->spare = len > c->chunker.p.max / 2;
+        if (t->spare) {
+                pthread_mutex_lock(&c->pool.lock);
+                if (c->pool.n_spare)
+                        t->data = c->pool.spare[--c->pool.n_spare];
+                pthread_mutex_unlock(&c->pool.lock);
+        }
+        if (!t->data)
+                t->data = malloc(t->spare ? c->chunker.p.max : len ? len : 1);
         if (!t->data) {
                 free(t);
                 return -ENOMEM;

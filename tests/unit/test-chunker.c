@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include "chunker.h"
+#include "hash.h"
 #include "tests.h"
 
 #define N (4u << 20)
@@ -110,12 +111,79 @@ static void test_short(void)
         CHECK(stamp_chunker_cut(&c, buf, 2048) <= 1024);
 }
 
+/* The rolling hash as FastCDC defines it, with no shortcut: the oracle for runs of zeros. */
+static size_t reference_cut(const struct stamp_chunker *c, const unsigned char *data, size_t n)
+{
+        size_t end = n < c->p.max ? n : c->p.max;
+        size_t normal = end < c->p.avg ? end : c->p.avg;
+        uint64_t h = 0;
+
+        if (n <= c->p.min)
+                return n;
+        for (size_t i = c->p.min; i < end; i++) {
+                h = (h << 1) + c->gear[data[i]];
+                if (!(h & (i < normal ? c->mask_s : c->mask_l)))
+                        return i + 1;
+        }
+        return end;
+}
+
+/*
+ * Runs of zeros (holes of sparse files) are cut without hashing: the cuts
+ * are those of the hash, for runs of every length around the cut, with
+ * data before and after, and for parameters whose zeros cut early.
+ */
+static void test_zero_runs(void)
+{
+        struct stamp_chunker_params params[] = { { 4096, 16384, 131072 }, { 64, 128, 256 },
+                                                 { 256, 1024, 4096 } };
+        unsigned char *buf = malloc(N);
+
+        CHECK(buf);
+        for (size_t k = 0; k < sizeof(params) / sizeof(params[0]); k++) {
+                struct stamp_chunker c;
+                uint64_t key = 1;
+                /* Keys until one cuts zeros before the largest size, for the small sets. */
+                do {
+                        unsigned char seed[32] = { 0 };
+                        struct stamp_hasher *h;
+                        memcpy(seed, &key, sizeof(key));
+                        h = stamp_hasher_new(seed);
+                        CHECK(h);
+                        stamp_chunker_init(&c, &params[k], h);
+                        stamp_hasher_free(h);
+                } while (k > 0 && c.zero_cut == c.p.max && ++key < 100000);
+                CHECK(c.zero_cut >= c.p.min && c.zero_cut <= c.p.max);
+                for (size_t run = c.zero_cut - 3; run <= c.zero_cut + 3; run++)
+                        for (size_t tail = 0; tail < 3; tail++) {
+                                size_t n = run + tail * 1000 + 1, pos = 0;
+                                memset(buf, 0, run);
+                                fill_random(buf + run, n - run, run + tail);
+                                while (pos < n) {
+                                        size_t want = reference_cut(&c, buf + pos, n - pos);
+                                        CHECK(stamp_chunker_cut(&c, buf + pos, n - pos) == want);
+                                        pos += want;
+                                }
+                        }
+                /* A long hole in the middle of data. */
+                fill_random(buf, N, 77 + k);
+                memset(buf + 1000, 0, N / 2);
+                for (size_t pos = 0; pos < N;) {
+                        size_t want = reference_cut(&c, buf + pos, N - pos);
+                        CHECK(stamp_chunker_cut(&c, buf + pos, N - pos) == want);
+                        pos += want;
+                }
+        }
+        free(buf);
+}
+
 int main(void)
 {
         test_params();
         test_resync();
         test_keyed();
         test_short();
+        test_zero_runs();
         printf("test-chunker: ok\n");
         return 0;
 }

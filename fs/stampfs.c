@@ -76,9 +76,12 @@
 #define BLOCKS_UNKNOWN UINT64_MAX
 /*
  * Chunk lists a stat may load to find a file's holes (96 KiB each, about
- * 64 MiB of data or 512 MiB of holes): beyond, the rest counts as data.
+ * 64 MiB of data or 512 MiB of holes; lists of holes only are loaded once
+ * per mount): beyond, the rest counts as data. An ls -l of large files
+ * then reads at most 384 KiB for each; any hole found makes st_blocks
+ * smaller than the size, which is all cp and tar need to ask SEEK_DATA.
  */
-#define BLOCKS_LISTS_MAX 16
+#define BLOCKS_LISTS_MAX 4
 
 enum kind {
         K_ROOT,

@@ -1028,6 +1028,9 @@ static int64_t read_chunks(struct ctx *c, int fd, struct filejob *job, bool spar
                         if (sparse && region == 0) {
                                 int64_t m = region_at(fd, total, &zero);
                                 if (m == -EOPNOTSUPP) {
+                                        /* read() goes on from the file offset, which lseek() moved. */
+                                        if (lseek(fd, (off_t)total, SEEK_SET) < 0)
+                                                return negerrno();
                                         sparse = false;
                                         continue;
                                 }

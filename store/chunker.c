@@ -93,7 +93,8 @@ static bool leading_zeros(const uint8_t *p, size_t n)
         return memcmp(p, zero, n) == 0;
 }
 
-size_t stamp_chunker_cut(const struct stamp_chunker *c, const uint8_t *data, size_t n)
+size_t stamp_chunker_cut_zero(const struct stamp_chunker *c, const uint8_t *data, size_t n,
+                              bool *ret_zero)
 {
         /*
          * A cut depends only on the bytes before it, so a chunk that starts
@@ -101,7 +102,13 @@ size_t stamp_chunker_cut(const struct stamp_chunker *c, const uint8_t *data, siz
          * sparse file (or a zeroed region) costs a comparison, not a hash
          * per byte.
          */
-        if (n >= c->zero_cut && n > c->p.min && leading_zeros(data, c->zero_cut))
-                return c->zero_cut;
-        return cut_hash(c, data, n);
+        *ret_zero = n >= c->zero_cut && n > c->p.min && leading_zeros(data, c->zero_cut);
+        return *ret_zero ? c->zero_cut : cut_hash(c, data, n);
+}
+
+size_t stamp_chunker_cut(const struct stamp_chunker *c, const uint8_t *data, size_t n)
+{
+        bool zero;
+
+        return stamp_chunker_cut_zero(c, data, n, &zero);
 }

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,3 +48,6 @@ void stamp_chunker_init(struct stamp_chunker *c, const struct stamp_chunker_para
  * come means the caller gave too little.
  */
 size_t stamp_chunker_cut(const struct stamp_chunker *c, const uint8_t *data, size_t n);
+/* Same; *ret_zero tells whether the chunk is zeros only (a hole of a sparse file). */
+size_t stamp_chunker_cut_zero(const struct stamp_chunker *c, const uint8_t *data, size_t n,
+                              bool *ret_zero);

@@ -216,6 +216,12 @@ struct ctx {
         const struct stamp_snapshot_options *o;
         struct stamp_writer *w;
         struct stamp_zctx *z; /* the walker's */
+        /*
+         * The chunk of zeros the chunker cuts holes into, once the walker
+         * has stored it (zero_slot()); its length is chunker.zero_cut.
+         */
+        bool zero_stored;
+        struct stamp_id zero_id;
         struct stamp_index *ix;
         struct stamp_chunker chunker;
         struct stamp_record *rec;
@@ -340,6 +346,16 @@ static void small_file(struct ctx *c, struct stamp_zctx *z, uint8_t *buf, struct
         }
 }
 
+/* Whether @len bytes at @p begin or end with a 4 KiB block of zeros. */
+static bool zero_edge(const uint8_t *p, size_t len)
+{
+        static const uint8_t zero[4096];
+
+        return len >= 2 * sizeof(zero) &&
+               (memcmp(p, zero, sizeof(zero)) == 0 ||
+                memcmp(p + len - sizeof(zero), zero, sizeof(zero)) == 0);
+}
+
 static void *worker_main(void *arg)
 {
         struct ctx *c = arg;
@@ -378,6 +394,12 @@ static void *worker_main(void *arg)
                 if (t->job->raw_streak >= RAW_STREAK_SKIP && t->job->tried++ % PROBE_EVERY != 0)
                         flags = STAMP_PUT_NO_COMPRESS;
                 pthread_mutex_unlock(&c->pool.lock);
+                /*
+                 * Where the data of a sparse file meets a hole, a chunk is
+                 * part zeros: it compresses, however random the data beside.
+                 */
+                if ((flags & STAMP_PUT_NO_COMPRESS) && zero_edge(t->data, t->len))
+                        flags = 0;
 
                 r = z && small_buf ? stamp_writer_put_flags(c->w, z, STAMP_OBJ_DATA, t->data, t->len, flags,
                                                &compressed, &id)
@@ -951,12 +973,37 @@ static int job_reset(struct ctx *c, struct filejob *job)
  * every chunk at @eof, else only those that a later byte cannot change.
  * The rest is moved to the start of rbuf; returns its length or -errno.
  */
+/*
+ * Fills @slot with the chunk of zeros at @data, without a worker: a hole
+ * of 20 GiB is 160,000 such chunks, and handing each to a worker and back
+ * cost more than all else. The walker stores it once per snapshot, then
+ * only names it; the writer dedups that one put like any other.
+ */
+static int zero_slot(struct ctx *c, const uint8_t *data, size_t len, struct slot *slot)
+{
+        if (!c->zero_stored) {
+                int r = c->z ? stamp_writer_put(c->w, c->z, STAMP_OBJ_DATA, data, len, &c->zero_id)
+                             : -ENOMEM;
+                if (r < 0)
+                        return r;
+                c->zero_stored = true;
+        }
+        pthread_mutex_lock(&c->pool.lock);
+        slot->done = true;
+        slot->error = 0;
+        slot->id = c->zero_id;
+        slot->len = (uint32_t)len;
+        pthread_mutex_unlock(&c->pool.lock);
+        return 0;
+}
+
 static ssize_t cut_chunks(struct ctx *c, struct filejob *job, size_t have, bool eof)
 {
         size_t pos = 0, max = c->chunker.p.max;
 
         while (have - pos >= max || (eof && pos < have)) {
-                size_t cut = stamp_chunker_cut(&c->chunker, c->rbuf + pos, have - pos);
+                bool zero;
+                size_t cut = stamp_chunker_cut_zero(&c->chunker, c->rbuf + pos, have - pos, &zero);
                 struct slot *sl;
                 int r;
                 if (job->dispatched - job->consumed == job->nslots) {
@@ -965,7 +1012,8 @@ static ssize_t cut_chunks(struct ctx *c, struct filejob *job, size_t have, bool 
                                 return r;
                 }
                 sl = &job->slots[job->dispatched % job->nslots];
-                r = dispatch(c, job, c->rbuf + pos, cut, sl);
+                r = zero ? zero_slot(c, c->rbuf + pos, cut, sl)
+                         : dispatch(c, job, c->rbuf + pos, cut, sl);
                 if (r < 0)
                         return r;
                 job->dispatched++;

@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* stamp cat: a file of a snapshot to standard output. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -14,7 +17,23 @@ static void help(void)
                "\n"
                "Write the content of file PATH of snapshot STAMP ('latest' for the newest)\n"
                "to standard output. PATH is relative to the snapshot's root. Every chunk is\n"
-               "verified against its id: damaged data is an error, never wrong bytes.\n");
+               "verified against its id: damaged data is an error, never wrong bytes.\n"
+               "Redirected to a new (or empty) file, a sparse file keeps its holes.\n");
+}
+
+/*
+ * Whether standard output is a regular file written at its end, not in
+ * append mode: then a hole can be skipped with lseek() past the end
+ * instead of written, and reads back as the zeros it is.
+ */
+static bool stdout_at_end(void)
+{
+        struct stat st;
+        int fl = fcntl(STDOUT_FILENO, F_GETFL);
+        off_t pos = lseek(STDOUT_FILENO, 0, SEEK_CUR);
+
+        return fl >= 0 && !(fl & O_APPEND) && fstat(STDOUT_FILENO, &st) == 0 &&
+               S_ISREG(st.st_mode) && pos >= 0 && pos == st.st_size;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n)
@@ -39,7 +58,8 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
         struct stamp_entry e;
         struct stamp_file *f = NULL;
         uint8_t *buf = NULL;
-        uint64_t off = 0;
+        uint64_t off = 0, data_end = 0; /* with sparse: the end of the data run at off */
+        bool sparse, skipped = false;
         int r;
 
         r = stamp_store_record_load(s, stamp, &rec);
@@ -81,8 +101,38 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
         buf = malloc(1 << 20);
         if (r == 0 && !buf)
                 r = -ENOMEM;
+        sparse = stdout_at_end();
         while (r == 0) {
-                ssize_t n = stamp_file_pread(f, buf, 1 << 20, off);
+                size_t want = 1 << 20;
+                ssize_t n;
+                if (sparse && off >= data_end) { /* where the next data is, and how far it goes */
+                        int64_t d = stamp_file_seek(f, off, true), h = 0;
+                        if (d >= 0)
+                                h = stamp_file_seek(f, (uint64_t)d, false);
+                        if (d == -ENXIO)
+                                d = h = (int64_t)e.size; /* holes to the end */
+                        if (d < 0 || h < 0) {
+                                r = d < 0 ? (int)d : (int)h;
+                                break;
+                        }
+                        if ((uint64_t)d > off) {
+                                if (lseek(STDOUT_FILENO, (off_t)((uint64_t)d - off), SEEK_CUR) < 0) {
+                                        log_error("cannot seek in standard output: %s",
+                                                  describe(-errno));
+                                        free(buf);
+                                        stamp_file_free(f);
+                                        return EXIT_FAILED;
+                                }
+                                skipped = true;
+                                off = (uint64_t)d;
+                        }
+                        data_end = (uint64_t)h;
+                        if (off >= e.size)
+                                break;
+                }
+                if (sparse && data_end - off < want)
+                        want = (size_t)(data_end - off);
+                n = stamp_file_pread(f, buf, want, off);
                 if (n < 0) {
                         r = (int)n;
                         break;
@@ -97,6 +147,14 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
                         return EXIT_FAILED;
                 }
                 off += (uint64_t)n;
+                skipped = false;
+        }
+        /* A hole at the end: the size is set, the bytes are not written. */
+        if (r == 0 && skipped && ftruncate(STDOUT_FILENO, lseek(STDOUT_FILENO, 0, SEEK_CUR)) < 0) {
+                log_error("cannot set the size of standard output: %s", describe(-errno));
+                free(buf);
+                stamp_file_free(f);
+                return EXIT_FAILED;
         }
         free(buf);
         stamp_file_free(f);

@@ -82,6 +82,7 @@ struct stamp_store {
         } zero_chunks[ZERO_MEMO];
         struct stamp_id zero_lists[ZERO_MEMO];
         unsigned zero_chunks_next, zero_lists_n, zero_lists_next;
+        size_t zero_cut; /* the length the chunker cuts zeros into; 0 until asked */
 };
 
 void stamp_init_options_default(struct stamp_init_options *o)
@@ -522,10 +523,18 @@ bool stamp_store_zero_chunk(struct stamp_store *s, const struct stamp_id *id, ui
         uint8_t *buf;
         bool found = false;
 
-        if (len == 0 || len > STAMP_CHUNK_MAX_LIMIT ||
-            (len % 4096 != 0 && len != s->config.chunker.max))
+        if (len == 0 || len > STAMP_CHUNK_MAX_LIMIT)
                 return false;
         pthread_mutex_lock(&s->zero_lock);
+        if (!s->zero_cut) { /* where this store's chunker cuts zeros: its secret decides */
+                struct stamp_chunker ch;
+                stamp_chunker_init(&ch, &s->config.chunker, s->hasher);
+                s->zero_cut = ch.zero_cut;
+        }
+        if (len % 4096 != 0 && len != s->config.chunker.max && len != s->zero_cut) {
+                pthread_mutex_unlock(&s->zero_lock);
+                return false;
+        }
         for (unsigned i = 0; i < ZERO_MEMO && !found; i++)
                 if (s->zero_chunks[i].len == len) {
                         zero = s->zero_chunks[i].id;

@@ -96,10 +96,11 @@ struct stamp_backend *stamp_store_backend(struct stamp_store *s);
 /*
  * Whether data chunk @id of @len bytes holds only zero bytes: a hole of a
  * sparse file (a snapshot reads holes as zeros and stores them as such
- * chunks). Only the lengths a run of zeros is cut into are checked: the
- * store's largest chunk size and multiples of 4 KiB. A chunk of zeros of
- * another length (a file's last one, say) counts as data: a sparse copy
- * then writes those few zeros, nothing worse. Thread-safe.
+ * chunks). Only the lengths a run of zeros is cut into are checked: where
+ * the store's chunker cuts zeros (its largest size, or earlier, as its
+ * secret decides), the largest size, and multiples of 4 KiB. A chunk of
+ * zeros of another length (a file's last one, say) counts as data: a
+ * sparse copy then writes those few zeros, nothing worse. Thread-safe.
  */
 bool stamp_store_zero_chunk(struct stamp_store *s, const struct stamp_id *id, uint64_t len);
 /* Whether chunk list @id is known to name only chunks of zeros (or such lists). Thread-safe. */

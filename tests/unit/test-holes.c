@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "chunker.h"
+#include "hash.h"
 #include "reader.h"
 #include "store.h"
 #include "tests.h"
@@ -323,6 +325,49 @@ int main(void)
 
         stamp_record_release(&rec);
         stamp_store_free(s);
+
+        /*
+         * A store whose secret makes its chunker cut zeros before the largest
+         * size (at an odd length): its holes are holes too.
+         */
+        {
+                struct stamp_chunker ch;
+                struct stamp_hasher *h;
+                char store2[700], src2[600], path2[700];
+                uint64_t key = 0;
+                int fd;
+                io.chunker = (struct stamp_chunker_params){ .min = 64, .avg = 128, .max = 256 };
+                io.have_secret = true;
+                do {
+                        memset(io.secret, 0, sizeof(io.secret));
+                        key++;
+                        memcpy(io.secret, &key, sizeof(key));
+                        h = stamp_hasher_new(io.secret);
+                        CHECK(h);
+                        stamp_chunker_init(&ch, &io.chunker, h);
+                        stamp_hasher_free(h);
+                } while ((ch.zero_cut == io.chunker.max || ch.zero_cut % 4096 == 0) && key < 100000);
+                CHECK(ch.zero_cut < io.chunker.max);
+                snprintf(store2, sizeof(store2), "%s/store-early", dir);
+                snprintf(src2, sizeof(src2), "%s/src-early", dir);
+                CHECK(mkdir(src2, 0755) == 0);
+                snprintf(path2, sizeof(path2), "%s/zeros", src2);
+                fd = open(path2, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+                CHECK(fd >= 0 && ftruncate(fd, ch.zero_cut * 1000) == 0);
+                close(fd);
+                CHECK_OK(stamp_store_init(store2, &io));
+                CHECK_OK(stamp_store_open(store2, &s));
+                take_snapshot(s, src2, stamp);
+                CHECK_OK(stamp_store_record_load(s, stamp, &rec));
+                f = open_file(s, &rec.root, "zeros", &parent);
+                CHECK_OK(stamp_file_allocated(f, 1000, &a));
+                CHECK(a == 0);
+                CHECK(stamp_file_seek(f, 0, true) == -ENXIO);
+                stamp_file_free(f);
+                stamp_tree_obj_release(&parent);
+                stamp_record_release(&rec);
+                stamp_store_free(s);
+        }
         rm_rf(dir);
         free(dir);
         printf("ok\n");

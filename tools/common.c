@@ -35,6 +35,7 @@ bool common_option(int c, const char *optarg_)
                 return true;
         case 'J':
                 arg_json = true;
+                json_stdout_count();
                 return true;
         case 'q':
                 arg_quiet = true;
@@ -269,20 +270,33 @@ static ssize_t counted_write(void *cookie, const char *buf, size_t len)
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
-                        return done ? (ssize_t)done : -1;
+                        break;
                 done += (size_t)n;
         }
         stdout_bytes += done;
-        return (ssize_t)done;
+        return done || !len ? (ssize_t)done : -1;
+}
+
+/* A command whose standard output is raw bytes (cat, serve): no error document. */
+static bool raw_stdout;
+
+void json_raw_output(void)
+{
+        raw_stdout = true;
 }
 
 void json_stdout_count(void)
 {
         cookie_io_functions_t io = { .write = counted_write };
-        FILE *f = fopencookie(NULL, "w", io);
+        static bool counting;
+        FILE *f;
 
+        if (counting)
+                return;
+        f = fopencookie(NULL, "w", io);
         if (!f)
                 return; /* json_failure() then never prints: as before */
+        counting = true;
         fflush(stdout);
         setvbuf(f, NULL, isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF, BUFSIZ);
         stdout = f;
@@ -290,8 +304,7 @@ void json_stdout_count(void)
 
 int json_failure(int code)
 {
-        if (code < EXIT_USAGE || fflush(stdout) != 0 || stdout_bytes > 0 ||
-            stdout == NULL)
+        if (code < EXIT_USAGE || raw_stdout || fflush(stdout) != 0 || stdout_bytes > 0)
                 return code;
         /* Nothing written yet: a failure before the command's own document. */
         printf("{\"error\": ");

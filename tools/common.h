@@ -111,11 +111,13 @@ int parse_seconds(const char *s);
 int seconds_error(const char *verb, const char *opt, const char *arg);
 
 /*
- * With --json: standard output goes through a stream that counts what it
- * writes, so that json_failure() knows whether a command's document began.
- * Direct writes to fd 1 (cat, serve) are not counted; they take no --json.
+ * Once --json is parsed: standard output goes through a stream that counts
+ * what it writes, so that json_failure() knows whether a command's document
+ * began. Direct writes to fd 1 are not counted: commands that write raw
+ * bytes there (cat, serve) call json_raw_output(), and get no error document.
  */
 void json_stdout_count(void);
+void json_raw_output(void);
 /*
  * For exit code @code of a command run with --json: a failure (2 or more)
  * before anything was written to standard output prints

@@ -56,15 +56,6 @@ static void help(void)
                "restore, copy, drill).\n");
 }
 
-/* Whether --json is among the arguments (before a "--"), wherever a verb takes it. */
-static bool wants_json(int argc, char **argv)
-{
-        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-                if (strcmp(argv[i], "--json") == 0)
-                        return true;
-        return false;
-}
-
 static int run(int argc, char **argv)
 {
         int i = 1;
@@ -78,8 +69,10 @@ static int run(int argc, char **argv)
                 } else if (strcmp(a, "--version") == 0) {
                         printf("stamp %s\n", STAMP_VERSION);
                         return EXIT_OK;
-                } else if (strcmp(a, "--json") == 0)
+                } else if (strcmp(a, "--json") == 0) {
                         arg_json = true;
+                        json_stdout_count();
+                }
                 else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0)
                         arg_quiet = true;
                 else if (strcmp(a, "--store") == 0 && i + 1 < argc)
@@ -102,9 +95,8 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-        bool json = wants_json(argc, argv);
+        int code = run(argc, argv);
 
-        if (json)
-                json_stdout_count();
-        return json ? json_failure(run(argc, argv)) : run(argc, argv);
+        /* --json as parsed (a prefix such as --js too), before the failure or anywhere. */
+        return arg_json ? json_failure(code) : code;
 }

@@ -174,6 +174,7 @@ int verb_cat(int argc, char **argv)
         char stamp[STAMP_STAMP_LEN + 1];
         int r;
 
+        json_raw_output(); /* the file's bytes, whatever --json says */
         r = parse_options(argc, argv, opts, "cat", help, &vo);
         if (r >= 0)
                 return r;

@@ -604,6 +604,7 @@ int verb_serve(int argc, char **argv)
         bool init = false;
         int c, r;
 
+        json_raw_output(); /* standard output is the copy protocol */
         while ((c = getopt_long(argc, argv, "hq", opts, NULL)) >= 0) {
                 if (common_option(c, optarg))
                         continue;

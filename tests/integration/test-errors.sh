@@ -47,8 +47,13 @@ json_fails 3 "not a stampfs store" "$STAMP" --json --store "$WORK/plain" verify
 json_fails 2 "no store given" env -u STAMP_STORE "$STAMP" stats --json
 json_fails 2 "unknown command 'frobnicate'" "$STAMP" --json frobnicate
 json_fails 2 "unknown option" "$STAMP" list --json --no-such-option
-# Not a failure, or not --json: nothing more on stdout.
+json_fails 3 "no such directory" "$STAMP" --store "$WORK/nope" list --js # a prefix getopt takes
+# Not a failure, or not --json: nothing more on stdout. "--json" as the
+# value of --store is no --json; cat writes the file's bytes, never JSON.
 [ -z "$("$STAMP" --store "$WORK/nope" list 2>/dev/null)" ] || fail "an error document without --json"
+[ -z "$("$STAMP" --store --json list 2>/dev/null)" ] || fail "an error document for --store --json"
+[ -z "$("$STAMP" --json --store "$WORK/nope" cat latest f 2>/dev/null)" ] ||
+        fail "an error document from stamp cat --json"
 
 # init refuses a non-empty directory and bad options.
 expect_rc 6 "$STAMP" init "$WORK/src"

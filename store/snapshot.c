@@ -102,6 +102,7 @@ struct task {
         uint8_t *data;
         size_t len;
         bool spare; /* @data holds the chunker's max bytes and goes back to pool.spare */
+        size_t cost; /* what it counts in pool.in_flight: the bytes @data holds */
         struct slot *slot;
         struct filejob *job;
         struct task *next;
@@ -417,7 +418,7 @@ static void *worker_main(void *arg)
                         t->slot->id = id;
                         t->slot->len = (uint32_t)t->len;
                 }
-                c->pool.in_flight -= t->len;
+                c->pool.in_flight -= t->cost;
                 pthread_cond_broadcast(&c->pool.progress);
                 if (t->spare && c->pool.n_spare < SPARE_MAX)
                         c->pool.spare[c->pool.n_spare++] = t->data;
@@ -490,15 +491,16 @@ static int dispatch(struct ctx *c, struct filejob *job, const uint8_t *data, siz
         }
         memcpy(t->data, data, len);
         t->len = len;
+        t->cost = t->spare ? c->chunker.p.max : len;
         t->slot = slot;
         t->job = job;
         t->next = NULL;
         pthread_mutex_lock(&c->pool.lock);
-        while (c->pool.in_flight > 0 && c->pool.in_flight + len > IN_FLIGHT_MAX)
+        while (c->pool.in_flight > 0 && c->pool.in_flight + t->cost > IN_FLIGHT_MAX)
                 pthread_cond_wait(&c->pool.progress, &c->pool.lock);
         slot->done = false;
         slot->error = 0;
-        c->pool.in_flight += len;
+        c->pool.in_flight += t->cost;
         *c->pool.tail = t;
         c->pool.tail = &t->next;
         pthread_cond_signal(&c->pool.has_task);
@@ -1047,6 +1049,8 @@ static int64_t region_at(int fd, uint64_t off, bool *ret_zero)
                 return (int64_t)((uint64_t)d - off);
         }
         h = lseek(fd, (off_t)off, SEEK_HOLE);
+        if (h < 0 && errno == ENXIO)
+                return 0; /* cut short meanwhile: read() finds the end, the caller the change */
         if (h < 0)
                 return negerrno();
         *ret_zero = false;

@@ -261,7 +261,8 @@ static void node_stat(const struct fs *fs, const struct node *n, struct stat *st
         st->st_size = (off_t)(n->type == STAMP_T_DIR ? 4096 : n->size);
         st->st_blksize = 65536;
         {
-                uint64_t a = __atomic_load_n(&n->allocated, __ATOMIC_RELAXED);
+                uint64_t a = n->kind == K_ENTRY ? __atomic_load_n(&n->allocated, __ATOMIC_RELAXED)
+                                                : BLOCKS_UNKNOWN;
                 st->st_blocks = (blkcnt_t)(((a == BLOCKS_UNKNOWN ? n->size : a) + 511) / 512);
         }
         st->st_mtim = ns_to_ts(n->mtime_ns);
@@ -816,15 +817,18 @@ static void node_blocks(struct fs *fs, struct node *n)
 {
         struct stamp_file *f;
         uint64_t a = n->size;
+        int r;
 
         if (n->kind != K_ENTRY || __atomic_load_n(&n->allocated, __ATOMIC_RELAXED) != BLOCKS_UNKNOWN)
                 return;
-        if (reader_get(fs, n, &f) == 0) {
-                if (stamp_file_allocated(f, BLOCKS_LISTS_MAX, &a) < 0)
-                        a = n->size;
+        r = reader_get(fs, n, &f);
+        if (r == 0) {
+                r = stamp_file_allocated(f, BLOCKS_LISTS_MAX, &a);
                 reader_put(fs, n, f);
         }
-        __atomic_store_n(&n->allocated, a, __ATOMIC_RELAXED);
+        if (r == -ENOMEM)
+                return; /* shown as all data this time, asked again next time */
+        __atomic_store_n(&n->allocated, r < 0 ? n->size : a, __ATOMIC_RELAXED);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,

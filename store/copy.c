@@ -89,8 +89,8 @@ static int local_list(struct stamp_copy_dest *d, struct stamp_strv *ret,
         /*
          * A record that is not a file (a symlink, a directory: damage) is
          * listed, so that gc refuses to run, but it is no snapshot here:
-         * the copy writes it (over a symlink; a directory stops the copy
-         * with the reason).
+         * the copy tries to write it, and stops saying what is in the way
+         * (local_commit()).
          */
         if (r == 0) {
                 size_t kept = 0;

@@ -826,8 +826,8 @@ static void node_blocks(struct fs *fs, struct node *n)
                 r = stamp_file_allocated(f, BLOCKS_LISTS_MAX, &a);
                 reader_put(fs, n, f);
         }
-        if (r == -ENOMEM)
-                return; /* shown as all data this time, asked again next time */
+        if (r < 0 && r != -EBADMSG && r != -ENOENT && r != -EIO)
+                return; /* out of memory, of descriptors...: all data this time, asked again */
         __atomic_store_n(&n->allocated, r < 0 ? n->size : a, __ATOMIC_RELAXED);
 }
 

@@ -981,22 +981,22 @@ static int job_reset(struct ctx *c, struct filejob *job)
  * cost more than all else. The walker stores it once per snapshot, then
  * only names it; the writer dedups that one put like any other.
  */
-static int zero_slot(struct ctx *c, const uint8_t *data, size_t len, struct slot *slot)
+static void zero_slot(struct ctx *c, const uint8_t *data, size_t len, struct slot *slot)
 {
+        int r = 0;
+
         if (!c->zero_stored) {
-                int r = c->z ? stamp_writer_put(c->w, c->z, STAMP_OBJ_DATA, data, len, &c->zero_id)
-                             : -ENOMEM;
-                if (r < 0)
-                        return r;
-                c->zero_stored = true;
+                r = c->z ? stamp_writer_put(c->w, c->z, STAMP_OBJ_DATA, data, len, &c->zero_id)
+                         : -ENOMEM;
+                c->zero_stored = r == 0;
         }
+        /* A failed put is the store's error, in the slot as a worker's would be. */
         pthread_mutex_lock(&c->pool.lock);
         slot->done = true;
-        slot->error = 0;
+        slot->error = r;
         slot->id = c->zero_id;
         slot->len = (uint32_t)len;
         pthread_mutex_unlock(&c->pool.lock);
-        return 0;
 }
 
 static ssize_t cut_chunks(struct ctx *c, struct filejob *job, size_t have, bool eof)
@@ -1014,8 +1014,9 @@ static ssize_t cut_chunks(struct ctx *c, struct filejob *job, size_t have, bool 
                                 return r;
                 }
                 sl = &job->slots[job->dispatched % job->nslots];
-                r = zero ? zero_slot(c, c->rbuf + pos, cut, sl)
-                         : dispatch(c, job, c->rbuf + pos, cut, sl);
+                if (zero)
+                        zero_slot(c, c->rbuf + pos, cut, sl);
+                r = zero ? 0 : dispatch(c, job, c->rbuf + pos, cut, sl);
                 if (r < 0)
                         return r;
                 job->dispatched++;

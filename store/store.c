@@ -528,8 +528,11 @@ bool stamp_store_zero_chunk(struct stamp_store *s, const struct stamp_id *id, ui
         pthread_mutex_lock(&s->zero_lock);
         if (!s->zero_cut) { /* where this store's chunker cuts zeros: its secret decides */
                 struct stamp_chunker ch;
+                pthread_mutex_unlock(&s->zero_lock);
                 stamp_chunker_init(&ch, &s->config.chunker, s->hasher);
-                s->zero_cut = ch.zero_cut;
+                pthread_mutex_lock(&s->zero_lock);
+                if (ch.zero_cut != SIZE_MAX) /* else out of memory: asked again next time */
+                        s->zero_cut = ch.zero_cut;
         }
         if (len % 4096 != 0 && len != s->config.chunker.max && len != s->zero_cut) {
                 pthread_mutex_unlock(&s->zero_lock);

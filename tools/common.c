@@ -269,7 +269,7 @@ static ssize_t counted_write(void *cookie, const char *buf, size_t len)
                 ssize_t n = write(STDOUT_FILENO, buf + done, len - done);
                 if (n < 0 && errno == EINTR)
                         continue;
-                if (n < 0)
+                if (n <= 0)
                         break;
                 done += (size_t)n;
         }

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,7 +19,7 @@ static void help(void)
                "Write the content of file PATH of snapshot STAMP ('latest' for the newest)\n"
                "to standard output. PATH is relative to the snapshot's root. Every chunk is\n"
                "verified against its id: damaged data is an error, never wrong bytes.\n"
-               "Redirected to a new (or empty) file, a sparse file keeps its holes.\n");
+               "Into a file (> FILE, not >>), blocks of zeros are left as holes.\n");
 }
 
 /*
@@ -51,6 +52,38 @@ static int write_all(int fd, const uint8_t *p, size_t n)
         return 0;
 }
 
+/*
+ * Writes @n bytes to standard output, skipping (lseek) each whole 4 KiB
+ * block of zeros instead of writing it; *skipped tells whether the last
+ * bytes were skipped.
+ */
+static int write_holes(const uint8_t *p, size_t n, bool *skipped)
+{
+        static const uint8_t zero[4096];
+
+        for (size_t k = 0; k < n;) {
+                size_t run = 0;
+                bool z = n - k >= sizeof(zero) && memcmp(p + k, zero, sizeof(zero)) == 0;
+                /* The run of blocks of one kind from k (a partial last block is data). */
+                while (k + run < n) {
+                        size_t m = n - k - run < sizeof(zero) ? n - k - run : sizeof(zero);
+                        if ((m == sizeof(zero) && memcmp(p + k + run, zero, m) == 0) != z)
+                                break;
+                        run += m;
+                }
+                if (z && lseek(STDOUT_FILENO, (off_t)run, SEEK_CUR) < 0)
+                        return -errno;
+                if (!z) {
+                        int r = write_all(STDOUT_FILENO, p + k, run);
+                        if (r < 0)
+                                return r;
+                }
+                *skipped = z;
+                k += run;
+        }
+        return 0;
+}
+
 static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
 {
         struct stamp_record rec;
@@ -58,8 +91,8 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
         struct stamp_entry e;
         struct stamp_file *f = NULL;
         uint8_t *buf = NULL;
-        uint64_t off = 0, data_end = 0; /* with sparse: the end of the data run at off */
-        bool sparse, skipped = false;
+        uint64_t off = 0;
+        bool sparse, skipped = false; /* skipped: the last bytes were a hole, not written */
         int r;
 
         r = stamp_store_record_load(s, stamp, &rec);
@@ -102,44 +135,38 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
         if (r == 0 && !buf)
                 r = -ENOMEM;
         sparse = stdout_at_end();
-        while (r == 0) {
-                size_t want = 1 << 20;
+        while (r == 0 && off < e.size) {
                 ssize_t n;
-                if (sparse && off >= data_end) { /* where the next data is, and how far it goes */
-                        int64_t d = stamp_file_seek(f, off, true), h = 0;
-                        if (d >= 0)
-                                h = stamp_file_seek(f, (uint64_t)d, false);
+                if (sparse) { /* a hole from here on is skipped, not read */
+                        int64_t d = stamp_file_seek(f, off, true);
                         if (d == -ENXIO)
-                                d = h = (int64_t)e.size; /* holes to the end */
-                        if (d < 0 || h < 0) {
-                                r = d < 0 ? (int)d : (int)h;
+                                d = (int64_t)e.size;
+                        if (d < 0) {
+                                r = (int)d;
                                 break;
                         }
                         if ((uint64_t)d > off) {
                                 if (lseek(STDOUT_FILENO, (off_t)((uint64_t)d - off), SEEK_CUR) < 0) {
-                                        log_error("cannot seek in standard output: %s",
-                                                  describe(-errno));
+                                        r = -errno;
+                                        log_error("cannot seek in standard output: %s", describe(r));
                                         free(buf);
                                         stamp_file_free(f);
                                         return EXIT_FAILED;
                                 }
                                 skipped = true;
                                 off = (uint64_t)d;
+                                continue;
                         }
-                        data_end = (uint64_t)h;
-                        if (off >= e.size)
-                                break;
                 }
-                if (sparse && data_end - off < want)
-                        want = (size_t)(data_end - off);
-                n = stamp_file_pread(f, buf, want, off);
+                n = stamp_file_pread(f, buf, 1 << 20, off);
                 if (n < 0) {
                         r = (int)n;
                         break;
                 }
                 if (n == 0)
                         break;
-                r = write_all(STDOUT_FILENO, buf, (size_t)n);
+                r = sparse ? write_holes(buf, (size_t)n, &skipped)
+                           : write_all(STDOUT_FILENO, buf, (size_t)n);
                 if (r < 0) {
                         log_error("cannot write to standard output: %s", describe(r));
                         free(buf);
@@ -147,7 +174,6 @@ static int cat_file(struct stamp_store *s, const char *stamp, const char *path)
                         return EXIT_FAILED;
                 }
                 off += (uint64_t)n;
-                skipped = false;
         }
         /* A hole at the end: the size is set, the bytes are not written. */
         if (r == 0 && skipped && ftruncate(STDOUT_FILENO, lseek(STDOUT_FILENO, 0, SEEK_CUR)) < 0) {

@@ -55,17 +55,7 @@ fi
 build_dataset
 
 # --- stamp build -------------------------------------------------------------
-# STAMP_BIN / STAMPFS_BIN pick ready binaries; with both set, no build.
-stampfs_bin="${STAMPFS_BIN:-$repo_root/build/fs/stampfs}"
-if has_tool stamp; then
-    if [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; then
-        log "building stamp and stampfs"
-        build_stamp
-    fi
-    [ -x "$stamp_bin" ] || die "$stamp_bin not built"
-    [ -x "$stampfs_bin" ] || die "$stampfs_bin not built"
-fi
-read -ra stampfs_opts <<<"${STAMPFS_OPTS:-}"
+build_stamp_and_stampfs
 # The RSS target is 64 MiB plus the chunk cache; 128 MiB is stampfs's default.
 cache_mib=$(grep -o 'cache_size=[0-9]*' <<<"${STAMPFS_OPTS:-}" | tail -n 1 | cut -d= -f2 || true)
 cache_mib=${cache_mib:-128}
@@ -485,8 +475,7 @@ def num(t, k):
     return benchreport.number(R, t, k)
 
 
-def secs(v):
-    return "%.2f" % v if v < 10 else "%.1f" % v
+secs = benchreport.secs
 
 
 cols = [t for t in ("stamp", "restic", "borg") if t in tools] + ["source"]

@@ -56,16 +56,7 @@ if has_tool stamp && { [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; }; 
 fi
 
 # --- stamp build -------------------------------------------------------------
-stampfs_bin="${STAMPFS_BIN:-$repo_root/build/fs/stampfs}"
-if has_tool stamp; then
-    if [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; then
-        log "building stamp and stampfs"
-        build_stamp
-    fi
-    [ -x "$stamp_bin" ] || die "$stamp_bin not built"
-    [ -x "$stampfs_bin" ] || die "$stampfs_bin not built"
-fi
-read -ra stampfs_opts <<<"${STAMPFS_OPTS:-}"
+build_stamp_and_stampfs
 
 [ -e /dev/fuse ] || ! has_tool stamp ||
     die "/dev/fuse is missing: the stampfs step needs FUSE (modprobe fuse, or a container with --device /dev/fuse)"
@@ -566,12 +557,7 @@ def num(t, k):
     return benchreport.number(R, t, k)
 
 
-def secs(v):
-    return "%.2f" % v if v < 10 else "%.1f" % v
-
-
-def mib(v):
-    return "%.0f" % (v / 1024)
+secs, mib = benchreport.secs, benchreport.mib
 
 
 def whole(v):

@@ -29,6 +29,16 @@ def number(R, t, k):
         return None
 
 
+def secs(v):
+    """Seconds for a table cell: two decimals below 10, one above."""
+    return "%.2f" % v if v < 10 else "%.1f" % v
+
+
+def mib(kib):
+    """KiB (GNU time's %M) as whole MiB."""
+    return "%.0f" % (kib / 1024)
+
+
 def md_table(header, table, left):
     """The markdown lines of a table: header, then the rows of table (lists
     of strings as long as header), padded to the widest cell; the columns

@@ -111,6 +111,22 @@ build_stamp() {
         ninja -C build) >&2
 }
 
+# build_stamp_and_stampfs: for the scripts that mount. STAMP_BIN and
+# STAMPFS_BIN pick ready binaries; with both set, no build. Sets
+# $stampfs_bin and $stampfs_opts (STAMPFS_OPTS, word-split).
+build_stamp_and_stampfs() {
+    stampfs_bin="${STAMPFS_BIN:-$repo_root/build/fs/stampfs}"
+    if has_tool stamp; then
+        if [ -z "${STAMP_BIN:-}" ] || [ -z "${STAMPFS_BIN:-}" ]; then
+            log "building stamp and stampfs"
+            build_stamp
+        fi
+        [ -x "$stamp_bin" ] || die "$stamp_bin not built"
+        [ -x "$stampfs_bin" ] || die "$stampfs_bin not built"
+    fi
+    read -ra stampfs_opts <<<"${STAMPFS_OPTS:-}"
+}
+
 # day0_dir: where bench-snapshot.sh caches the day-0 dataset of $scale.
 day0_dir() {
     if [ "$scale" = 1 ]; then echo "$workdir/dataset-day0"; else echo "$workdir/dataset-day0-scale$scale"; fi

@@ -321,15 +321,6 @@ manifest() {  # dir out
 }
 
 # --- the source directory, and the stores ------------------------------------
-tool_version() {
-    case "$1" in
-        # With STAMPFS_BIN the binary may not come from the checkout's HEAD.
-        stamp) echo "git:$(cd "$repo_root" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$repo_root" && git diff --quiet HEAD -- store fs tools 2>/dev/null || echo +dirty)${STAMPFS_BIN:+ (STAMPFS_BIN=$STAMPFS_BIN)}" ;;
-        restic) restic version | cut -d' ' -f2 ;;
-        borg) borg --version | cut -d' ' -f2 ;;
-    esac
-}
-
 reuse_or_build_stores
 data_at_day1
 day1_bytes=$(du -sb "$data" | cut -f1)

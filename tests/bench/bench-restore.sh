@@ -148,15 +148,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-tool_version() {
-    case "$1" in
-        # With STAMP_BIN the binary may not come from the checkout's HEAD.
-        stamp) echo "git:$(cd "$repo_root" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$repo_root" && git diff --quiet HEAD -- store tools 2>/dev/null || echo +dirty)${STAMP_BIN:+ (STAMP_BIN=$STAMP_BIN)}" ;;
-        restic) restic version | cut -d' ' -f2 ;;
-        borg) borg --version | cut -d' ' -f2 ;;
-    esac
-}
-
 reuse_or_build_stores
 data_at_day1
 day1_bytes=$(du -sb "$data" | cut -f1)

@@ -249,15 +249,6 @@ if has_tool restic; then
 fi
 
 # --- helpers -----------------------------------------------------------------
-tool_version() {
-    case "$1" in
-        # With STAMP_BIN the binary may not come from the checkout's HEAD.
-        stamp) echo "git:$(cd "$repo_root" && git rev-parse --short HEAD 2>/dev/null || echo none)$(cd "$repo_root" && git diff --quiet HEAD -- store fs tools 2>/dev/null || echo +dirty)${STAMP_BIN:+ (STAMP_BIN=$STAMP_BIN)}" ;;
-        restic) restic version | cut -d' ' -f2 ;;
-        borg) borg --version | cut -d' ' -f2 ;;
-    esac
-}
-
 # Seconds that a `sync` right after a restore takes: the writeback the tool
 # left to the kernel.  Reported beside the restore time, not added to it.
 time_sync() {

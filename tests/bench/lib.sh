@@ -111,6 +111,19 @@ build_stamp() {
         ninja -C build) >&2
 }
 
+# tool_version TOOL: the version a report names. stamp's is the checkout's
+# commit, +dirty when store/, fs/ or tools/ differ from it, and the ready
+# binaries used (which may not come from that commit).
+tool_version() {
+    case "$1" in
+        stamp)
+            echo "git:$(cd "$repo_root" && git rev-parse --short HEAD 2>/dev/null || echo none)$(
+                cd "$repo_root" && git diff --quiet HEAD -- store fs tools 2>/dev/null || echo +dirty)${STAMP_BIN:+ (STAMP_BIN=$STAMP_BIN)}${STAMPFS_BIN:+ (STAMPFS_BIN=$STAMPFS_BIN)}" ;;
+        restic) restic version | cut -d' ' -f2 ;;
+        borg) borg --version | cut -d' ' -f2 ;;
+    esac
+}
+
 # build_stamp_and_stampfs: for the scripts that mount. STAMP_BIN and
 # STAMPFS_BIN pick ready binaries; with both set, no build. Sets
 # $stampfs_bin and $stampfs_opts (STAMPFS_OPTS, word-split).

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,16 +215,60 @@ static void on_restore_progress(const struct stamp_restore_stats *st, const char
 }
 
 /*
+ * Adds to *@sum what the files below tree @id take without their holes
+ * (stamp_file_allocated()), as a restore writes them; stops once *@sum
+ * passes @limit. 0 or a negative errno (damage: the restore reports it).
+ */
+static int allocated_below(struct stamp_store *s, const struct stamp_id *id, uint64_t limit,
+                           unsigned depth, uint64_t *sum)
+{
+        struct stamp_tree_obj t;
+        int r;
+
+        if (depth > 4096) /* deeper than any snapshot is written */
+                return -EBADMSG;
+        r = stamp_tree_load(s, id, &t);
+        if (r < 0)
+                return r;
+        for (uint32_t i = 0; i < t.t.count && r == 0 && *sum <= limit; i++) {
+                struct stamp_entry e;
+                struct stamp_file *f;
+                uint64_t a;
+                r = stamp_tree_entry(&t.t, i, &e);
+                if (r < 0)
+                        break;
+                if (e.type == STAMP_T_DIR) {
+                        r = allocated_below(s, &e.subtree, limit, depth + 1, sum);
+                        continue;
+                }
+                if (e.type != STAMP_T_REG || e.size == 0)
+                        continue;
+                r = stamp_file_open(s, &e, NULL, &f);
+                if (r == 0) {
+                        r = stamp_file_allocated(f, UINT_MAX, &a);
+                        stamp_file_free(f);
+                }
+                if (r == 0)
+                        *sum += a;
+        }
+        stamp_tree_obj_release(&t);
+        return r;
+}
+
+/*
  * A restore that fills the filesystem fails, and meanwhile makes the
  * snapshots written beside it fail too: when the snapshot's files cannot
- * fit, say so instead (sparse files are counted whole, so this errs on the
- * side of trying). 1 if there is room (or it cannot be told), else 0.
+ * fit, say so instead. A snapshot whose files' sizes do not fit may still:
+ * their holes (a disk image's) are not written, so then what they hold
+ * without them is added up (every name of a hardlinked file counted,
+ * which errs on the side of refusing). 1 if there is room (or it cannot be
+ * told), else 0.
  */
 static int room_for(struct drill *d, int scratch_fd)
 {
         struct stamp_record rec;
         struct statvfs sv;
-        uint64_t avail;
+        uint64_t avail, need = 0;
         int r = stamp_store_record_load(d->s, d->o->stamp, &rec);
 
         if (r < 0)
@@ -234,10 +279,18 @@ static int room_for(struct drill *d, int scratch_fd)
         }
         avail = (uint64_t)sv.f_bavail * sv.f_frsize;
         r = rec.logical_bytes <= avail;
+        if (!r) {
+                int w = allocated_below(d->s, &rec.root, avail, 0, &need);
+                if (w == -ENOMEM) {
+                        stamp_record_release(&rec);
+                        return w;
+                }
+                r = w < 0 || need <= avail; /* damage: the restore finds and reports it */
+        }
         if (!r)
                 problem(d, "no_space", NULL,
-                        "the snapshot's files take %llu bytes, the scratch filesystem has %llu "
-                        "bytes free; not restored",
+                        "the snapshot's files take %llu bytes, more than the %llu bytes free "
+                        "on the scratch filesystem even without their holes; not restored",
                         (unsigned long long)rec.logical_bytes, (unsigned long long)avail);
         stamp_record_release(&rec);
         return r;

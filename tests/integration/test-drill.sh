@@ -137,6 +137,15 @@ assert [p["kind"] for p in d["problems"]] == ["no_space"] and d["problems"][0]["
 assert d["steps"]["restore_s"] is None, d["steps"]
 ' "$WORK/out"
         [ ! -e "$WORK/tiny/s" ] || fail "the scratch on the full filesystem was left"
+        # A snapshot whose size does not fit but whose data does (a sparse
+        # disk image): restored and checked, its holes left as holes.
+        mkdir "$WORK/sparse-src"
+        truncate -s 64M "$WORK/sparse-src/disk.img"
+        head -c 20000 /dev/urandom | dd of="$WORK/sparse-src/disk.img" bs=4096 seek=1000 conv=notrunc status=none
+        "$STAMP" init "$WORK/sparse-store" >/dev/null
+        SPST=$("$STAMP" --store "$WORK/sparse-store" -q snapshot "$WORK/sparse-src")
+        umount "$WORK/tiny" && mount -t tmpfs -o size=2m tmpfs "$WORK/tiny"
+        expect_rc 0 "$STAMP" --store "$WORK/sparse-store" drill "$SPST" --scratch "$WORK/tiny/s" -q
         umount "$WORK/tiny"
 fi
 

@@ -565,17 +565,13 @@ import os, platform, sys, time
 
 import benchreport
 
-workdir, tools, scale = sys.argv[1:]
-tools = tools.split(",")
-R = benchreport.load(workdir, "restore-%s", tools + ["dataset"])
+workdir, tools, scale, R = benchreport.start("restore-%s", ["dataset"])
 D = R.pop("dataset")
+secs, mib = benchreport.secs, benchreport.mib
 
 
 def num(t, k):
     return benchreport.number(R, t, k)
-
-
-secs, mib = benchreport.secs, benchreport.mib
 
 
 cols = [t for t in ("stamp", "restic", "borg") if t in R]

@@ -538,17 +538,13 @@ import os, platform, sys, time
 
 import benchreport
 
-workdir, tools, scale = sys.argv[1:]
-tools = tools.split(",")
-R = benchreport.load(workdir, "%s-sparse", tools + ["dataset"])
+workdir, tools, scale, R = benchreport.start("%s-sparse", ["dataset"])
 D = R.pop("dataset")
+secs, mib = benchreport.secs, benchreport.mib
 
 
 def num(t, k):
     return benchreport.number(R, t, k)
-
-
-secs, mib = benchreport.secs, benchreport.mib
 
 
 def whole(v):

@@ -5,6 +5,7 @@ directory.
 """
 
 import os
+import sys
 
 
 def load(workdir, pattern, names):
@@ -19,6 +20,15 @@ def load(workdir, pattern, names):
                 d[k] = v
         R[n] = d
     return R
+
+
+def start(pattern, extra=()):
+    """For a report step run as `python3 - WORKDIR TOOLS SCALE`: the workdir,
+    the tools (a list), the scale, and the figures of the tools and of the
+    names in extra (load())."""
+    workdir, tools, scale = sys.argv[1:4]
+    tools = tools.split(",")
+    return workdir, tools, scale, load(workdir, pattern, tools + list(extra))
 
 
 def number(R, t, k):

@@ -496,6 +496,7 @@ void stamp_record_release(struct stamp_record *r)
         stamp_strv_release(&r->changed);
         stamp_strv_release(&r->sqlite);
         stamp_strv_release(&r->warnings);
+        stamp_strv_release(&r->xattr_names);
         for (size_t i = 0; i < r->n_hooks; i++) {
                 free(r->hooks[i].stage);
                 free(r->hooks[i].command);
@@ -564,6 +565,8 @@ static int encode_live(cJSON *j, const struct stamp_record *r)
                     put_u64(o, "bytes", r->stdin_bytes) < 0)
                         return -ENOMEM;
         }
+        if (r->xattr_names_known && put_strv(j, "xattr_names", &r->xattr_names) < 0)
+                return -ENOMEM;
         if (r->lock_path) {
                 cJSON *o = cJSON_AddObjectToObject(j, "lock");
                 if (!o || put_str(o, "path", r->lock_path) < 0 ||
@@ -656,6 +659,36 @@ static int parse_hook(const cJSON *o, struct stamp_record *r)
         return stamp_record_add_hook(r, stage, command, status, d);
 }
 
+/*
+ * "xattr_names": names as a tree entry holds them (1-255 bytes), strictly
+ * sorted bytewise (so each list has one encoding), at most
+ * STAMP_RECORD_XATTR_NAMES_MAX.
+ */
+static int parse_xattr_names(const cJSON *j, struct stamp_record *r)
+{
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(j, "xattr_names"), *e;
+        const char *prev = NULL;
+        int err;
+
+        if (!cJSON_IsArray(arr))
+                return -EBADMSG;
+        cJSON_ArrayForEach(e, arr)
+        {
+                size_t len;
+                if (!cJSON_IsString(e) || r->xattr_names.n >= STAMP_RECORD_XATTR_NAMES_MAX)
+                        return -EBADMSG;
+                len = strlen(e->valuestring);
+                if (len == 0 || len > 255 || (prev && strcmp(prev, e->valuestring) >= 0))
+                        return -EBADMSG;
+                err = stamp_strv_push(&r->xattr_names, e->valuestring);
+                if (err < 0)
+                        return err;
+                prev = e->valuestring;
+        }
+        r->xattr_names_known = true;
+        return 0;
+}
+
 /* The optional fields: each is checked when present. */
 static int parse_live(const cJSON *j, struct stamp_record *r)
 {
@@ -679,6 +712,11 @@ static int parse_live(const cJSON *j, struct stamp_record *r)
                         if (e < 0)
                                 return e == -E2BIG ? -EBADMSG : e;
                 }
+        }
+        if (has(j, "xattr_names")) {
+                e = parse_xattr_names(j, r);
+                if (e < 0)
+                        return e;
         }
         o = cJSON_GetObjectItemCaseSensitive(j, "stdin");
         if (o && (!cJSON_IsObject(o) || no_duplicates(o) < 0 ||

@@ -22,6 +22,8 @@
 #define STAMP_JSON_MAX (16u << 20)
 /* Paths listed in a record's errors and changed lists beyond this are only counted. */
 #define STAMP_RECORD_LIST_MAX 1000
+/* A snapshot with more distinct xattr names than this does not list them. */
+#define STAMP_RECORD_XATTR_NAMES_MAX 256
 
 /* "20260407T060000Z" */
 #define STAMP_STAMP_LEN 16
@@ -106,6 +108,13 @@ struct stamp_record {
         bool lock_shared;
         double lock_wait_s;
         char sqlite_mode[8];      /* options: "auto" or "copy"; "" in older records */
+        /*
+         * Every distinct xattr name in the snapshot (its entries and its
+         * root), sorted, when xattr_names_known: absent from older records
+         * and from snapshots with more than STAMP_RECORD_XATTR_NAMES_MAX.
+         */
+        bool xattr_names_known;
+        struct stamp_strv xattr_names;
 };
 
 /*

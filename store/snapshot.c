@@ -1963,6 +1963,57 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
         }
 }
 
+/*
+ * Adds the names of encoded xattrs @x to the record's xattr_names (sorted,
+ * no duplicates). Past STAMP_RECORD_XATTR_NAMES_MAX names the list is
+ * dropped and the record lists none (unknown, like an older record).
+ */
+static int note_xattr_names(struct stamp_record *rec, const uint8_t *x, size_t len)
+{
+        struct stamp_strv *v = &rec->xattr_names;
+        const uint8_t *p = x, *end = x + len;
+        const char *name;
+        const uint8_t *value;
+        size_t nl, vl;
+        int r = 0;
+
+        while (rec->xattr_names_known && p &&
+               (r = stamp_xattr_next(&p, end, &name, &nl, &value, &vl)) == 1) {
+                size_t lo = 0, hi = v->n;
+                char buf[256]; /* names are at most 255 bytes (a u8 length) */
+                int cmp = 1;
+
+                memcpy(buf, name, nl);
+                buf[nl] = 0;
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+                        cmp = strcmp(v->v[mid], buf);
+                        if (cmp == 0)
+                                break;
+                        if (cmp < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                if (cmp == 0)
+                        continue;
+                if (v->n >= STAMP_RECORD_XATTR_NAMES_MAX) {
+                        stamp_strv_release(v);
+                        rec->xattr_names_known = false;
+                        break;
+                }
+                r = stamp_strv_push(v, buf); /* appended, then moved to its place */
+                if (r < 0)
+                        return r;
+                {
+                        char *added = v->v[v->n - 1];
+                        memmove(&v->v[lo + 1], &v->v[lo], (v->n - 1 - lo) * sizeof(v->v[0]));
+                        v->v[lo] = added;
+                }
+        }
+        return r < 0 ? r : 0;
+}
+
 /* Writes the tree of a finished directory. */
 static int put_tree(struct ctx *c, struct dirlist *d, struct stamp_id *ret)
 {
@@ -1974,8 +2025,12 @@ static int put_tree(struct ctx *c, struct dirlist *d, struct stamp_id *ret)
         if (!b)
                 return -ENOMEM;
         for (size_t i = 0; i < d->n && r == 0; i++)
-                if (!d->v[i].drop)
+                if (!d->v[i].drop) {
                         r = stamp_tree_builder_add(b, &d->v[i].e);
+                        if (r == 0 && d->v[i].e.xattrs_len)
+                                r = note_xattr_names(c->rec, d->v[i].e.xattrs,
+                                                     d->v[i].e.xattrs_len);
+                }
         if (r == 0)
                 r = stamp_tree_builder_encode(b, &obj, &len);
         stamp_tree_builder_free(b);
@@ -2518,6 +2573,12 @@ static int snapshot_sources(struct ctx *c, struct stamp_id *ret_root)
                         if (read_xattrs(proc, &root) >= 0 && root.xattrs) {
                                 c->rec->root_xattrs = TAKE_PTR(root.xattrs);
                                 c->rec->root_xattrs_len = root.e.xattrs_len;
+                                r = note_xattr_names(c->rec, c->rec->root_xattrs,
+                                                     c->rec->root_xattrs_len);
+                                if (r < 0) {
+                                        pentry_release(&root);
+                                        return r;
+                                }
                         }
                         pentry_release(&root);
                 }
@@ -2648,6 +2709,7 @@ static int fill_record(struct ctx *c, const struct stamp_snapshot_options *o)
         int r = 0;
 
         rec->version = STAMP_RECORD_VERSION;
+        rec->xattr_names_known = true; /* until note_xattr_names() meets too many */
         (void)gethostname(host, sizeof(host) - 1);
         rec->host = strdup(host);
         rec->tool_version = strdup(o->tool_version ? o->tool_version : "unknown");

@@ -63,6 +63,14 @@ static void print_human(const struct stamp_record *r)
         for (size_t i = 0; i < r->n_hooks; i++)
                 printf("%-4s hook:   %s: exit status %d, %.2f s\n", r->hooks[i].stage,
                        r->hooks[i].command, r->hooks[i].exit_status, r->hooks[i].duration_s);
+        if (r->xattr_names_known) {
+                fputs("xattrs:      ", stdout);
+                for (size_t i = 0; i < r->xattr_names.n; i++) {
+                        fputs(i ? ", " : "", stdout);
+                        fput_escaped(stdout, r->xattr_names.v[i]);
+                }
+                puts(r->xattr_names.n ? "" : "none");
+        }
         if (r->stdin_path)
                 printf("stdin:       %s, %s from %s\n", r->stdin_path, fmt_bytes(r->stdin_bytes, b1),
                        r->stdin_command);

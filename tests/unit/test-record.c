@@ -106,6 +106,9 @@ static void test_record_live(void)
         r.lock_path = strdup("/run/app/ingest.lock");
         r.lock_wait_s = 2.5;
         strcpy(r.sqlite_mode, "auto");
+        r.xattr_names_known = true;
+        CHECK_OK(stamp_strv_push(&r.xattr_names, "security.capability"));
+        CHECK_OK(stamp_strv_push(&r.xattr_names, "user.a"));
         CHECK_OK(stamp_record_encode(&r, &text));
         CHECK(strstr(text, "\"changed_during_snapshot\""));
         CHECK_OK(stamp_record_parse(text, strlen(text), &back));
@@ -116,6 +119,8 @@ static void test_record_live(void)
         CHECK(strcmp(back.stdin_path, "exports/app.sql") == 0 && back.stdin_bytes == 12345);
         CHECK(!back.lock_shared && back.lock_wait_s == 2.5);
         CHECK(strcmp(back.sqlite_mode, "auto") == 0);
+        CHECK(back.xattr_names_known && back.xattr_names.n == 2 &&
+              strcmp(back.xattr_names.v[1], "user.a") == 0);
         CHECK_OK(stamp_record_encode(&back, &text2));
         CHECK(strcmp(text, text2) == 0);
         free(text2);
@@ -131,6 +136,33 @@ static void test_record_live(void)
         bad = edit(text, "\"sqlite\":\t\"auto\"", "\"sqlite\":\t\"maybe\"");
         CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
         free(bad);
+        /* xattr_names: strictly sorted, no empty name, at most 255 bytes each. */
+        bad = edit(text, "\"user.a\"", "\"security.capability\"");
+        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+        free(bad);
+        bad = edit(text, "\"user.a\"", "\"a\"");
+        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+        free(bad);
+        bad = edit(text, "\"security.capability\"", "\"\"");
+        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+        free(bad);
+        {
+                char long_name[300];
+                memset(long_name, 'x', 258);
+                memcpy(long_name, "\"user.", 6);
+                strcpy(long_name + 257, "\"");
+                bad = edit(text, "\"user.a\"", long_name);
+                CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+                free(bad);
+        }
+        free(text);
+        /* Not known (too many names): no field, and nothing known after parsing. */
+        r.xattr_names_known = false;
+        CHECK_OK(stamp_record_encode(&r, &text));
+        CHECK(!strstr(text, "xattr_names"));
+        CHECK_OK(stamp_record_parse(text, strlen(text), &back));
+        CHECK(!back.xattr_names_known && back.xattr_names.n == 0);
+        stamp_record_release(&back);
         free(text);
 
         /* A record from before these fields existed. */

@@ -73,6 +73,8 @@
 #define IDLE_PER_NODE 4
 /* Lookups of entries a lean listing left out before listings carry all. */
 #define LEAN_MISSES 32
+/* The most xattr names the mount keeps for xattr_unsupported(); past it, it knows none. */
+#define XN_UNION_MAX 4096
 #define BLOCKS_UNKNOWN UINT64_MAX
 /*
  * Chunk lists a stat may load to find a file's holes (96 KiB each, about
@@ -122,6 +124,13 @@ struct node {
          * In fs.readers.
          */
         struct stamp_pooled *idle;
+};
+
+/* The xattr names one snapshot holds, as its record lists them. */
+struct xn_stamp {
+        char stamp[STAMP_STAMP_LEN + 1];
+        bool known; /* false: an older record, or one that cannot be read */
+        struct stamp_strv names;
 };
 
 struct fs {
@@ -190,6 +199,21 @@ struct fs {
          */
         struct stamp_reader_pool *readers;
         long page_size;
+        /*
+         * The xattr names the store's snapshots hold (their records'
+         * xattr_names), for xattr_unsupported(). Checked against the list
+         * of stamps at most once per ROOT_TIMEOUT, rebuilt when it changed.
+         */
+        struct {
+                pthread_mutex_t lock;
+                bool valid;              /* built at least once */
+                struct stamp_id sum;     /* of the stamps it was built for */
+                struct timespec checked; /* CLOCK_MONOTONIC */
+                struct xn_stamp *per;    /* each stamp's names, by stamp */
+                size_t n_per;
+                bool known;              /* every record lists its names */
+                struct stamp_strv names; /* their union, sorted; only if known */
+        } xn;
 };
 
 struct dir_handle {
@@ -697,6 +721,32 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
         fuse_reply_none(req);
 }
 
+/* The stamps of the store and a checksum of their names. */
+static int stamps_sum(struct fs *fs, struct stamp_strv *ret_list, struct stamp_id *ret)
+{
+        struct stamp_strv v = { 0 };
+        char *buf;
+        int r;
+
+        r = stamp_store_list(fs->s, &v);
+        if (r < 0)
+                return r;
+        buf = malloc(v.n * STAMP_STAMP_LEN + 1);
+        if (!buf) {
+                stamp_strv_release(&v);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < v.n; i++)
+                memcpy(buf + i * STAMP_STAMP_LEN, v.v[i], STAMP_STAMP_LEN);
+        stamp_checksum128(buf, v.n * STAMP_STAMP_LEN, ret);
+        free(buf);
+        if (ret_list)
+                *ret_list = v;
+        else
+                stamp_strv_release(&v);
+        return 0;
+}
+
 /*
  * Lists the stamps; when they are not the ones listed last time, the
  * root's mtime moves forward (to now, or 1 ns on if the clock went back).
@@ -704,24 +754,12 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
  */
 static void root_refresh(struct fs *fs)
 {
-        struct stamp_strv v = { 0 };
         struct stamp_id sum;
         struct timespec now;
-        char *buf;
         int64_t now_ns;
 
-        if (stamp_store_list(fs->s, &v) < 0)
+        if (stamps_sum(fs, NULL, &sum) < 0)
                 return; /* the next readdir reports it */
-        buf = malloc(v.n * STAMP_STAMP_LEN + 1);
-        if (!buf) {
-                stamp_strv_release(&v);
-                return;
-        }
-        for (size_t i = 0; i < v.n; i++)
-                memcpy(buf + i * STAMP_STAMP_LEN, v.v[i], STAMP_STAMP_LEN);
-        stamp_checksum128(buf, v.n * STAMP_STAMP_LEN, &sum);
-        free(buf);
-        stamp_strv_release(&v);
         if (stamp_id_cmp(&sum, &fs->root_sum) == 0)
                 return;
         fs->root_sum = sum;
@@ -729,6 +767,174 @@ static void root_refresh(struct fs *fs)
         now_ns = now.tv_sec * 1000000000LL + now.tv_nsec;
         fs->root.mtime_ns = fs->root.ctime_ns =
                 now_ns > fs->root.mtime_ns ? now_ns : fs->root.mtime_ns + 1;
+}
+
+/* Index of @name in sorted @v, or where it would go; *ret_found says which. */
+static size_t strv_find(const struct stamp_strv *v, const char *name, bool *ret_found)
+{
+        size_t lo = 0, hi = v->n;
+
+        *ret_found = false;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int cmp = strcmp(v->v[mid], name);
+                if (cmp == 0) {
+                        *ret_found = true;
+                        return mid;
+                }
+                if (cmp < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* Adds @names to the sorted union @u; false past XN_UNION_MAX names or out of memory. */
+static bool xn_merge(struct stamp_strv *u, const struct stamp_strv *names)
+{
+        for (size_t i = 0; i < names->n; i++) {
+                bool found;
+                size_t at = strv_find(u, names->v[i], &found);
+                char *added;
+                if (found)
+                        continue;
+                if (u->n >= XN_UNION_MAX || stamp_strv_push(u, names->v[i]) < 0)
+                        return false;
+                added = u->v[u->n - 1];
+                memmove(&u->v[at + 1], &u->v[at], (u->n - 1 - at) * sizeof(u->v[0]));
+                u->v[at] = added;
+        }
+        return true;
+}
+
+static int cmp_xn_stamp(const void *a, const void *b)
+{
+        return strcmp(((const struct xn_stamp *)a)->stamp, ((const struct xn_stamp *)b)->stamp);
+}
+
+static void xn_stamps_free(struct xn_stamp *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                stamp_strv_release(&v[i].names);
+        free(v);
+}
+
+/*
+ * Builds fs->xn for the stamps listed now, reading only the records of
+ * stamps it has not seen (snapshots never change). Called with xn.lock
+ * held.
+ */
+static void xn_build(struct fs *fs)
+{
+        struct stamp_strv stamps = { 0 };
+        struct xn_stamp *per;
+        struct stamp_id sum;
+        bool retry = false;
+        size_t n = 0;
+
+        if (stamps_sum(fs, &stamps, &sum) < 0) {
+                fs->xn.valid = false; /* try again at the next question */
+                fs->xn.known = false;
+                return;
+        }
+        if (fs->xn.valid && stamp_id_cmp(&sum, &fs->xn.sum) == 0) {
+                stamp_strv_release(&stamps);
+                return;
+        }
+        per = calloc(stamps.n ? stamps.n : 1, sizeof(*per));
+        if (!per) {
+                stamp_strv_release(&stamps);
+                fs->xn.valid = fs->xn.known = false;
+                return;
+        }
+        for (size_t i = 0; i < stamps.n; i++) {
+                struct xn_stamp key = { 0 }, *old;
+                struct stamp_record rec;
+                int r;
+
+                if (strlen(stamps.v[i]) != STAMP_STAMP_LEN)
+                        continue;
+                strcpy(key.stamp, stamps.v[i]);
+                old = fs->xn.per ? bsearch(&key, fs->xn.per, fs->xn.n_per, sizeof(key), cmp_xn_stamp)
+                                 : NULL;
+                if (old) {
+                        per[n] = *old; /* taken over: the old array goes below */
+                        memset(&old->names, 0, sizeof(old->names));
+                        n++;
+                        continue;
+                }
+                r = stamp_store_record_load(fs->s, key.stamp, &rec);
+                if (r == -ENOENT)
+                        continue; /* forgotten since the listing: it holds nothing */
+                if (r < 0 && r != -EBADMSG && r != -EOPNOTSUPP) {
+                        retry = true; /* not for good (EMFILE, ENOMEM, EIO): not kept */
+                        continue;
+                }
+                per[n] = key;
+                if (r == 0 && rec.xattr_names_known) {
+                        per[n].known = true;
+                        per[n].names = rec.xattr_names;
+                        memset(&rec.xattr_names, 0, sizeof(rec.xattr_names));
+                }
+                if (r == 0)
+                        stamp_record_release(&rec);
+                n++;
+        }
+        stamp_strv_release(&stamps);
+        qsort(per, n, sizeof(*per), cmp_xn_stamp);
+        xn_stamps_free(fs->xn.per, fs->xn.n_per);
+        fs->xn.per = per;
+        fs->xn.n_per = n;
+        stamp_strv_release(&fs->xn.names);
+        fs->xn.known = true;
+        for (size_t i = 0; i < n && fs->xn.known; i++)
+                fs->xn.known = per[i].known && xn_merge(&fs->xn.names, &per[i].names);
+        if (!fs->xn.known || retry) {
+                fs->xn.known = false;
+                stamp_strv_release(&fs->xn.names);
+        }
+        fs->xn.sum = sum;
+        fs->xn.valid = !retry; /* else read what failed at the next question */
+}
+
+/*
+ * Whether getxattr of @name, which the entry asked about does not hold,
+ * is answered EOPNOTSUPP rather than ENODATA: a security.* or system.*
+ * name that no snapshot of the store holds (the records say so). ls -l
+ * asks security.selinux and system.posix_acl_access of every file it
+ * lists, two round trips each, unless an answer says the file system does
+ * not support the name: then it stops asking for the rest of the device.
+ * Other names, and any name while a record does not list its names
+ * (older records), get ENODATA. With -o allow_other the kernel handles
+ * POSIX ACLs itself (and caches them): EOPNOTSUPP would fail its
+ * permission checks, so those get ENODATA too.
+ */
+static bool xattr_unsupported(struct fs *fs, const char *name)
+{
+        struct timespec now;
+        bool ret = false;
+
+        if (strncmp(name, "security.", 9) != 0 && strncmp(name, "system.", 7) != 0)
+                return false;
+        if (fs->acl && strncmp(name, "system.posix_acl_", 17) == 0)
+                return false;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        pthread_mutex_lock(&fs->xn.lock);
+        if (!fs->xn.valid ||
+            (now.tv_sec - fs->xn.checked.tv_sec) * 1000000000LL +
+                            (now.tv_nsec - fs->xn.checked.tv_nsec) >=
+                    (int64_t)(ROOT_TIMEOUT * 1e9)) {
+                xn_build(fs);
+                fs->xn.checked = now;
+        }
+        if (fs->xn.known) {
+                bool found;
+                (void)strv_find(&fs->xn.names, name, &found);
+                ret = !found;
+        }
+        pthread_mutex_unlock(&fs->xn.lock);
+        return ret;
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -1414,7 +1620,7 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
                         fuse_reply_buf(req, (const char *)v, vl);
                 return;
         }
-        fuse_reply_err(req, ENODATA);
+        fuse_reply_err(req, xattr_unsupported(fs_of(req), name) ? EOPNOTSUPP : ENODATA);
 }
 
 /*
@@ -1969,6 +2175,7 @@ int main(int argc, char **argv)
         pthread_mutex_init(&fs.nodes_lock, NULL);
         pthread_mutex_init(&fs.root_lock, NULL);
         pthread_mutex_init(&fs.streams_lock, NULL);
+        pthread_mutex_init(&fs.xn.lock, NULL);
         fs.prefetch_files = o.prefetch;
         fs.lean_misses = o.full_listings ? LEAN_MISSES : 0;
         /* A quarter of the cache: what is read ahead is still there when read. */
@@ -2028,6 +2235,8 @@ out:
         free(cl.mountpoint);
         fuse_opt_free_args(&args);
         stamp_reader_pool_free(fs.readers);
+        stamp_strv_release(&fs.xn.names);
+        xn_stamps_free(fs.xn.per, fs.xn.n_per);
         stamp_cache_free(fs.cache);
         stamp_store_free(fs.s);
         free(pos.store);

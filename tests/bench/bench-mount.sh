@@ -278,6 +278,15 @@ time_find() {  # dir
     rm -f "$tf"
 }
 
+# Times `ls -lR DIR >/dev/null` (a stat, security.selinux and
+# system.posix_acl_access of every entry); sets ls_s.
+time_lslr() {  # dir
+    local t0
+    t0=$EPOCHREALTIME
+    ls -lR "$1" >/dev/null 2>>"$workdir/logs/mount-ls.err" || warn "ls -lR $1 failed (see $workdir/logs/mount-ls.err)"
+    ls_s=$(elapsed "$t0" "$EPOCHREALTIME")
+}
+
 # Times `tar -cf - . | wc -c` in DIR; sets tar_s, tar_bytes, tar_rc, and
 # tar_cpu (the CPU time of tar and wc themselves).
 time_tar() {  # dir errlog
@@ -331,6 +340,7 @@ res="$workdir/results/mount-source.txt"
 log "[source] $data"
 drop_caches "cold reads"
 time_find "$data"
+time_lslr "$data"
 drop_caches "cold reads"
 time_tar "$data" "$workdir/logs/mount-source-tar.err"; cold_s=$tar_s; cold_bytes=$tar_bytes
 cold_reader_cpu=$tar_cpu
@@ -339,6 +349,7 @@ time_tar "$data" "$workdir/logs/mount-source-tar.err"
     echo "find_time=$find_s"
     echo "find_entries=$find_n"
     echo "find_cpu=$find_cpu"
+    echo "ls_time=$ls_s"
     echo "cold_time=$cold_s"
     echo "cold_tar_bytes=$cold_bytes"
     echo "cold_reader_cpu=$cold_reader_cpu"
@@ -377,11 +388,13 @@ for tool in "${tool_list[@]}"; do
         die "$tool: $root does not look like the dataset root"
     fi
     time_find "$root"
+    time_lslr "$root"
     {
         echo "mount_ready_time=$ready"
         echo "find_time=$find_s"
         echo "find_entries=$find_n"
         echo "find_cpu=$find_cpu"
+        echo "ls_time=$ls_s"
         echo "root=$root"
     } >>"$res"
     if [ "$tool" = stamp ]; then
@@ -397,7 +410,7 @@ for tool in "${tool_list[@]}"; do
                              'BEGIN { printf "%.1f", s * 1e6 / 5000 }')" >>"$res"
         echo "find_dirs=$(find "$data" -type d | wc -l)" >>"$res"
     fi
-    log "$tool: ready in $ready s; find $find_s s ($find_n entries)"
+    log "$tool: ready in $ready s; find $find_s s ($find_n entries); ls -lR $ls_s s"
     unmount_tool "$tool"
 
     # A fresh mount, so the tool's own caches are empty too.
@@ -478,6 +491,7 @@ rows.append(("mount-to-ready (s)", lambda t: num(t, "mount_ready_time"), secs, T
 rows.append(("find (s) (entries)", lambda t: num(t, "find_time"),
              lambda v, t: "%s (%s)" % (secs(v), R[t].get("find_entries", "?")), True))
 rows.append(("  CPU of find + wc (s)", lambda t: num(t, "find_cpu"), secs, False))
+rows.append(("ls -lR, after find (s)", lambda t: num(t, "ls_time"), secs, True))
 rows.append(("cold read (s)", lambda t: num(t, "cold_time"), secs, True))
 rows.append(("  CPU of the mount process (s)", lambda t: num(t, "cold_mount_cpu"), secs, True))
 rows.append(("  CPU of tar + wc (s)", lambda t: num(t, "cold_reader_cpu"), secs, False))
@@ -568,6 +582,8 @@ if ratio_cols:
 notes.append("mount-to-ready: page cache dropped, then from starting the mount command "
              "until stat of the newest snapshot's db/ succeeds (polled every 10 ms). "
              "find: right after that, in the same mount (source dir: page cache dropped). "
+             "ls -lR: right after find, in the same mount (a stat, security.selinux and "
+             "system.posix_acl_access of every entry). "
              "cold read: a fresh mount, page cache dropped after it was ready. "
              "warm read: again at once. RSS: VmRSS of the mount process after both reads.")
 notes.append("CPU rows: user + system time, the kernel's work on the process's behalf "

@@ -65,9 +65,32 @@ int parse_options(int argc, char **argv, const struct option *opts, const char *
                                 return seconds_error(verb, "--lock-timeout", optarg);
                         continue;
                 }
-                return usage_error(verb, "unknown option");
+                return option_error(verb, "hq", opts, argv);
         }
         return -1;
+}
+
+int option_error(const char *verb, const char *shortopts, const struct option *opts,
+                 char **argv)
+{
+        const char *arg = argv[optind - 1];
+        int n = (int)strcspn(arg, "=");
+
+        if (optopt == 0) { /* a long option unknown, or the start of several */
+                unsigned matches = 0;
+                for (const struct option *o = opts; arg[0] == '-' && arg[1] == '-' && o->name; o++)
+                        matches += n > 2 && strncmp(o->name, arg + 2, (size_t)n - 2) == 0;
+                return usage_error(verb, matches > 1 ? "option '%.*s' is ambiguous"
+                                                     : "unknown option '%.*s'",
+                                   n, arg);
+        }
+        if (arg[0] == '-' && arg[1] == '-')
+                return usage_error(verb, arg[n] ? "option '%.*s' takes no value"
+                                                : "option '%.*s' needs a value",
+                                   n, arg);
+        if (optopt != ':' && strchr(shortopts, optopt))
+                return usage_error(verb, "option '-%c' needs a value", optopt);
+        return usage_error(verb, "unknown option '-%c'", optopt);
 }
 
 int exit_code(int r)

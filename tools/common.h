@@ -99,6 +99,14 @@ int open_store_stamp(const char *arg, struct stamp_store **ret_s,
 
 /* Usage error for a verb (NULL: of stamp itself): one line, then a hint. */
 int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * The usage error of an option getopt_long() refused (it returned '?',
+ * with opterr 0), named: unknown, missing its value, or given one it does
+ * not take, or ambiguous. @shortopts and @opts: what getopt_long() was
+ * given.
+ */
+int option_error(const char *verb, const char *shortopts, const struct option *opts,
+                 char **argv);
 
 /* The longest wait an option takes, in seconds (115 days). */
 #define SECONDS_MAX 10000000

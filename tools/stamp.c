@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* stamp: the command-line front end of a stampfs store. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,10 +94,33 @@ static int run(int argc, char **argv)
         return usage_error(NULL, "unknown command '%s'", argv[i]);
 }
 
+/* Whether "--json" is among the arguments (before any "--"), parsed or not. */
+static bool mentions_json(int argc, char **argv)
+{
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strcmp(argv[i], "--json") == 0)
+                        return true;
+        return false;
+}
+
 int main(int argc, char **argv)
 {
-        int code = run(argc, argv);
+        int code;
+
+        opterr = 0; /* option_error() says what getopt_long() refused, on one line */
+        code = run(argc, argv);
 
         /* --json as parsed (a prefix such as --js too), before the failure or anywhere. */
-        return arg_json ? json_failure(code) : code;
+        if (arg_json)
+                return json_failure(code);
+        /*
+         * A usage error met before --json was reached (stamp list --bogus
+         * --json): the error document all the same. Nothing went to
+         * standard output before a usage error.
+         */
+        if (code == EXIT_USAGE && mentions_json(argc, argv)) {
+                json_stdout_count();
+                return json_failure(code);
+        }
+        return code;
 }

@@ -430,7 +430,7 @@ int verb_copy(int argc, char **argv)
                         flags |= STAMP_COPY_DRY_RUN;
                         break;
                 default:
-                        return usage_error("copy", "unknown option");
+                        return option_error("copy", "hqn", opts, argv);
                 }
         }
         if (optind >= argc)
@@ -616,7 +616,7 @@ int verb_serve(int argc, char **argv)
                         init = true;
                         continue;
                 }
-                return usage_error("serve", "unknown option");
+                return option_error("serve", "hq", opts, argv);
         }
         if (optind + 1 != argc)
                 return usage_error("serve", "expected one PATH");

@@ -469,7 +469,7 @@ static int parse_args(int argc, char **argv, struct args *a)
                         a->history = true;
                         break;
                 default:
-                        return usage_error("drill", "unknown option");
+                        return option_error("drill", "hq", opts, argv);
                 }
         }
         if (optind + 1 < argc)

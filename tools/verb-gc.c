@@ -312,7 +312,7 @@ int verb_gc(int argc, char **argv)
                                 return seconds_error("gc", "--lock-timeout", optarg);
                         continue;
                 }
-                return usage_error("gc", "unknown option");
+                return option_error("gc", "hqn", opts, argv);
         }
         if (optind != argc)
                 return usage_error("gc", "unexpected argument '%s'", argv[optind]);

@@ -102,7 +102,7 @@ int verb_init(int argc, char **argv)
                         like = optarg;
                         break;
                 default:
-                        return usage_error("init", "unknown option");
+                        return option_error("init", "hq", opts, argv);
                 }
         }
         if (optind + 1 < argc)

@@ -68,7 +68,7 @@ int verb_list(int argc, char **argv)
                 if (c == 's')
                         shrt = true;
                 else
-                        return usage_error("list", "unknown option");
+                        return option_error("list", "hsq", opts, argv);
         }
         if (optind < argc)
                 return usage_error("list", "unexpected argument '%s'", argv[optind]);

@@ -152,7 +152,7 @@ static int add_tag(struct prune_args *a, char *tag)
 }
 
 /* Handles one option of prune's own; returns an exit code. */
-static int prune_option(int c, struct prune_args *a)
+static int prune_option(int c, struct prune_args *a, const struct option *opts, char **argv)
 {
         struct stamp_retention *p = &a->policy;
 
@@ -193,7 +193,7 @@ static int prune_option(int c, struct prune_args *a)
                         return seconds_error("prune", "--lock-timeout", optarg);
                 return EXIT_OK;
         default:
-                return usage_error("prune", "unknown option");
+                return option_error("prune", "hnq", opts, argv);
         }
 }
 
@@ -407,7 +407,7 @@ int verb_prune(int argc, char **argv)
                         free(a.tags);
                         return EXIT_OK;
                 }
-                r = prune_option(c, &a);
+                r = prune_option(c, &a, opts, argv);
         }
         if (r == EXIT_OK && optind < argc)
                 r = usage_error("prune", "unexpected argument '%s'", argv[optind]);

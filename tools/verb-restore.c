@@ -355,7 +355,7 @@ int verb_restore(int argc, char **argv)
                                 return seconds_error("restore", "--lock-timeout", optarg);
                         break;
                 default:
-                        return usage_error("restore", "unknown option");
+                        return option_error("restore", "hqv", opts, argv);
                 }
         }
         if (optind + 2 != argc)

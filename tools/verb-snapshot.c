@@ -481,7 +481,7 @@ int verb_snapshot(int argc, char **argv)
                         stream.path = optarg;
                         break;
                 default:
-                        return usage_error("snapshot", "unknown option");
+                        return option_error("snapshot", "ht:e:xq", opts, argv);
                 }
         }
         if (optind >= argc) {

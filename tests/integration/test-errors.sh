@@ -14,6 +14,22 @@ for v in init snapshot list show cat forget gc stats reindex; do
         "$STAMP" "$v" --help | grep -q "^Usage: stamp" || fail "stamp $v --help"
         expect_rc 2 "$STAMP" "$v" --no-such-option
 done
+# Refused options are named, with the reason, on one line and a hint (not
+# getopt's own line as well).
+usage_says() { # LINE ARGS...
+        local line=$1
+        shift
+        expect_rc 2 "$STAMP" "$@"
+        [ "$(head -n 1 "$WORK/err")" = "stamp: $line" ] && [ "$(wc -l <"$WORK/err")" = 2 ] &&
+                grep -qx "Try 'stamp $1 --help'." "$WORK/err" || { cat "$WORK/err" >&2; fail "stamp $*"; }
+}
+usage_says "unknown option '--no-such-option'" list --no-such-option=3
+usage_says "unknown option '-z'" snapshot -qz "$WORK/src"
+usage_says "option '--store' needs a value" list --store
+usage_says "option '-t' needs a value" snapshot "$WORK/src" -t
+usage_says "option '--help' takes no value" gc --help=yes
+usage_says "option '--s' is ambiguous" list --s x
+usage_says "unknown option '--bogus'" prune --bogus
 expect_rc 2 "$STAMP" frobnicate
 expect_rc 2 "$STAMP"
 
@@ -47,6 +63,8 @@ json_fails 3 "not a stampfs store" "$STAMP" --json --store "$WORK/plain" verify
 json_fails 2 "no store given" env -u STAMP_STORE "$STAMP" stats --json
 json_fails 2 "unknown command 'frobnicate'" "$STAMP" --json frobnicate
 json_fails 2 "unknown option" "$STAMP" list --json --no-such-option
+json_fails 2 "unknown option" "$STAMP" list --no-such-option --json # before getopt reached --json
+json_fails 2 "unknown option" "$STAMP" --no-such-option --json list
 json_fails 3 "no such directory" "$STAMP" --store "$WORK/nope" list --js # a prefix getopt takes
 # Not a failure, or not --json: nothing more on stdout. "--json" as the
 # value of --store is no --json; cat writes the file's bytes, never JSON.

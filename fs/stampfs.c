@@ -129,6 +129,7 @@ struct node {
 /* The xattr names one snapshot holds, as its record lists them. */
 struct xn_stamp {
         char stamp[STAMP_STAMP_LEN + 1];
+        struct stamp_id root; /* a stamp forgotten and taken again is another snapshot */
         bool known; /* false: an older record, or one that cannot be read */
         struct stamp_strv names;
 };
@@ -202,13 +203,15 @@ struct fs {
         /*
          * The xattr names the store's snapshots hold (their records'
          * xattr_names), for xattr_unsupported(). Checked against the list
-         * of stamps at most once per ROOT_TIMEOUT, rebuilt when it changed.
+         * of stamps at most once per ROOT_TIMEOUT (xn_build()), and told
+         * of every record the mount loads (xn_see()).
          */
         struct {
                 pthread_mutex_t lock;
-                bool valid;              /* built at least once */
+                bool built;              /* xn_build() ran at least once */
+                bool incomplete;         /* a listing or a record failed: read again */
                 struct stamp_id sum;     /* of the stamps it was built for */
-                struct timespec checked; /* CLOCK_MONOTONIC */
+                struct timespec checked; /* CLOCK_MONOTONIC, of the last xn_build() */
                 struct xn_stamp *per;    /* each stamp's names, by stamp */
                 size_t n_per;
                 bool known;              /* every record lists its names */
@@ -496,6 +499,8 @@ static void report_damage(const struct node *n, const char *what, int err)
                  err == -EBADMSG ? "damaged data (does not match its checksum)" : strerror(-err));
 }
 
+static void xn_see(struct fs *fs, struct stamp_record *rec);
+
 static int node_stamp(struct fs *fs, const char *stamp, struct node **ret)
 {
         struct stamp_record rec;
@@ -517,6 +522,7 @@ static int node_stamp(struct fs *fs, const char *stamp, struct node **ret)
                                          : strerror(-r));
                 return -EIO;
         }
+        xn_see(fs, &rec);
         n = node_new();
         if (!n) {
                 stamp_record_release(&rec);
@@ -793,18 +799,10 @@ static size_t strv_find(const struct stamp_strv *v, const char *name, bool *ret_
 /* Adds @names to the sorted union @u; false past XN_UNION_MAX names or out of memory. */
 static bool xn_merge(struct stamp_strv *u, const struct stamp_strv *names)
 {
-        for (size_t i = 0; i < names->n; i++) {
-                bool found;
-                size_t at = strv_find(u, names->v[i], &found);
-                char *added;
-                if (found)
-                        continue;
-                if (u->n >= XN_UNION_MAX || stamp_strv_push(u, names->v[i]) < 0)
+        for (size_t i = 0; i < names->n; i++)
+                if (stamp_strv_add_sorted(u, names->v[i], strlen(names->v[i])) < 0 ||
+                    u->n > XN_UNION_MAX)
                         return false;
-                added = u->v[u->n - 1];
-                memmove(&u->v[at + 1], &u->v[at], (u->n - 1 - at) * sizeof(u->v[0]));
-                u->v[at] = added;
-        }
         return true;
 }
 
@@ -820,9 +818,36 @@ static void xn_stamps_free(struct xn_stamp *v, size_t n)
         free(v);
 }
 
+/* The union of fs->xn.per's names, and whether it is known. Called with xn.lock held. */
+static void xn_union(struct fs *fs)
+{
+        stamp_strv_release(&fs->xn.names);
+        fs->xn.known = !fs->xn.incomplete;
+        for (size_t i = 0; i < fs->xn.n_per && fs->xn.known; i++)
+                fs->xn.known = fs->xn.per[i].known &&
+                               xn_merge(&fs->xn.names, &fs->xn.per[i].names);
+        if (!fs->xn.known)
+                stamp_strv_release(&fs->xn.names);
+}
+
+/* Fills @e from @rec, taking its names. */
+static void xn_fill(struct xn_stamp *e, struct stamp_record *rec)
+{
+        stamp_strv_release(&e->names);
+        e->root = rec->root;
+        e->known = rec->xattr_names_known;
+        if (e->known) {
+                e->names = rec->xattr_names;
+                memset(&rec->xattr_names, 0, sizeof(rec->xattr_names));
+        }
+}
+
 /*
  * Builds fs->xn for the stamps listed now, reading only the records of
- * stamps it has not seen (snapshots never change). Called with xn.lock
+ * stamps it has not seen (a snapshot never changes; one forgotten and
+ * taken again under its stamp is told by xn_see()). A listing or a record
+ * that fails (EACCES, EMFILE, EIO) leaves the names unknown, and is tried
+ * again at the next check, not at every question. Called with xn.lock
  * held.
  */
 static void xn_build(struct fs *fs)
@@ -830,24 +855,27 @@ static void xn_build(struct fs *fs)
         struct stamp_strv stamps = { 0 };
         struct xn_stamp *per;
         struct stamp_id sum;
-        bool retry = false;
-        size_t n = 0;
+        size_t n = 0, loaded = 0;
 
         if (stamps_sum(fs, &stamps, &sum) < 0) {
-                fs->xn.valid = false; /* try again at the next question */
+                if (fs->debug)
+                        fuse_log(FUSE_LOG_DEBUG, "   xattr names: the stamps cannot be listed\n");
+                fs->xn.incomplete = true;
                 fs->xn.known = false;
                 return;
         }
-        if (fs->xn.valid && stamp_id_cmp(&sum, &fs->xn.sum) == 0) {
+        if (!fs->xn.incomplete && fs->xn.built && stamp_id_cmp(&sum, &fs->xn.sum) == 0) {
                 stamp_strv_release(&stamps);
                 return;
         }
         per = calloc(stamps.n ? stamps.n : 1, sizeof(*per));
         if (!per) {
                 stamp_strv_release(&stamps);
-                fs->xn.valid = fs->xn.known = false;
+                fs->xn.incomplete = true;
+                fs->xn.known = false;
                 return;
         }
+        fs->xn.incomplete = false;
         for (size_t i = 0; i < stamps.n; i++) {
                 struct xn_stamp key = { 0 }, *old;
                 struct stamp_record rec;
@@ -859,26 +887,23 @@ static void xn_build(struct fs *fs)
                 old = fs->xn.per ? bsearch(&key, fs->xn.per, fs->xn.n_per, sizeof(key), cmp_xn_stamp)
                                  : NULL;
                 if (old) {
-                        per[n] = *old; /* taken over: the old array goes below */
+                        per[n++] = *old; /* taken over: the old array goes below */
                         memset(&old->names, 0, sizeof(old->names));
-                        n++;
                         continue;
                 }
                 r = stamp_store_record_load(fs->s, key.stamp, &rec);
+                loaded++;
                 if (r == -ENOENT)
                         continue; /* forgotten since the listing: it holds nothing */
                 if (r < 0 && r != -EBADMSG && r != -EOPNOTSUPP) {
-                        retry = true; /* not for good (EMFILE, ENOMEM, EIO): not kept */
+                        fs->xn.incomplete = true; /* maybe not for good: not kept */
                         continue;
                 }
-                per[n] = key;
-                if (r == 0 && rec.xattr_names_known) {
-                        per[n].known = true;
-                        per[n].names = rec.xattr_names;
-                        memset(&rec.xattr_names, 0, sizeof(rec.xattr_names));
-                }
-                if (r == 0)
+                per[n] = key; /* damaged or too new: known stays false for good */
+                if (r == 0) {
+                        xn_fill(&per[n], &rec);
                         stamp_record_release(&rec);
+                }
                 n++;
         }
         stamp_strv_release(&stamps);
@@ -886,16 +911,55 @@ static void xn_build(struct fs *fs)
         xn_stamps_free(fs->xn.per, fs->xn.n_per);
         fs->xn.per = per;
         fs->xn.n_per = n;
-        stamp_strv_release(&fs->xn.names);
-        fs->xn.known = true;
-        for (size_t i = 0; i < n && fs->xn.known; i++)
-                fs->xn.known = per[i].known && xn_merge(&fs->xn.names, &per[i].names);
-        if (!fs->xn.known || retry) {
-                fs->xn.known = false;
-                stamp_strv_release(&fs->xn.names);
-        }
         fs->xn.sum = sum;
-        fs->xn.valid = !retry; /* else read what failed at the next question */
+        xn_union(fs);
+        if (fs->debug)
+                fuse_log(FUSE_LOG_DEBUG, "   xattr names: %zu stamps, %zu records read: %s\n", n,
+                         loaded,
+                         fs->xn.known        ? "known"
+                         : fs->xn.incomplete ? "not known (a record failed: read again later)"
+                                             : "not known");
+}
+
+/*
+ * Tells fs->xn of a record the mount loaded (node_stamp(), before anything
+ * of the stamp is read): a stamp not seen yet, or forgotten and taken
+ * again with another root, has its names counted at once, not at the next
+ * check, so that no file of it is answered EOPNOTSUPP for a name a sibling
+ * holds. May take @rec's names.
+ */
+static void xn_see(struct fs *fs, struct stamp_record *rec)
+{
+        struct xn_stamp key = { 0 }, *e;
+
+        strcpy(key.stamp, rec->stamp);
+        pthread_mutex_lock(&fs->xn.lock);
+        if (!fs->xn.built) /* the first xn_build() reads it */
+                goto out;
+        e = fs->xn.per ? bsearch(&key, fs->xn.per, fs->xn.n_per, sizeof(key), cmp_xn_stamp) : NULL;
+        if (e && stamp_id_cmp(&e->root, &rec->root) == 0)
+                goto out;
+        if (!e) {
+                struct xn_stamp *v = realloc(fs->xn.per, (fs->xn.n_per + 1) * sizeof(*v));
+                size_t at = 0;
+                if (!v) {
+                        fs->xn.incomplete = true; /* read again at the next check */
+                        fs->xn.known = false;
+                        stamp_strv_release(&fs->xn.names);
+                        goto out;
+                }
+                fs->xn.per = v;
+                while (at < fs->xn.n_per && strcmp(v[at].stamp, key.stamp) < 0)
+                        at++;
+                memmove(&v[at + 1], &v[at], (fs->xn.n_per - at) * sizeof(*v));
+                fs->xn.n_per++;
+                e = &v[at];
+                *e = key;
+        }
+        xn_fill(e, rec);
+        xn_union(fs);
+out:
+        pthread_mutex_unlock(&fs->xn.lock);
 }
 
 /*
@@ -921,11 +985,12 @@ static bool xattr_unsupported(struct fs *fs, const char *name)
                 return false;
         clock_gettime(CLOCK_MONOTONIC, &now);
         pthread_mutex_lock(&fs->xn.lock);
-        if (!fs->xn.valid ||
+        if (!fs->xn.built ||
             (now.tv_sec - fs->xn.checked.tv_sec) * 1000000000LL +
                             (now.tv_nsec - fs->xn.checked.tv_nsec) >=
                     (int64_t)(ROOT_TIMEOUT * 1e9)) {
                 xn_build(fs);
+                fs->xn.built = true;
                 fs->xn.checked = now;
         }
         if (fs->xn.known) {

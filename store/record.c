@@ -36,6 +36,34 @@ int stamp_strv_push(struct stamp_strv *v, const char *s)
         return 0;
 }
 
+int stamp_strv_add_sorted(struct stamp_strv *v, const char *s, size_t len)
+{
+        size_t lo = 0, hi = v->n;
+        char *copy, **n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int cmp = strncmp(v->v[mid], s, len);
+                if (cmp == 0 && v->v[mid][len] == 0)
+                        return 0;
+                if (cmp < 0) /* equal up to @len and longer: after @s */
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        n = realloc(v->v, (v->n + 1) * sizeof(char *));
+        if (!n)
+                return -ENOMEM;
+        v->v = n;
+        copy = strndup(s, len);
+        if (!copy)
+                return -ENOMEM;
+        memmove(&v->v[lo + 1], &v->v[lo], (v->n - lo) * sizeof(char *));
+        v->v[lo] = copy;
+        v->n++;
+        return 1;
+}
+
 void stamp_strv_release(struct stamp_strv *v)
 {
         for (size_t i = 0; i < v->n; i++)

@@ -192,6 +192,11 @@ int stamp_record_add_hook(struct stamp_record *r, const char *stage, const char 
 
 /* Appends a copy of @s. */
 int stamp_strv_push(struct stamp_strv *v, const char *s);
+/*
+ * Inserts a copy of the @len bytes at @s (no NUL among them) into sorted
+ * @v unless it holds them: 1 if added, 0 if there, -ENOMEM.
+ */
+int stamp_strv_add_sorted(struct stamp_strv *v, const char *s, size_t len);
 void stamp_strv_release(struct stamp_strv *v);
 
 /* True if @s is a well-formed stamp (YYYYMMDDTHHMMSSZ with a valid date). */

@@ -1970,45 +1970,19 @@ static int read_entry(struct ctx *c, int dirfd, const char *name, struct pentry 
  */
 static int note_xattr_names(struct stamp_record *rec, const uint8_t *x, size_t len)
 {
-        struct stamp_strv *v = &rec->xattr_names;
-        const uint8_t *p = x, *end = x + len;
+        const uint8_t *p = x, *end = x + len, *value;
         const char *name;
-        const uint8_t *value;
         size_t nl, vl;
         int r = 0;
 
         while (rec->xattr_names_known && p &&
                (r = stamp_xattr_next(&p, end, &name, &nl, &value, &vl)) == 1) {
-                size_t lo = 0, hi = v->n;
-                char buf[256]; /* names are at most 255 bytes (a u8 length) */
-                int cmp = 1;
-
-                memcpy(buf, name, nl);
-                buf[nl] = 0;
-                while (lo < hi) {
-                        size_t mid = lo + (hi - lo) / 2;
-                        cmp = strcmp(v->v[mid], buf);
-                        if (cmp == 0)
-                                break;
-                        if (cmp < 0)
-                                lo = mid + 1;
-                        else
-                                hi = mid;
-                }
-                if (cmp == 0)
-                        continue;
-                if (v->n >= STAMP_RECORD_XATTR_NAMES_MAX) {
-                        stamp_strv_release(v);
-                        rec->xattr_names_known = false;
-                        break;
-                }
-                r = stamp_strv_push(v, buf); /* appended, then moved to its place */
+                r = stamp_strv_add_sorted(&rec->xattr_names, name, nl);
                 if (r < 0)
                         return r;
-                {
-                        char *added = v->v[v->n - 1];
-                        memmove(&v->v[lo + 1], &v->v[lo], (v->n - 1 - lo) * sizeof(v->v[0]));
-                        v->v[lo] = added;
+                if (rec->xattr_names.n > STAMP_RECORD_XATTR_NAMES_MAX) {
+                        stamp_strv_release(&rec->xattr_names);
+                        rec->xattr_names_known = false;
                 }
         }
         return r < 0 ? r : 0;

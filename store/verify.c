@@ -133,6 +133,13 @@ struct ctx {
         char *path;              /* the path being walked */
         size_t path_len, path_cap;
         uint64_t progress_at;
+        /*
+         * The xattr names of the snapshot's entries, to compare with its
+         * record's xattr_names (the mount trusts them): only on a walk
+         * that skips no tree (good_trees empty when it began).
+         */
+        bool names_on;
+        struct stamp_strv names;
 };
 
 static void report(struct ctx *c, enum stamp_problem_kind kind, const char *path,
@@ -167,6 +174,7 @@ static void ctx_release(struct ctx *c)
                         free(p);
                 }
         free(c->path);
+        stamp_strv_release(&c->names);
         pthread_mutex_destroy(&c->lock);
 }
 
@@ -564,6 +572,33 @@ static int check_file(struct ctx *c, const struct stamp_entry *e)
         return 0;
 }
 
+/* Adds the names of encoded xattrs @x to c->names; stops past the most a record lists. */
+static int add_xattr_names(struct ctx *c, const uint8_t *x, size_t len)
+{
+        const uint8_t *p = x, *end = x + len, *value;
+        const char *name;
+        size_t nl, vl;
+
+        while (c->names.n <= STAMP_RECORD_XATTR_NAMES_MAX &&
+               stamp_xattr_next(&p, end, &name, &nl, &value, &vl) == 1) {
+                int r = stamp_strv_add_sorted(&c->names, name, nl);
+                if (r < 0)
+                        return r;
+        }
+        return 0; /* a damaged list was reported by the tree's decoder */
+}
+
+/* Whether sorted @a and @b hold the same strings. */
+static bool strv_equal(const struct stamp_strv *a, const struct stamp_strv *b)
+{
+        if (a->n != b->n)
+                return false;
+        for (size_t i = 0; i < a->n; i++)
+                if (strcmp(a->v[i], b->v[i]) != 0)
+                        return false;
+        return true;
+}
+
 static int walk_tree(struct ctx *c, const struct stamp_id *id, int depth)
 {
         struct stamp_tree_obj t;
@@ -612,6 +647,10 @@ static int walk_tree(struct ctx *c, const struct stamp_id *id, int depth)
                 r = path_push(c, e.name, e.name_len);
                 if (r < 0)
                         break;
+                if (c->names_on && e.xattrs_len)
+                        r = add_xattr_names(c, e.xattrs, e.xattrs_len);
+                if (r < 0)
+                        break;
                 if (e.type == STAMP_T_DIR)
                         r = walk_tree(c, &e.subtree, depth + 1);
                 else if (e.type == STAMP_T_REG)
@@ -643,6 +682,7 @@ static int ctx_init(struct ctx *c, struct stamp_store *s, const struct stamp_che
 static int check_one_snapshot(struct ctx *c, const char *stamp)
 {
         struct stamp_record rec;
+        uint64_t before;
         int r;
 
         c->stamp = stamp;
@@ -656,10 +696,28 @@ static int check_one_snapshot(struct ctx *c, const char *stamp)
         }
         path_pop(c, 0);
         /* One read transaction per snapshot, begun after its record was read. */
-        if (stamp_index_begin_read(c->ix) < 0)
+        if (stamp_index_begin_read(c->ix) < 0) {
+                stamp_record_release(&rec);
                 return -EIO;
-        r = walk_tree(c, &rec.root, 0);
+        }
+        before = c->st->problems;
+        c->names_on = rec.xattr_names_known && c->good_trees.n == 0;
+        r = c->names_on && rec.root_xattrs_len
+                    ? add_xattr_names(c, rec.root_xattrs, rec.root_xattrs_len)
+                    : 0;
+        if (r == 0)
+                r = walk_tree(c, &rec.root, 0);
         stamp_index_end_read(c->ix);
+        /* Only a walk that read every tree knows every name. */
+        if (r == 0 && c->names_on && c->st->problems == before &&
+            !strv_equal(&c->names, &rec.xattr_names))
+                report(c, STAMP_PROBLEM_RECORD_CORRUPT, NULL, NULL,
+                       "its xattr_names do not match the extended attributes its files hold "
+                       "(%zu names listed, %s%zu held)",
+                       rec.xattr_names.n, c->names.n > STAMP_RECORD_XATTR_NAMES_MAX ? "over " : "",
+                       c->names.n);
+        c->names_on = false;
+        stamp_strv_release(&c->names);
         stamp_record_release(&rec);
         return r;
 }

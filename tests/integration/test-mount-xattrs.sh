@@ -102,7 +102,63 @@ for _ in $(seq 40); do
         sleep 0.1
 done
 [ "$(err security.test "$f")" = "Operation not supported" ] || fail "security.test after B was forgotten"
+# A snapshot's names count as soon as the mount looks the stamp up, not a
+# second later: a file of it that lacks a name a sibling holds is never
+# answered "not supported" (ls would then hide the sibling's label).
+setfattr -n security.other -v 1 "$WORK/src/d/f3"
+B=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+[ "$(err security.other "$MNT/$B/d/f2")" = "No such attribute" ] || fail "security.other of a new stamp, at once"
+setfattr -x security.other "$WORK/src/d/f3"
+"$STAMP" --store "$S" -q forget "$B"
+# A stamp forgotten and taken again (stamp copy brings a stamp back by
+# name) is another snapshot: its new names count once it is looked up
+# again. Here T's record is replaced by one naming another tree that holds
+# security.again, the way a copy would write it.
+setfattr -n security.again -v 1 "$WORK/src/d/f3"
+mkdir "$WORK/empty-src"
+T=$("$STAMP" --store "$S" -q snapshot "$WORK/empty-src")
+U=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+ls "$MNT/$T" >/dev/null
+[ "$(err security.again "$MNT/$T")" = "No such attribute" ] || fail "security.again while U holds it"
+python3 - "$S/snapshots" "$T" "$U" <<'PY'
+import json, os, sys
+d, t, u = sys.argv[1:]
+with open(os.path.join(d, u + ".json")) as f:
+    r = json.load(f)
+r["stamp"] = t
+with open(os.path.join(d, t + ".json.tmp"), "w") as f:
+    json.dump(r, f)
+os.rename(os.path.join(d, t + ".json.tmp"), os.path.join(d, t + ".json"))
+PY
+"$STAMP" --store "$S" -q forget "$U"
+setfattr -x security.again "$WORK/src/d/f3"
+sleep 1.5 # the kernel forgets the stamps it looked up (1 s), and the mount checks its list
+[ "$(getfattr --absolute-names --only-values -n security.again "$MNT/$T/d/f3")" = 1 ] ||
+        fail "T taken again: its tree is not the new one"
+[ "$(err security.again "$MNT/$T/d/f2")" = "No such attribute" ] || fail "T taken again: its names are the old ones"
+"$STAMP" --store "$S" -q forget "$T"
 unmount
+
+# A record the mount cannot read (here: mode 000, the mount without
+# CAP_DAC_OVERRIDE) leaves the names unknown, so answers are "no such
+# attribute"; it is read again about once a second, not at every request.
+X=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
+chmod 000 "$S/snapshots/$X.json"
+setpriv --bounding-set=-dac_override,-dac_read_search --inh-caps=-dac_override,-dac_read_search \
+        "$STAMPFS" -f -d "$S" "$MNT" 2>"$WORK/debug" &
+for _ in $(seq 50); do [ -e "$MNT/$A" ] && break; sleep 0.1; done
+[ "$(err security.selinux "$f")" = "No such attribute" ] || fail "security.selinux with an unreadable record"
+ls -l "$MNT/$A/d" >/dev/null
+builds=$(grep -c "xattr names: .* records read: not known (a record failed" "$WORK/debug" || true)
+[ "$builds" -ge 1 ] && [ "$builds" -le 3 ] || fail "an unreadable record was read again $builds times"
+chmod 600 "$S/snapshots/$X.json"
+for _ in $(seq 40); do
+        [ "$(err security.selinux "$f")" = "Operation not supported" ] && break
+        sleep 0.1
+done
+[ "$(err security.selinux "$f")" = "Operation not supported" ] || fail "the record, readable again, is not read"
+unmount
+"$STAMP" --store "$S" -q forget "$X"
 
 # A record that does not list its names (made before they were recorded):
 # nothing is known to be absent, so every answer is "no such attribute",
@@ -160,6 +216,24 @@ with open(p, "w") as f:
 PY
         expect_rc 5 "$STAMP" --store "$S" show "$D"
         expect_err "record unreadable: data is corrupt"
+done
+cp "$WORK/good.json" "$S/snapshots/$D.json"
+"$STAMP" --store "$S" -q validate "$D" || fail "a good record does not validate"
+# Names that parse but are not those the files hold (the mount trusts
+# them): validate says so.
+for names in '["user.a"]' '["user.a", "user.color", "user.extra"]'; do
+        python3 - "$S/snapshots/$D.json" "$names" <<'PY'
+import json, sys
+p = sys.argv[1]
+with open(p) as f:
+    r = json.load(f)
+r["xattr_names"] = json.loads(sys.argv[2])
+with open(p, "w") as f:
+    json.dump(r, f)
+PY
+        expect_rc 7 "$STAMP" --store "$S" validate "$D"
+        grep -q "xattr_names do not match" "$WORK/err" "$WORK/out" ||
+                { cat "$WORK/err" "$WORK/out" >&2; fail "validate does not check xattr_names ($names)"; }
 done
 cp "$WORK/good.json" "$S/snapshots/$D.json"
 "$STAMP" --store "$S" -q forget "$D"

@@ -70,21 +70,82 @@ int parse_options(int argc, char **argv, const struct option *opts, const char *
         return -1;
 }
 
+/* The long option @name (its first @len bytes) names: exactly, or as the only one it starts; or NULL. */
+static const struct option *find_long(const struct option *opts, const char *name, size_t len)
+{
+        const struct option *found = NULL;
+        unsigned matches = 0;
+
+        for (const struct option *o = opts; o->name; o++) {
+                if (strncmp(o->name, name, len) != 0)
+                        continue;
+                if (strlen(o->name) == len)
+                        return o;
+                found = o;
+                matches++;
+        }
+        return matches == 1 ? found : NULL;
+}
+
+bool json_unparsed;
+
+void json_scan_unparsed(char **argv, const char *shortopts, const struct option *opts,
+                        bool verb_ahead)
+{
+        for (size_t i = 0; argv[i] && strcmp(argv[i], "--") != 0; i++) {
+                const char *a = argv[i];
+                if (a[0] != '-' || !a[1]) {
+                        if (verb_ahead) /* the command: its options are its own */
+                                return;
+                        continue;
+                }
+                if (strcmp(a, "--json") == 0) {
+                        json_unparsed = true;
+                        return;
+                }
+                if (a[1] == '-') {
+                        const struct option *o = find_long(opts, a + 2, strcspn(a + 2, "="));
+                        if (o && o->has_arg == required_argument && !strchr(a, '=') && argv[i + 1])
+                                i++; /* its value, even "--json" */
+                        continue;
+                }
+                for (size_t k = 1; a[k]; k++) {
+                        const char *p = strchr(shortopts, a[k]);
+                        if (p && a[k] != ':' && p[1] == ':') {
+                                if (!a[k + 1] && argv[i + 1])
+                                        i++; /* the value is the next argument */
+                                break; /* or the rest of this one */
+                        }
+                }
+        }
+}
+
 int option_error(const char *verb, const char *shortopts, const struct option *opts,
                  char **argv)
 {
         const char *arg = argv[optind - 1];
         int n = (int)strcspn(arg, "=");
+        const struct option *o;
 
+        /* cat and serve write raw bytes: never a JSON document */
+        if (strcmp(verb, "cat") != 0 && strcmp(verb, "serve") != 0)
+                json_scan_unparsed(argv + 1, shortopts, opts, false);
         if (optopt == 0) { /* a long option unknown, or the start of several */
                 unsigned matches = 0;
-                for (const struct option *o = opts; arg[0] == '-' && arg[1] == '-' && o->name; o++)
+                for (o = opts; arg[0] == '-' && arg[1] == '-' && o->name; o++)
                         matches += n > 2 && strncmp(o->name, arg + 2, (size_t)n - 2) == 0;
                 return usage_error(verb, matches > 1 ? "option '%.*s' is ambiguous"
                                                      : "unknown option '%.*s'",
                                    n, arg);
         }
-        if (arg[0] == '-' && arg[1] == '-')
+        /*
+         * A long option that takes a value and got none, or takes none and
+         * got one. argv[optind - 1] is it only if it names optopt: an
+         * unknown short option inside a cluster ("-zq") leaves optind on
+         * the argument before.
+         */
+        o = arg[0] == '-' && arg[1] == '-' && n > 2 ? find_long(opts, arg + 2, (size_t)n - 2) : NULL;
+        if (o && !o->flag && o->val == optopt)
                 return usage_error(verb, arg[n] ? "option '%.*s' takes no value"
                                                 : "option '%.*s' needs a value",
                                    n, arg);

@@ -107,6 +107,20 @@ int usage_error(const char *verb, const char *fmt, ...) __attribute__((format(pr
  */
 int option_error(const char *verb, const char *shortopts, const struct option *opts,
                  char **argv);
+/*
+ * Set when a usage error came before getopt reached a "--json" among the
+ * arguments (json_scan_unparsed()): main() then prints the JSON error
+ * document all the same.
+ */
+extern bool json_unparsed;
+/*
+ * Looks for "--json" as an option (spelled out; not the value of an
+ * option that takes one) in NULL-terminated @argv, up to "--", or up to
+ * the first argument that is not an option when @verb_ahead (stamp's own
+ * options, before the command).
+ */
+void json_scan_unparsed(char **argv, const char *shortopts, const struct option *opts,
+                        bool verb_ahead);
 
 /* The longest wait an option takes, in seconds (115 days). */
 #define SECONDS_MAX 10000000

@@ -80,7 +80,19 @@ static int run(int argc, char **argv)
                         arg_store = argv[++i];
                 else if (strncmp(a, "--store=", 8) == 0)
                         arg_store = a + 8;
+                else if (strcmp(a, "--store") == 0)
+                        return usage_error(NULL, "option '--store' needs a value");
                 else {
+                        static const struct option global[] = {
+                                { "store", required_argument, NULL, 'S' },
+                                {},
+                        };
+                        int v = i + 1;
+                        /* cat and serve write raw bytes: never a JSON document */
+                        while (v < argc && argv[v][0] == '-')
+                                v += strcmp(argv[v], "--store") == 0 ? 2 : 1;
+                        if (v >= argc || (strcmp(argv[v], "cat") != 0 && strcmp(argv[v], "serve") != 0))
+                                json_scan_unparsed(argv + i + 1, "", global, true);
                         return usage_error(NULL, "unknown option '%s'", a);
                 }
                 i++;
@@ -94,15 +106,6 @@ static int run(int argc, char **argv)
         return usage_error(NULL, "unknown command '%s'", argv[i]);
 }
 
-/* Whether "--json" is among the arguments (before any "--"), parsed or not. */
-static bool mentions_json(int argc, char **argv)
-{
-        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-                if (strcmp(argv[i], "--json") == 0)
-                        return true;
-        return false;
-}
-
 int main(int argc, char **argv)
 {
         int code;
@@ -114,11 +117,11 @@ int main(int argc, char **argv)
         if (arg_json)
                 return json_failure(code);
         /*
-         * A usage error met before --json was reached (stamp list --bogus
+         * An option refused before --json was reached (stamp list --bogus
          * --json): the error document all the same. Nothing went to
-         * standard output before a usage error.
+         * standard output before that.
          */
-        if (code == EXIT_USAGE && mentions_json(argc, argv)) {
+        if (json_unparsed) {
                 json_stdout_count();
                 return json_failure(code);
         }

@@ -30,6 +30,12 @@ usage_says "option '-t' needs a value" snapshot "$WORK/src" -t
 usage_says "option '--help' takes no value" gc --help=yes
 usage_says "option '--s' is ambiguous" list --s x
 usage_says "unknown option '--bogus'" prune --bogus
+# An unknown short option inside a cluster, after a long one: named itself.
+usage_says "unknown option '-z'" list --quiet -zq
+usage_says "unknown option '-z'" prune --keep-daily=3 -zq
+expect_rc 2 "$STAMP" --store
+[ "$(cat "$WORK/err")" = "stamp: option '--store' needs a value
+Try 'stamp --help'." ] || { cat "$WORK/err" >&2; fail "stamp --store"; }
 expect_rc 2 "$STAMP" frobnicate
 expect_rc 2 "$STAMP"
 
@@ -65,6 +71,12 @@ json_fails 2 "unknown command 'frobnicate'" "$STAMP" --json frobnicate
 json_fails 2 "unknown option" "$STAMP" list --json --no-such-option
 json_fails 2 "unknown option" "$STAMP" list --no-such-option --json # before getopt reached --json
 json_fails 2 "unknown option" "$STAMP" --no-such-option --json list
+# "--json" as an option's value is no --json; cat never writes a document.
+for args in "--store --json list --bogus" "snapshot -t --json --bogus $WORK/src" \
+            "--store $WORK/nope --bogus cat latest f --json" "cat --bogus --json"; do
+        # shellcheck disable=SC2086 # word splitting wanted
+        [ -z "$("$STAMP" $args 2>/dev/null)" ] || fail "stamp $args: an error document"
+done
 json_fails 3 "no such directory" "$STAMP" --store "$WORK/nope" list --js # a prefix getopt takes
 # Not a failure, or not --json: nothing more on stdout. "--json" as the
 # value of --store is no --json; cat writes the file's bytes, never JSON.

@@ -95,6 +95,14 @@ int verb_list(int argc, char **argv)
                 if (r < 0) {
                         log_error("snapshot '%s': record unreadable: %s", stamps.v[i], describe(r));
                         ret = exit_code(r);
+                        /* In the document too, so that a script sees the stamp and why. */
+                        if (arg_json) {
+                                printf("%s\n  {\"stamp\": ", i == 0 ? "" : ",");
+                                json_string(stdout, stamps.v[i]);
+                                printf(", \"error\": ");
+                                json_string(stdout, describe(r));
+                                printf("}");
+                        }
                         continue;
                 }
                 if (arg_json)

@@ -30,6 +30,15 @@ expect_rc 5 "$STAMP" --store "$S" cat "$ST2" b
 echo '{"version": 1, "stamp": ' >"$S/snapshots/20200101T000000Z.json"
 expect_rc 5 "$STAMP" --store "$S" show 20200101T000000Z
 expect_err "record unreadable: data is corrupt"
+# list --json stays one valid document, the damaged record in it (it sorts
+# first: the comma before the next one once made the array invalid).
+expect_rc 5 "$STAMP" --store "$S" list --json
+python3 - "$WORK/out" "$ST2" <<'PY' || { cat "$WORK/out" >&2; fail "list --json with a damaged record"; }
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d[0] == {"stamp": "20200101T000000Z", "error": "data is corrupt"}, d[0]
+assert d[-1]["stamp"] == sys.argv[2] and "created" in d[-1], d
+PY
 # The stored chunk of zeros damaged (a store of small chunks, so that a
 # snapshot compares what it dedups against): the next snapshot of a sparse
 # file fails on the store's damage, as with any chunk; it does not store

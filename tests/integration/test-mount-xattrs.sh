@@ -34,6 +34,22 @@ A=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
         python3 -c 'import json, sys; n = json.load(sys.stdin)["xattr_names"]; assert n == ["user.a", "user.color"], n' ||
         fail "the record's xattr_names"
 
+# set_names RECORD JSON: the record's xattr_names made JSON ("absent": none).
+set_names() {
+        python3 - "$1" "$2" <<'PY'
+import json, os, sys
+p, names = sys.argv[1:]
+with open(p) as f:
+    r = json.load(f)
+if names == "absent":
+    del r["xattr_names"]
+else:
+    r["xattr_names"] = json.loads(names)
+with open(p + ".tmp", "w") as f:
+    json.dump(r, f)
+os.rename(p + ".tmp", p)
+PY
+}
 # err NAME FILE: getfattr's reason when NAME cannot be read.
 err() { getfattr --absolute-names -n "$1" "$2" 2>&1 >/dev/null | sed 's/.*: //'; }
 # requests CMD...: how many GETXATTR requests a debug mount of the store
@@ -164,16 +180,7 @@ unmount
 # nothing is known to be absent, so every answer is "no such attribute",
 # and ls -l asks of every file, as before.
 C=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
-python3 - "$S/snapshots/$C.json" <<'PY'
-import json, os, sys
-p = sys.argv[1]
-with open(p) as f:
-    r = json.load(f)
-del r["xattr_names"]
-with open(p + ".tmp", "w") as f:
-    json.dump(r, f)
-os.rename(p + ".tmp", p)
-PY
+set_names "$S/snapshots/$C.json" absent
 "$STAMP" --store "$S" show "$C" | grep -q "^xattrs:" && fail "show prints xattr names a record does not have"
 "$STAMP" --store "$S" -q validate "$C" >/dev/null || fail "a record without xattr_names does not validate"
 mount_debug
@@ -205,15 +212,7 @@ M=$("$STAMP" --store "$WORK/store2" -q snapshot "$WORK/many")
 D=$("$STAMP" --store "$S" -q snapshot "$WORK/src")
 cp "$S/snapshots/$D.json" "$WORK/good.json"
 for bad in '["user.b", "user.a"]' '["user.a", "user.a"]' '[""]' '"user.a"' '[1]'; do
-        python3 - "$S/snapshots/$D.json" "$bad" <<'PY'
-import json, sys
-p = sys.argv[1]
-with open(p) as f:
-    r = json.load(f)
-r["xattr_names"] = json.loads(sys.argv[2])
-with open(p, "w") as f:
-    json.dump(r, f)
-PY
+        set_names "$S/snapshots/$D.json" "$bad"
         expect_rc 5 "$STAMP" --store "$S" show "$D"
         expect_err "record unreadable: data is corrupt"
 done
@@ -222,15 +221,7 @@ cp "$WORK/good.json" "$S/snapshots/$D.json"
 # Names that parse but are not those the files hold (the mount trusts
 # them): validate says so.
 for names in '["user.a"]' '["user.a", "user.color", "user.extra"]'; do
-        python3 - "$S/snapshots/$D.json" "$names" <<'PY'
-import json, sys
-p = sys.argv[1]
-with open(p) as f:
-    r = json.load(f)
-r["xattr_names"] = json.loads(sys.argv[2])
-with open(p, "w") as f:
-    json.dump(r, f)
-PY
+        set_names "$S/snapshots/$D.json" "$names"
         expect_rc 7 "$STAMP" --store "$S" validate "$D"
         grep -q "xattr_names do not match" "$WORK/err" "$WORK/out" ||
                 { cat "$WORK/err" "$WORK/out" >&2; fail "validate does not check xattr_names ($names)"; }

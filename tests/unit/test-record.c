@@ -137,23 +137,22 @@ static void test_record_live(void)
         CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
         free(bad);
         /* xattr_names: strictly sorted, no empty name, at most 255 bytes each. */
-        bad = edit(text, "\"user.a\"", "\"security.capability\"");
-        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
-        free(bad);
-        bad = edit(text, "\"user.a\"", "\"a\"");
-        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
-        free(bad);
-        bad = edit(text, "\"security.capability\"", "\"\"");
-        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
-        free(bad);
         {
                 char long_name[300];
+                const char *const edits[][2] = {
+                        { "\"user.a\"", "\"security.capability\"" }, /* twice */
+                        { "\"user.a\"", "\"a\"" },                   /* out of order */
+                        { "\"security.capability\"", "\"\"" },       /* empty */
+                        { "\"user.a\"", long_name },                  /* 256 bytes */
+                };
                 memset(long_name, 'x', 258);
                 memcpy(long_name, "\"user.", 6);
                 strcpy(long_name + 257, "\"");
-                bad = edit(text, "\"user.a\"", long_name);
-                CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
-                free(bad);
+                for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+                        bad = edit(text, edits[i][0], edits[i][1]);
+                        CHECK_RC(stamp_record_parse(bad, strlen(bad), &back), -EBADMSG);
+                        free(bad);
+                }
         }
         free(text);
         /* Not known (too many names): no field, and nothing known after parsing. */

@@ -9,11 +9,7 @@
 # still pass.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
-: "${STAMPFS:?STAMPFS must point at the stampfs binary}"
-if [ ! -c /dev/fuse ]; then
-        echo "no /dev/fuse: skipped"
-        exit 77
-fi
+need_fuse
 
 S="$WORK/store"
 MNT="$WORK/mnt"

@@ -32,6 +32,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# need_fuse: a test of the mount needs the stampfs binary and /dev/fuse;
+# without /dev/fuse it is skipped (exit 77).
+need_fuse() {
+        : "${STAMPFS:?STAMPFS must point at the stampfs binary}"
+        if [ ! -c /dev/fuse ]; then
+                echo "no /dev/fuse: skipped"
+                exit 77
+        fi
+}
+
 fail() {
         echo "FAIL: $*" >&2
         exit 1

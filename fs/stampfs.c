@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * stampfs STORE MOUNTPOINT: every snapshot of a store as a read-only
- * directory, with libfuse's low-level API and its multi-threaded loop.
+ * directory, with libfuse's low-level API and a loop of its own (loop.c).
  *
  * Inodes. The root is FUSE_ROOT_ID; below it, one directory per stamp and
  * the symlink `latest`. Every other node is created by lookup or
@@ -46,6 +46,7 @@
 
 #include "cache.h"
 #include "config.h"
+#include "loop.h"
 #include "macro.h"
 #include "pack.h"
 #include "prefetch.h"
@@ -59,6 +60,11 @@
 #define NODE_BUCKETS 65536
 #define STREAMS 8              /* directories read ahead in at once */
 #define PREFETCH_THREADS 2
+/* Loop threads answering requests at once (loop.c). */
+#define LOOP_THREADS 16
+/* -o spin: how long the loop's leader polls for the next request, in us. */
+#define SPIN_US 50
+#define SPIN_US_MAX 100000
 #define TRIM_EVERY (64ULL << 20)
 /* What the heap may hold beyond the cache before it is trimmed. */
 #define RSS_SLACK (40ULL << 20)
@@ -680,8 +686,10 @@ static void lean_missed(struct fs *fs, struct node *dir)
                  * file on this mount, a read only this thread would answer.
                  */
                 if (fs->se && !fs->single_thread &&
-                    __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST))
+                    __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST)) {
+                        stampfs_loop_may_block();
                         fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)dir, 0, 0);
+                }
                 return;
         }
         if (__atomic_add_fetch(&fs->lean_misses, 1, __ATOMIC_SEQ_CST) != LEAN_MISSES)
@@ -1891,7 +1899,8 @@ static const struct fuse_lowlevel_ops ops = {
 struct options {
         unsigned cache_mib;
         unsigned prefetch;
-        char *cache_mib_arg, *prefetch_arg; /* as given; parsed strictly */
+        unsigned spin_us;
+        char *cache_mib_arg, *prefetch_arg, *spin_arg; /* as given; parsed strictly */
         int full_listings;
         int help, version;
 };
@@ -1900,6 +1909,7 @@ struct options {
 static const struct fuse_opt opt_spec[] = {
         { "cache_size=%s", offsetof(struct options, cache_mib_arg), 0 },
         { "prefetch=%s", offsetof(struct options, prefetch_arg), 0 },
+        { "spin=%s", offsetof(struct options, spin_arg), 0 },
         OPT("full_listings", full_listings),
         OPT("-h", help),
         OPT("--help", help),
@@ -1924,6 +1934,8 @@ static void usage(const char *prog)
                "  -o cache_size=MIB   shared cache of decompressed chunks and trees (default 128)\n"
                "  -o prefetch=N       when a file is first read, read the next N files of its\n"
                "                      directory ahead into the cache (default 32, 0 = off)\n"
+               "  -o spin=USEC        after answering a request, poll for the next one this\n"
+               "                      long before sleeping (default 50, 0 = sleep at once)\n"
                "  -o full_listings    listings carry every entry's attributes from the start\n"
                "                      (by default, only once programs stat what they list)\n"
                "  -o allow_other      let other users in (permissions are still checked)\n"
@@ -2156,10 +2168,9 @@ static int fsname_arg(const char *store, char **ret)
 int main(int argc, char **argv)
 {
         struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-        struct options o = { .cache_mib = 128, .prefetch = 32 };
+        struct options o = { .cache_mib = 128, .prefetch = 32, .spin_us = SPIN_US };
         struct positional pos = { 0 };
         struct fuse_cmdline_opts cl = { 0 };
-        struct fuse_loop_config *lc = NULL;
         struct fuse_session *se = NULL;
         struct fs fs = { 0 };
         char *fsname = NULL, *mnt_abs = NULL;
@@ -2196,6 +2207,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "stampfs: prefetch must be 0..4096 files\n");
                 goto out;
         }
+        if (o.spin_arg && parse_count(o.spin_arg, SPIN_US_MAX, &o.spin_us) < 0) {
+                fprintf(stderr, "stampfs: spin must be 0..%u microseconds\n", SPIN_US_MAX);
+                goto out;
+        }
         /* The daemon's cwd becomes /: a relative STORE must not stay relative. */
         char *store_abs = realpath(pos.store, NULL);
         if (store_abs) {
@@ -2229,6 +2244,8 @@ int main(int argc, char **argv)
         ret = 1;
         mnt_abs = realpath(pos.mountpoint, NULL);
         (void)stat(pos.store, &fs.store_st);
+        /* Handlers about to wait for the store let another loop thread lead. */
+        stamp_store_set_wait_hook(fs.s, stampfs_loop_may_block);
         fs.cache = stamp_cache_new((size_t)o.cache_mib << 20);
         if (!fs.cache || stamp_reader_pool_new(IDLE_BUDGET, IDLE_PER_NODE, &fs.readers) < 0)
                 goto out;
@@ -2273,18 +2290,15 @@ int main(int argc, char **argv)
             stamp_prefetch_new(fs.s, fs.cache, PREFETCH_THREADS, fs.prefetch_bytes, prefetch_done,
                                &fs, &fs.pf) < 0)
                 goto out_unmount;
-        lc = fuse_loop_cfg_create();
-        if (!lc)
-                goto out_unmount;
-        fuse_loop_cfg_set_clone_fd(lc, 1);
-        fuse_loop_cfg_set_max_threads(lc, 16);
-        /* Threads that never exit keep their SQLite connection for good. */
-        fuse_loop_cfg_set_idle_threads(lc, 16);
         fs.single_thread = cl.singlethread;
-        ret = cl.singlethread ? fuse_session_loop(se) : fuse_session_loop_mt(se, lc);
+        if (cl.singlethread)
+                ret = fuse_session_loop(se);
+        else {
+                struct stampfs_loop_cfg cfg = { .max_threads = LOOP_THREADS, .spin_us = o.spin_us };
+                ret = stampfs_loop(se, &cfg);
+        }
         /* A signal's number (SIGTERM, SIGINT, SIGHUP) is a clean stop; -errno a failure. */
         ret = ret < 0;
-        fuse_loop_cfg_destroy(lc);
         if (fs.dropper_started)
                 pthread_join(fs.dropper, NULL);
 out_unmount:
@@ -2308,6 +2322,7 @@ out:
         free(pos.mountpoint);
         free(o.cache_mib_arg);
         free(o.prefetch_arg);
+        free(o.spin_arg);
         free(mnt_abs);
         free(fsname);
         return ret;

@@ -133,12 +133,20 @@ int stamp_cache_get(struct stamp_cache *c, struct stamp_store *s, const struct s
                     size_t *ret_len)
 {
         struct stamp_cache_ref *e, *ph = NULL;
+        bool told = false; /* the store's wait hook ran */
         int r;
 
         pthread_mutex_lock(&c->lock);
 again:
         for (e = c->buckets[bucket(id)]; e; e = e->hnext)
                 if (stamp_id_cmp(&e->id, id) == 0 && e->type == type) {
+                        if (e->loading && !told) {
+                                pthread_mutex_unlock(&c->lock);
+                                stamp_store_will_wait(s);
+                                told = true;
+                                pthread_mutex_lock(&c->lock);
+                                goto again;
+                        }
                         if (e->loading) {
                                 pthread_cond_wait(&c->loaded, &c->lock);
                                 goto again; /* filled, or dropped after a failure */

@@ -83,6 +83,7 @@ struct stamp_store {
         struct stamp_id zero_lists[ZERO_MEMO];
         unsigned zero_chunks_next, zero_lists_n, zero_lists_next;
         size_t zero_cut; /* the length the chunker cuts zeros into; 0 until asked */
+        void (*wait_hook)(void); /* stamp_store_set_wait_hook() */
 };
 
 void stamp_init_options_default(struct stamp_init_options *o)
@@ -1456,6 +1457,17 @@ void stamp_store_read_end(struct stamp_store *s)
                 batch_close(c);
 }
 
+void stamp_store_set_wait_hook(struct stamp_store *s, void (*hook)(void))
+{
+        s->wait_hook = hook;
+}
+
+void stamp_store_will_wait(struct stamp_store *s)
+{
+        if (s->wait_hook)
+                s->wait_hook();
+}
+
 int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t type,
                     uint8_t **ret, size_t *ret_len)
 {
@@ -1463,6 +1475,7 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
         struct conn *c;
         int r;
 
+        stamp_store_will_wait(s);
         r = stamp_store_index(s, &ix);
         if (r < 0)
                 return r;
@@ -1525,6 +1538,7 @@ static int list_sorted(struct stamp_store *s, const char *prefix, stamp_backend_
 
 int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret)
 {
+        stamp_store_will_wait(s);
         return list_sorted(s, "snapshots/", collect_stamp, ret);
 }
 
@@ -1588,6 +1602,7 @@ int stamp_store_record_load(struct stamp_store *s, const char *stamp, struct sta
         size_t len;
         int r;
 
+        stamp_store_will_wait(s);
         if (!stamp_stamp_valid(stamp))
                 return -EINVAL;
         record_name(stamp, name);

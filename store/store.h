@@ -241,6 +241,17 @@ int stamp_store_get(struct stamp_store *s, const struct stamp_id *id, uint8_t ty
 void stamp_store_read_begin(struct stamp_store *s);
 void stamp_store_read_end(struct stamp_store *s);
 
+/*
+ * @hook (NULL: none) is called on the calling thread before it may wait:
+ * before stamp_store_get(), stamp_store_list() and
+ * stamp_store_record_load() read from the backend, and wherever
+ * stamp_store_will_wait() is called (the cache, before it waits for
+ * another thread's read). The mount's loop lets another thread take
+ * requests meanwhile. Set it before threads share the store.
+ */
+void stamp_store_set_wait_hook(struct stamp_store *s, void (*hook)(void));
+void stamp_store_will_wait(struct stamp_store *s);
+
 /* The sorted list of stamps with a valid record name. */
 int stamp_store_list(struct stamp_store *s, struct stamp_strv *ret);
 /* Loads a snapshot record: -ENOENT if absent, -EBADMSG if malformed. */

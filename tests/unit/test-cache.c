@@ -182,6 +182,71 @@ static void test_bound_and_warm(struct fixture *fx)
         stamp_cache_free(c);
 }
 
+/* The store's wait hook (the mount's loop hands its device over there). */
+static unsigned waits; /* atomic */
+
+static void count_wait(void)
+{
+        __atomic_add_fetch(&waits, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_wait_hook(struct fixture *fx)
+{
+        struct stamp_cache *c = stamp_cache_new(1u << 20);
+        struct stamp_tree_obj parent;
+        struct stamp_entry e;
+        struct stamp_content ct;
+        struct stamp_cache_ref *ref;
+        struct stamp_record rec;
+        struct stamp_strv stamps = { 0 };
+        struct racer ra[8];
+        const uint8_t *data;
+        struct stamp_id id;
+        uint32_t clen;
+        size_t len;
+
+        entry_of(fx, "small1", &parent, &e);
+        CHECK_OK(stamp_content_parse(e.content, e.content_len, &ct));
+        stamp_content_chunk(&ct, 0, &id, &clen);
+        stamp_store_set_wait_hook(fx->s, count_wait);
+
+        waits = 0;
+        CHECK_OK(stamp_cache_get(c, fx->s, &id, STAMP_OBJ_DATA, &ref, &data, &len));
+        CHECK(waits == 1); /* a miss reads the store */
+        stamp_cache_put(c, ref);
+        CHECK_OK(stamp_cache_get(c, fx->s, &id, STAMP_OBJ_DATA, &ref, &data, &len));
+        CHECK(waits == 1); /* a hit never waits */
+        stamp_cache_put(c, ref);
+
+        /* Getters of one chunk at once: one reads, the others wait for it, each says so once. */
+        stamp_cache_free(c);
+        c = stamp_cache_new(1u << 20);
+        waits = 0;
+        run_race(fx, c, &id, ra, 8);
+        CHECK(waits >= 1 && waits <= 8);
+        for (unsigned i = 0; i < 8; i++) {
+                CHECK_OK(ra[i].r);
+                stamp_cache_put(c, ra[i].ref);
+        }
+
+        waits = 0;
+        CHECK_OK(stamp_store_list(fx->s, &stamps));
+        CHECK_OK(stamp_store_record_load(fx->s, stamps.v[0], &rec));
+        CHECK(waits == 2);
+        stamp_record_release(&rec);
+        stamp_strv_release(&stamps);
+
+        stamp_store_set_wait_hook(fx->s, NULL);
+        waits = 0;
+        stamp_cache_free(c);
+        c = stamp_cache_new(1u << 20);
+        CHECK_OK(stamp_cache_get(c, fx->s, &id, STAMP_OBJ_DATA, &ref, &data, &len));
+        CHECK(waits == 0);
+        stamp_cache_put(c, ref);
+        stamp_cache_free(c);
+        stamp_tree_obj_release(&parent);
+}
+
 struct hook_counts {
         pthread_mutex_t lock;
         struct stamp_cache *cache;
@@ -472,6 +537,7 @@ int main(void)
         test_bound_and_warm(&fx);
         test_prefetch(&fx);
         test_reader_pool(&fx);
+        test_wait_hook(&fx);
 
         stamp_record_release(&fx.rec);
         stamp_store_free(fx.s);

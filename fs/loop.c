@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The session loop: leader and followers.
+ *
+ * A FUSE request costs its sender two sleeps: it waits for the answer,
+ * and the server's thread, woken for the request, had gone to sleep
+ * itself. On a virtual machine an idle CPU halts, and waking it again is
+ * most of a round trip's 25-40 us. `find` is one request after another,
+ * so it pays that cost 2000 times per 1000 directories.
+ *
+ * So one thread at a time, the leader, reads the device (non-blocking)
+ * and answers what it reads itself. After each answer it keeps polling
+ * for cfg->spin_us before it sleeps in poll(): the next request of a
+ * program walking a tree usually comes within a few microseconds, and
+ * finds the leader awake. Handlers that may wait (a chunk not yet in the
+ * cache, a notification) call stampfs_loop_may_block() first: another
+ * thread, asleep on a condition variable or started for it (at most
+ * cfg->max_threads), becomes the leader, and requests keep being answered
+ * in parallel. A thread done with its request leads again if no one does,
+ * else sleeps until a leader hands over.
+ *
+ * Only the leader sleeps on the device, so a request wakes one thread,
+ * and only when the leader was not polling. Signals go to the calling
+ * thread (fuse_set_signal_handlers() ends the session); it then stops the
+ * threads and joins them.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loop.h"
+
+#define LOOP_THREADS_MAX 64
+
+struct loop {
+        struct fuse_session *se;
+        int fd;      /* the session's device, O_NONBLOCK */
+        int wake_fd; /* eventfd: the leader's poll() returns when stopping */
+        unsigned max_threads;
+        int64_t spin_ns;
+        pthread_mutex_t lock;
+        pthread_cond_t followers; /* a leader is wanted, or stopping */
+        pthread_cond_t finished;  /* the session ended, seen by a thread */
+        bool led;                 /* some thread is the leader */
+        bool stop;
+        unsigned idle; /* followers waiting */
+        unsigned n_threads;
+        pthread_t threads[LOOP_THREADS_MAX];
+        int err; /* the first read error, -errno */
+};
+
+static __thread struct loop *t_loop; /* set in the loop's threads */
+static __thread bool t_leader;       /* this thread is the leader */
+
+static int64_t now_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void *worker(void *arg);
+
+/* Under L->lock. Fails quietly: a thread done with its request leads then. */
+static void spawn_locked(struct loop *L)
+{
+        if (L->stop || L->n_threads >= L->max_threads)
+                return;
+        if (pthread_create(&L->threads[L->n_threads], NULL, worker, L) == 0)
+                L->n_threads++;
+}
+
+/* Under L->lock: the leader gives up its role. */
+static void hand_over_locked(struct loop *L)
+{
+        t_leader = false;
+        L->led = false;
+        if (L->idle > 0)
+                pthread_cond_signal(&L->followers);
+        else
+                spawn_locked(L);
+}
+
+void stampfs_loop_may_block(void)
+{
+        struct loop *L = t_loop;
+
+        if (!L || !t_leader)
+                return;
+        pthread_mutex_lock(&L->lock);
+        hand_over_locked(L);
+        pthread_mutex_unlock(&L->lock);
+}
+
+static bool stopping(struct loop *L)
+{
+        return __atomic_load_n(&L->stop, __ATOMIC_RELAXED) || fuse_session_exited(L->se);
+}
+
+/*
+ * The leader's wait for one request: > 0 its size, 0 the session ended
+ * (unmounted or stopped), -errno a read failed.
+ */
+static int lead(struct loop *L, struct fuse_buf *buf)
+{
+        int64_t until = L->spin_ns > 0 ? now_ns() + L->spin_ns : 0;
+
+        for (;;) {
+                int r;
+
+                if (stopping(L))
+                        return 0;
+                r = fuse_session_receive_buf(L->se, buf);
+                if (r > 0)
+                        return r;
+                if (r == 0) /* ENODEV: unmounted (libfuse ended the session) */
+                        return 0;
+                if (r == -EINTR)
+                        continue;
+                if (r != -EAGAIN)
+                        return r;
+                if (until > 0 && now_ns() < until) {
+                        __builtin_ia32_pause();
+                        continue;
+                }
+                struct pollfd p[2] = {
+                        { .fd = L->fd, .events = POLLIN },
+                        { .fd = L->wake_fd, .events = POLLIN },
+                };
+                if (poll(p, 2, -1) < 0 && errno != EINTR)
+                        return -errno;
+                if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL))
+                        continue; /* the read says which: ENODEV at unmount */
+                until = L->spin_ns > 0 ? now_ns() + L->spin_ns : 0;
+        }
+}
+
+static void *worker(void *arg)
+{
+        struct loop *L = arg;
+        struct fuse_buf buf = { .mem = NULL };
+
+        t_loop = L;
+        pthread_mutex_lock(&L->lock);
+        for (;;) {
+                while (!L->stop && L->led) {
+                        L->idle++;
+                        pthread_cond_wait(&L->followers, &L->lock);
+                        L->idle--;
+                }
+                if (L->stop)
+                        break;
+                L->led = true;
+                t_leader = true;
+                pthread_mutex_unlock(&L->lock);
+
+                int r;
+                do {
+                        r = lead(L, &buf);
+                        if (r > 0)
+                                fuse_session_process_buf(L->se, &buf);
+                } while (r > 0 && t_leader); /* still the leader: no lock needed */
+
+                pthread_mutex_lock(&L->lock);
+                if (t_leader) {
+                        t_leader = false;
+                        L->led = false;
+                }
+                if (r <= 0) {
+                        if (r < 0 && L->err == 0)
+                                L->err = r;
+                        L->stop = true;
+                        pthread_cond_broadcast(&L->followers);
+                        pthread_cond_signal(&L->finished);
+                }
+        }
+        pthread_mutex_unlock(&L->lock);
+        free(buf.mem);
+        return NULL;
+}
+
+int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
+{
+        struct loop L = {
+                .se = se,
+                .fd = fuse_session_fd(se),
+                .max_threads = cfg->max_threads,
+                .spin_ns = (int64_t)cfg->spin_us * 1000,
+        };
+        sigset_t all, old;
+        int flags;
+
+        if (L.max_threads < 1)
+                L.max_threads = 1;
+        if (L.max_threads > LOOP_THREADS_MAX)
+                L.max_threads = LOOP_THREADS_MAX;
+        flags = fcntl(L.fd, F_GETFL);
+        if (flags < 0 || fcntl(L.fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+        L.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (L.wake_fd < 0)
+                return -errno;
+        pthread_mutex_init(&L.lock, NULL);
+        pthread_cond_init(&L.followers, NULL);
+        pthread_cond_init(&L.finished, NULL);
+
+        /* The threads never take signals: they reach this one. */
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        pthread_mutex_lock(&L.lock);
+        spawn_locked(&L);
+        pthread_mutex_unlock(&L.lock);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+        pthread_mutex_lock(&L.lock);
+        if (L.n_threads == 0) {
+                L.err = -EAGAIN;
+                L.stop = true;
+        }
+        /* A signal ends the session; a timed wait notices it. */
+        while (!L.stop && !fuse_session_exited(se)) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 100 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                pthread_cond_timedwait(&L.finished, &L.lock, &ts);
+        }
+        L.stop = true;
+        pthread_cond_broadcast(&L.followers);
+        pthread_mutex_unlock(&L.lock);
+        (void)eventfd_write(L.wake_fd, 1);
+
+        /* No thread starts once stop is set: n_threads is final. */
+        for (unsigned i = 0; i < L.n_threads; i++)
+                pthread_join(L.threads[i], NULL);
+        close(L.wake_fd);
+        pthread_cond_destroy(&L.finished);
+        pthread_cond_destroy(&L.followers);
+        pthread_mutex_destroy(&L.lock);
+        (void)fcntl(L.fd, F_SETFL, flags);
+        return L.err;
+}

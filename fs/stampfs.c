@@ -735,52 +735,63 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
         fuse_reply_none(req);
 }
 
+/* A checksum of the names in @v. */
+static int stamps_checksum(const struct stamp_strv *v, struct stamp_id *ret)
+{
+        char *buf = malloc(v->n * STAMP_STAMP_LEN + 1);
+
+        if (!buf)
+                return -ENOMEM;
+        for (size_t i = 0; i < v->n; i++)
+                memcpy(buf + i * STAMP_STAMP_LEN, v->v[i], STAMP_STAMP_LEN);
+        stamp_checksum128(buf, v->n * STAMP_STAMP_LEN, ret);
+        free(buf);
+        return 0;
+}
+
 /* The stamps of the store and a checksum of their names. */
 static int stamps_sum(struct fs *fs, struct stamp_strv *ret_list, struct stamp_id *ret)
 {
         struct stamp_strv v = { 0 };
-        char *buf;
         int r;
 
         r = stamp_store_list(fs->s, &v);
-        if (r < 0)
-                return r;
-        buf = malloc(v.n * STAMP_STAMP_LEN + 1);
-        if (!buf) {
-                stamp_strv_release(&v);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < v.n; i++)
-                memcpy(buf + i * STAMP_STAMP_LEN, v.v[i], STAMP_STAMP_LEN);
-        stamp_checksum128(buf, v.n * STAMP_STAMP_LEN, ret);
-        free(buf);
-        if (ret_list)
+        if (r == 0)
+                r = stamps_checksum(&v, ret);
+        if (r == 0 && ret_list)
                 *ret_list = v;
         else
                 stamp_strv_release(&v);
-        return 0;
+        return r;
 }
 
 /*
- * Lists the stamps; when they are not the ones listed last time, the
- * root's mtime moves forward (to now, or 1 ns on if the clock went back).
- * Called with root_lock held.
+ * The root's listing or attributes now show the stamps of @sum: when they
+ * are not the ones shown last time, the root's mtime moves forward (to
+ * now, or 1 ns on if the clock went back). Called with root_lock held.
  */
-static void root_refresh(struct fs *fs)
+static void root_shows(struct fs *fs, const struct stamp_id *sum)
 {
-        struct stamp_id sum;
         struct timespec now;
         int64_t now_ns;
 
-        if (stamps_sum(fs, NULL, &sum) < 0)
-                return; /* the next readdir reports it */
-        if (stamp_id_cmp(&sum, &fs->root_sum) == 0)
+        if (stamp_id_cmp(sum, &fs->root_sum) == 0)
                 return;
-        fs->root_sum = sum;
+        fs->root_sum = *sum;
         clock_gettime(CLOCK_REALTIME, &now);
         now_ns = now.tv_sec * 1000000000LL + now.tv_nsec;
         fs->root.mtime_ns = fs->root.ctime_ns =
                 now_ns > fs->root.mtime_ns ? now_ns : fs->root.mtime_ns + 1;
+}
+
+/* Lists the stamps, for the root's attributes. Called with root_lock held. */
+static void root_refresh(struct fs *fs)
+{
+        struct stamp_id sum;
+
+        if (stamps_sum(fs, NULL, &sum) < 0)
+                return; /* the next readdir reports it */
+        root_shows(fs, &sum);
 }
 
 /* Index of @name in sorted @v, or where it would go; *ret_found says which. */
@@ -1400,8 +1411,24 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 /* What a listing of directory node @n reads: the stamps, or its tree. */
 static int dir_handle_fill(struct fs *fs, const struct node *n, struct dir_handle *d)
 {
-        if (n->kind == K_ROOT)
-                return stamp_store_list(fs->s, &d->stamps) < 0 ? -EIO : 0;
+        if (n->kind == K_ROOT) {
+                struct stamp_id sum;
+
+                if (stamp_store_list(fs->s, &d->stamps) < 0)
+                        return -EIO;
+                /*
+                 * The kernel keeps this listing until the root's mtime
+                 * moves. Listed here and not yet seen by getattr (a stamp
+                 * taken a moment ago), then gone again: without this, the
+                 * mtime would never move and the listing would keep it.
+                 */
+                if (stamps_checksum(&d->stamps, &sum) == 0) {
+                        pthread_mutex_lock(&fs->root_lock);
+                        root_shows(fs, &sum);
+                        pthread_mutex_unlock(&fs->root_lock);
+                }
+                return 0;
+        }
         if (n->type != STAMP_T_DIR)
                 return -ENOTDIR;
         return tree_get(fs, n, &d->ref, &d->t);

@@ -48,6 +48,8 @@ struct loop {
         int wake_fd; /* eventfd: the leader's poll() returns when stopping */
         unsigned max_threads;
         int64_t spin_ns;
+        unsigned soon;   /* atomic; see learn() */
+        unsigned probes; /* atomic; see spin_pays() */
         pthread_mutex_t lock;
         pthread_cond_t followers; /* a leader is wanted, or stopping */
         pthread_cond_t finished;  /* the session ended, seen by a thread */
@@ -109,12 +111,41 @@ static bool stopping(struct loop *L)
 }
 
 /*
+ * Whether polling pays, learnt from the requests themselves: L->soon
+ * estimates (0 to SOON_ONE) how often the next request came within
+ * spin_ns of the leader's last answer. A cold read's requests come far
+ * apart, while the mount's other threads and tar need the CPUs: polling
+ * there only burns them. Below half, the leader sleeps at once, except
+ * every PROBE_EVERY-th time, to notice when requests come close again.
+ */
+#define SOON_ONE 256
+#define PROBE_EVERY 8
+
+static void learn(struct loop *L, bool soon)
+{
+        unsigned p = __atomic_load_n(&L->soon, __ATOMIC_RELAXED);
+
+        p = p - p / 8 + (soon ? SOON_ONE / 8 : 0);
+        __atomic_store_n(&L->soon, p, __ATOMIC_RELAXED);
+}
+
+static bool spin_pays(struct loop *L)
+{
+        if (L->spin_ns <= 0)
+                return false;
+        if (__atomic_load_n(&L->soon, __ATOMIC_RELAXED) >= SOON_ONE / 2)
+                return true;
+        return __atomic_add_fetch(&L->probes, 1, __ATOMIC_RELAXED) % PROBE_EVERY == 0;
+}
+
+/*
  * The leader's wait for one request: > 0 its size, 0 the session ended
  * (unmounted or stopped), -errno a read failed.
  */
 static int lead(struct loop *L, struct fuse_buf *buf)
 {
-        int64_t until = L->spin_ns > 0 ? now_ns() + L->spin_ns : 0;
+        int64_t start = now_ns();
+        bool spin = spin_pays(L);
 
         for (;;) {
                 int r;
@@ -122,27 +153,28 @@ static int lead(struct loop *L, struct fuse_buf *buf)
                 if (stopping(L))
                         return 0;
                 r = fuse_session_receive_buf(L->se, buf);
-                if (r > 0)
+                if (r > 0) {
+                        if (L->spin_ns > 0)
+                                learn(L, now_ns() - start < L->spin_ns);
                         return r;
+                }
                 if (r == 0) /* ENODEV: unmounted (libfuse ended the session) */
                         return 0;
                 if (r == -EINTR)
                         continue;
                 if (r != -EAGAIN)
                         return r;
-                if (until > 0 && now_ns() < until) {
+                if (spin && now_ns() - start < L->spin_ns) {
                         __builtin_ia32_pause();
                         continue;
                 }
+                spin = false; /* polled long enough: woken now, the next request is not awaited */
                 struct pollfd p[2] = {
                         { .fd = L->fd, .events = POLLIN },
                         { .fd = L->wake_fd, .events = POLLIN },
                 };
                 if (poll(p, 2, -1) < 0 && errno != EINTR)
                         return -errno;
-                if (p[0].revents & (POLLERR | POLLHUP | POLLNVAL))
-                        continue; /* the read says which: ENODEV at unmount */
-                until = L->spin_ns > 0 ? now_ns() + L->spin_ns : 0;
         }
 }
 
@@ -197,6 +229,7 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
                 .fd = fuse_session_fd(se),
                 .max_threads = cfg->max_threads,
                 .spin_ns = (int64_t)cfg->spin_us * 1000,
+                .soon = SOON_ONE,
         };
         sigset_t all, old;
         int flags;

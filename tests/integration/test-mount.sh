@@ -202,6 +202,18 @@ if bad:
 PY
 python3 "$WORK/parallel.py" "$WORK/src/large/big_100m.bin" "$MNT/$ST/large/big_100m.bin"
 
+# Between requests the loop's leader polls for at most -o spin's 50 us,
+# then sleeps: a mount left alone after a burst of requests uses no CPU.
+pid=$(pgrep -f "stampfs $S $MNT\$" | head -1)
+[ -n "$pid" ] || fail "no stampfs process for $MNT"
+find "$MNT/$ST" >/dev/null
+cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; } # clock ticks
+sleep 0.5
+before=$(cpu)
+sleep 2
+idle=$(($(cpu) - before))
+[ "$idle" -le 10 ] || fail "an idle mount used $idle ticks of CPU in 2 s"
+
 # A snapshot taken while mounted shows up; a forgotten one disappears.
 echo new >"$WORK/src/new-file"
 ST2=$("$STAMP" --store "$S" -q snapshot "$WORK/src")

@@ -20,9 +20,10 @@
  * else sleeps until a leader hands over.
  *
  * Only the leader sleeps on the device, so a request wakes one thread,
- * and only when the leader was not polling. Signals go to the calling
- * thread (fuse_set_signal_handlers() ends the session); it then stops the
- * threads and joins them.
+ * and only when the leader was not polling. The loop's threads block
+ * every signal; a signal that ends the session (fuse_set_signal_handlers())
+ * interrupts the calling thread's wait, which then stops the threads and
+ * joins them.
  */
 #define FUSE_USE_VERSION 312
 
@@ -30,6 +31,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -42,6 +44,15 @@
 
 #define LOOP_THREADS_MAX 64
 
+/* A hint to the CPU that this is a polling loop. */
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ volatile("yield" ::: "memory")
+#else
+#define cpu_relax() __asm__ volatile("" ::: "memory")
+#endif
+
 struct loop {
         struct fuse_session *se;
         int fd;      /* the session's device, O_NONBLOCK */
@@ -52,9 +63,9 @@ struct loop {
         unsigned probes; /* atomic; see spin_pays() */
         pthread_mutex_t lock;
         pthread_cond_t followers; /* a leader is wanted, or stopping */
-        pthread_cond_t finished;  /* the session ended, seen by a thread */
+        sem_t finished;           /* posted when a thread saw the session end */
         bool led;                 /* some thread is the leader */
-        bool stop;
+        bool stop;                /* written under lock, read without: atomic */
         unsigned idle; /* followers waiting */
         unsigned n_threads;
         pthread_t threads[LOOP_THREADS_MAX];
@@ -74,35 +85,58 @@ static int64_t now_ns(void)
 
 static void *worker(void *arg);
 
-/* Under L->lock. Fails quietly: a thread done with its request leads then. */
-static void spawn_locked(struct loop *L)
+static void set_stop_locked(struct loop *L)
 {
-        if (L->stop || L->n_threads >= L->max_threads)
-                return;
-        if (pthread_create(&L->threads[L->n_threads], NULL, worker, L) == 0)
-                L->n_threads++;
+        __atomic_store_n(&L->stop, true, __ATOMIC_RELAXED);
 }
 
-/* Under L->lock: the leader gives up its role. */
-static void hand_over_locked(struct loop *L)
+/*
+ * Under L->lock. false if no thread could start; a thread done with its
+ * request leads then.
+ */
+static bool spawn_locked(struct loop *L)
+{
+        if (L->stop || L->n_threads >= L->max_threads)
+                return false;
+        if (pthread_create(&L->threads[L->n_threads], NULL, worker, L) != 0)
+                return false;
+        L->n_threads++;
+        return true;
+}
+
+/* Under L->lock: the leader gives up its role. false: no thread takes it now. */
+static bool hand_over_locked(struct loop *L)
 {
         t_leader = false;
         L->led = false;
-        if (L->idle > 0)
+        if (L->idle > 0) {
                 pthread_cond_signal(&L->followers);
-        else
-                spawn_locked(L);
+                return true;
+        }
+        return spawn_locked(L);
 }
 
-void stampfs_loop_may_block(void)
+bool stampfs_loop_may_block(void)
 {
         struct loop *L = t_loop;
+        bool other;
 
-        if (!L || !t_leader)
-                return;
+        if (!L)
+                return false;
+        if (!t_leader)
+                return true;
         pthread_mutex_lock(&L->lock);
-        hand_over_locked(L);
+        other = hand_over_locked(L);
         pthread_mutex_unlock(&L->lock);
+        return other;
+}
+
+void stampfs_loop_lock(pthread_mutex_t *m)
+{
+        if (pthread_mutex_trylock(m) == 0)
+                return;
+        stampfs_loop_may_block();
+        pthread_mutex_lock(m);
 }
 
 static bool stopping(struct loop *L)
@@ -165,7 +199,7 @@ static int lead(struct loop *L, struct fuse_buf *buf)
                 if (r != -EAGAIN)
                         return r;
                 if (spin && now_ns() - start < L->spin_ns) {
-                        __builtin_ia32_pause();
+                        cpu_relax();
                         continue;
                 }
                 spin = false; /* polled long enough: woken now, the next request is not awaited */
@@ -212,9 +246,9 @@ static void *worker(void *arg)
                 if (r <= 0) {
                         if (r < 0 && L->err == 0)
                                 L->err = r;
-                        L->stop = true;
+                        set_stop_locked(L);
                         pthread_cond_broadcast(&L->followers);
-                        pthread_cond_signal(&L->finished);
+                        sem_post(&L->finished);
                 }
         }
         pthread_mutex_unlock(&L->lock);
@@ -238,42 +272,43 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
                 L.max_threads = 1;
         if (L.max_threads > LOOP_THREADS_MAX)
                 L.max_threads = LOOP_THREADS_MAX;
-        flags = fcntl(L.fd, F_GETFL);
-        if (flags < 0 || fcntl(L.fd, F_SETFL, flags | O_NONBLOCK) < 0)
-                return -errno;
         L.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (L.wake_fd < 0)
                 return -errno;
+        flags = fcntl(L.fd, F_GETFL);
+        if (flags < 0 || fcntl(L.fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+                int r = -errno;
+                close(L.wake_fd);
+                return r;
+        }
         pthread_mutex_init(&L.lock, NULL);
         pthread_cond_init(&L.followers, NULL);
-        pthread_cond_init(&L.finished, NULL);
+        sem_init(&L.finished, 0, 0);
 
         /* The threads never take signals: they reach this one. */
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
         pthread_mutex_lock(&L.lock);
-        spawn_locked(&L);
+        if (!spawn_locked(&L)) {
+                L.err = -EAGAIN;
+                set_stop_locked(&L);
+        }
         pthread_mutex_unlock(&L.lock);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-        pthread_mutex_lock(&L.lock);
-        if (L.n_threads == 0) {
-                L.err = -EAGAIN;
-                L.stop = true;
-        }
-        /* A signal ends the session; a timed wait notices it. */
-        while (!L.stop && !fuse_session_exited(se)) {
+        /*
+         * A signal that ends the session interrupts sem_clockwait(); the
+         * timeout covers one arriving between the check and the wait.
+         */
+        while (!__atomic_load_n(&L.stop, __ATOMIC_RELAXED) && !fuse_session_exited(se)) {
                 struct timespec ts;
 
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 100 * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&L.finished, &L.lock, &ts);
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_sec += 1;
+                (void)sem_clockwait(&L.finished, CLOCK_MONOTONIC, &ts);
         }
-        L.stop = true;
+        pthread_mutex_lock(&L.lock);
+        set_stop_locked(&L);
         pthread_cond_broadcast(&L.followers);
         pthread_mutex_unlock(&L.lock);
         (void)eventfd_write(L.wake_fd, 1);
@@ -282,7 +317,7 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
         for (unsigned i = 0; i < L.n_threads; i++)
                 pthread_join(L.threads[i], NULL);
         close(L.wake_fd);
-        pthread_cond_destroy(&L.finished);
+        sem_destroy(&L.finished);
         pthread_cond_destroy(&L.followers);
         pthread_mutex_destroy(&L.lock);
         (void)fcntl(L.fd, F_SETFL, flags);

@@ -6,6 +6,8 @@
  */
 #pragma once
 #include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
 
 struct stampfs_loop_cfg {
         unsigned max_threads; /* answering requests at once, at least 1 */
@@ -13,15 +15,21 @@ struct stampfs_loop_cfg {
 };
 
 /*
- * Runs @se until it is unmounted or a signal ends it (fuse_session_exit()).
- * Returns 0, or -errno if the loop could not start.
+ * Runs @se until it is unmounted or a signal ends it (fuse_session_exit()):
+ * 0 then. -errno if the loop could not start, or the first error reading
+ * the device.
  */
 int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg);
 
 /*
  * Called by a request's handler before it may wait (for the disk, another
- * thread's load, a notification the kernel answers only once other
+ * thread's load or lock, a notification the kernel answers only once other
  * requests are answered): if the calling thread is the leader, another
- * thread takes over reading the device. No-op elsewhere.
+ * thread takes over reading the device. Returns whether another thread
+ * answers requests meanwhile: false outside the loop (-s) or if no thread
+ * could be started, when a handler must not wait for the kernel.
  */
-void stampfs_loop_may_block(void);
+bool stampfs_loop_may_block(void);
+
+/* pthread_mutex_lock(), handing the device over first if @m is busy. */
+void stampfs_loop_lock(pthread_mutex_t *m);

@@ -31,6 +31,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -65,6 +66,8 @@
 /* -o spin: how long the loop's leader polls for the next request, in us. */
 #define SPIN_US 50
 #define SPIN_US_MAX 100000
+/* Reads of this many bytes or more are answered off the loop's leader. */
+#define HAND_OVER_READ (128u << 10)
 #define TRIM_EVERY (64ULL << 20)
 /* What the heap may hold beyond the cache before it is trimmed. */
 #define RSS_SLACK (40ULL << 20)
@@ -146,7 +149,6 @@ struct fs {
         struct node root;
         struct stat store_st;
         bool debug;
-        bool single_thread; /* -s: one loop thread */
         bool no_open;    /* the kernel can skip open/release (set in init) */
         bool acl;        /* -o allow_other: other users' access checks the stored ACLs */
         bool no_opendir; /* ... and opendir/releasedir */
@@ -683,13 +685,14 @@ static void lean_missed(struct fs *fs, struct node *dir)
                  * went by. Dropped here, once. Not with a single loop
                  * thread: the notification waits for the listing's pages,
                  * which a reader may hold while it faults in a page of a
-                 * file on this mount, a read only this thread would answer.
+                 * file on this mount, a read only this thread would answer
+                 * (stampfs_loop_may_block() false: -s, or no thread could
+                 * start).
                  */
-                if (fs->se && !fs->single_thread &&
-                    __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST)) {
-                        stampfs_loop_may_block();
+                if (fs->se && __atomic_load_n(&dir->listed_lean, __ATOMIC_SEQ_CST) &&
+                    stampfs_loop_may_block() &&
+                    __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST))
                         fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)dir, 0, 0);
-                }
                 return;
         }
         if (__atomic_add_fetch(&fs->lean_misses, 1, __ATOMIC_SEQ_CST) != LEAN_MISSES)
@@ -952,7 +955,7 @@ static void xn_see(struct fs *fs, struct stamp_record *rec)
         struct xn_stamp key = { 0 }, *e;
 
         strcpy(key.stamp, rec->stamp);
-        pthread_mutex_lock(&fs->xn.lock);
+        stampfs_loop_lock(&fs->xn.lock);
         if (!fs->xn.built) /* the first xn_build() reads it */
                 goto out;
         e = fs->xn.per ? bsearch(&key, fs->xn.per, fs->xn.n_per, sizeof(key), cmp_xn_stamp) : NULL;
@@ -1003,7 +1006,7 @@ static bool xattr_unsupported(struct fs *fs, const char *name)
         if (fs->acl && strncmp(name, "system.posix_acl_", 17) == 0)
                 return false;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        pthread_mutex_lock(&fs->xn.lock);
+        stampfs_loop_lock(&fs->xn.lock);
         if (!fs->xn.built ||
             (now.tv_sec - fs->xn.checked.tv_sec) * 1000000000LL +
                             (now.tv_nsec - fs->xn.checked.tv_nsec) >=
@@ -1028,7 +1031,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         struct stat st;
 
         if (n == &fs->root) {
-                pthread_mutex_lock(&fs->root_lock);
+                stampfs_loop_lock(&fs->root_lock);
                 root_refresh(fs);
                 node_stat(fs, n, &st);
                 pthread_mutex_unlock(&fs->root_lock);
@@ -1334,8 +1337,10 @@ static void trim_now_and_then(struct fs *fs, size_t bytes)
         if (!f)
                 return;
         if (fscanf(f, "%lu %lu", &size, &resident) == 2 &&
-            (uint64_t)resident * (uint64_t)fs->page_size > fs->rss_trim)
+            (uint64_t)resident * (uint64_t)fs->page_size > fs->rss_trim) {
+                stampfs_loop_may_block(); /* a few milliseconds */
                 (void)malloc_trim(0);
+        }
         fclose(f);
 }
 
@@ -1378,6 +1383,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         if (off == 0 && fs->pf && n->kind == K_ENTRY)
                 prefetch_after(fs, n);
+        /* Copying a large reply takes a while: readers in parallel, in parallel. */
+        if (size >= HAND_OVER_READ)
+                stampfs_loop_may_block();
         /* The reply is written straight from the cached chunks: no copy here. */
         got = stamp_file_spans(f, (uint64_t)off, size, spans, READ_SPANS, &bytes);
         if (got == READ_SPANS && bytes < size && (uint64_t)off + bytes < n->size) {
@@ -1423,7 +1431,7 @@ static int dir_handle_fill(struct fs *fs, const struct node *n, struct dir_handl
                  * mtime would never move and the listing would keep it.
                  */
                 if (stamps_checksum(&d->stamps, &sum) == 0) {
-                        pthread_mutex_lock(&fs->root_lock);
+                        stampfs_loop_lock(&fs->root_lock);
                         root_shows(fs, &sum);
                         pthread_mutex_unlock(&fs->root_lock);
                 }
@@ -1791,6 +1799,7 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
         struct statvfs st;
 
+        stampfs_loop_may_block(); /* the store's file system may be slow to answer */
         if (statvfs(stamp_store_path(fs_of(req)->s), &st) < 0) {
                 fuse_reply_err(req, errno);
                 return;
@@ -1920,6 +1929,12 @@ static const struct fuse_lowlevel_ops ops = {
         .removexattr = op_removexattr,
         .create = op_create,
 };
+
+/* The store is about to read or to wait for another thread's read. */
+static void store_waits(void)
+{
+        (void)stampfs_loop_may_block();
+}
 
 /* ---- command line ---- */
 
@@ -2272,7 +2287,7 @@ int main(int argc, char **argv)
         mnt_abs = realpath(pos.mountpoint, NULL);
         (void)stat(pos.store, &fs.store_st);
         /* Handlers about to wait for the store let another loop thread lead. */
-        stamp_store_set_wait_hook(fs.s, stampfs_loop_may_block);
+        stamp_store_set_wait_hook(fs.s, store_waits);
         fs.cache = stamp_cache_new((size_t)o.cache_mib << 20);
         if (!fs.cache || stamp_reader_pool_new(IDLE_BUDGET, IDLE_PER_NODE, &fs.readers) < 0)
                 goto out;
@@ -2312,19 +2327,32 @@ int main(int argc, char **argv)
                 openlog("stampfs", LOG_PID, LOG_DAEMON);
                 log_to_syslog = true;
         }
-        /* Threads start after fuse_daemonize(): they would not survive its fork. */
-        if (fs.prefetch_files > 0 &&
-            stamp_prefetch_new(fs.s, fs.cache, PREFETCH_THREADS, fs.prefetch_bytes, prefetch_done,
-                               &fs, &fs.pf) < 0)
-                goto out_unmount;
-        fs.single_thread = cl.singlethread;
+        /*
+         * Threads start after fuse_daemonize(): they would not survive its
+         * fork. They block signals, which then reach the loop's caller.
+         */
+        if (fs.prefetch_files > 0) {
+                sigset_t all, old;
+                int r;
+
+                sigfillset(&all);
+                pthread_sigmask(SIG_BLOCK, &all, &old);
+                r = stamp_prefetch_new(fs.s, fs.cache, PREFETCH_THREADS, fs.prefetch_bytes,
+                                       prefetch_done, &fs, &fs.pf);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
+                if (r < 0)
+                        goto out_unmount;
+        }
         if (cl.singlethread)
                 ret = fuse_session_loop(se);
         else {
                 struct stampfs_loop_cfg cfg = { .max_threads = LOOP_THREADS, .spin_us = o.spin_us };
                 ret = stampfs_loop(se, &cfg);
         }
-        /* A signal's number (SIGTERM, SIGINT, SIGHUP) is a clean stop; -errno a failure. */
+        /*
+         * A signal (SIGTERM, SIGINT, SIGHUP) is a clean stop: its number
+         * from fuse_session_loop(), 0 from stampfs_loop(); -errno a failure.
+         */
         ret = ret < 0;
         if (fs.dropper_started)
                 pthread_join(fs.dropper, NULL);

@@ -862,6 +862,7 @@ int stamp_store_index(struct stamp_store *s, struct stamp_index **ret)
                 *ret = c->ix;
                 return 0;
         }
+        stamp_store_will_wait(s); /* opening the index reads it */
         c = calloc(1, sizeof(*c));
         if (!c)
                 return -ENOMEM;

@@ -244,7 +244,8 @@ void stamp_store_read_end(struct stamp_store *s);
 /*
  * @hook (NULL: none) is called on the calling thread before it may wait:
  * before stamp_store_get(), stamp_store_list() and
- * stamp_store_record_load() read from the backend, and wherever
+ * stamp_store_record_load() read from the backend, before a thread's first
+ * use of the index opens it, and wherever
  * stamp_store_will_wait() is called (the cache, before it waits for
  * another thread's read). The mount's loop lets another thread take
  * requests meanwhile. Set it before threads share the store.

@@ -12,8 +12,10 @@
  * and answers what it reads itself. After each answer it keeps polling
  * for cfg->spin_us before it sleeps in poll(): the next request of a
  * program walking a tree usually comes within a few microseconds, and
- * finds the leader awake. Handlers that may wait (a chunk not yet in the
- * cache, a notification) call stampfs_loop_may_block() first: another
+ * finds the leader awake. It polls only while that has been paying
+ * (learn()). Handlers that may wait (a store read, another thread's load
+ * or lock, a notification) or copy much (a large read) call
+ * stampfs_loop_may_block() first: another
  * thread, asleep on a condition variable or started for it (at most
  * cfg->max_threads), becomes the leader, and requests keep being answered
  * in parallel. A thread done with its request leads again if no one does,

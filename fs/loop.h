@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The session loop of stampfs: libfuse's multi-threaded loop, but one
- * thread (the leader) reads the device at a time and answers what it
+ * The session loop of stampfs, in place of libfuse's multi-threaded loop:
+ * one thread (the leader) reads the device at a time and answers what it
  * reads itself, polling for a while before it sleeps. See loop.c.
  */
 #pragma once

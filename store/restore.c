@@ -1803,7 +1803,12 @@ out:
         }
         free(c.dbs);
         stamp_record_release(&rec);
-        if (c.error && r >= 0)
+        /*
+         * The first failure, whose message is in @err: the walk may have
+         * stopped with one of its own after a worker failed (a damaged
+         * chunk must still exit 5, not "run the same command again").
+         */
+        if (c.error)
                 r = c.error;
         pthread_cond_destroy(&c.work);
         pthread_cond_destroy(&c.idle);

@@ -65,25 +65,31 @@ python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["validation"]["
 # Damage in the pack holding blob: flipped byte (found by --read-data only),
 # then truncation, then the pack missing. Each names blob.
 cp -a "$S" "$WORK/pristine"
-blobpack() {
-        # The pack holding most of blob's bytes: the largest one.
-        ls -S "$S"/packs/*/*.pack | head -1
-}
-P=$(blobpack)
-# A byte of blob itself (random, so stored as it is): the middle of the
-# pack may hold app.db's chunks instead, which validate reads (the order
-# of chunks in a pack follows the workers), and then finds without
-# --read-data.
-python3 - "$P" "$WORK/src/blob" <<'PY'
+# The pack holding the middle of blob (random, so stored as it is), and
+# where: not the largest pack, which may hold only part of blob (blob's
+# chunks can be split over two packs, in the order the workers finished
+# them), nor the middle of a pack, which may hold app.db's chunks instead
+# (validate reads those, and would find the damage without --read-data).
+blobspot() {
+        python3 - "$WORK/src/blob" "$S"/packs/*/*.pack <<'PY'
 import sys
-pack, blob = sys.argv[1:]
-needle = open(blob, "rb").read()[1500000:1500064]
+needle = open(sys.argv[1], "rb").read()[1500000:1500064]
+spots = [(p, open(p, "rb").read().find(needle)) for p in sys.argv[2:]]
+spots = [(p, i) for p, i in spots if i >= 0]
+assert len(spots) == 1, "blob's bytes are not stored once as they are: %r" % spots
+print(spots[0][0], spots[0][1])
+PY
+}
+blobpack() { blobspot | cut -d' ' -f1; }
+read -r P AT < <(blobspot)
+python3 - "$P" "$AT" <<'PY'
+import sys
+pack, at = sys.argv[1], int(sys.argv[2]) + 10
 with open(pack, "r+b") as f:
-    d = f.read()
-    i = d.find(needle)
-    assert i >= 0, "blob's bytes are not stored as they are"
-    f.seek(i + 10)
-    f.write(bytes([d[i + 10] ^ 0xff]))
+    f.seek(at)
+    b = f.read(1)
+    f.seek(at)
+    f.write(bytes([b[0] ^ 0xff]))
 PY
 expect_rc 0 "$STAMP" --store "$S" validate "$GOOD"
 expect_rc 7 "$STAMP" --store "$S" --json validate --read-data "$GOOD"
@@ -123,8 +129,8 @@ expect_err "is not in snapshot"
 [ "$("$STAMP" --store "$S" list --short | wc -l)" = "$N" ] || fail "restore --path nope took a snapshot"
 
 rm -rf "$S" && cp -a "$WORK/pristine" "$S"
-P=$(blobpack)
-truncate -s $(( $(stat -c %s "$P") / 2 )) "$P"
+read -r P AT < <(blobspot)
+truncate -s "$AT" "$P" # in the middle of blob's chunks
 expect_rc 7 "$STAMP" --store "$S" --json validate "$GOOD"
 grep -Eq '"kind": "chunk(list)?_missing", "stamp": "[0-9TZ]*", "paths": \["blob"\]' "$WORK/out" ||
         { cat "$WORK/out"; fail "truncated pack not reported for blob"; }
@@ -136,13 +142,13 @@ grep -q "^damaged snapshots:.*$GOOD" "$WORK/out" || fail "verify does not list t
 # Its tail zeroed, trailer included (no truncation): the records before the
 # damage are walked, and the objects past it still count as damaged.
 rm -rf "$S" && cp -a "$WORK/pristine" "$S"
-P=$(blobpack)
-python3 - "$P" <<'PY'
+read -r P AT < <(blobspot)
+python3 - "$P" "$AT" <<'PY'
 import os, sys
-n = os.path.getsize(sys.argv[1])
+n, at = os.path.getsize(sys.argv[1]), int(sys.argv[2])
 with open(sys.argv[1], "r+b") as f:
-    f.seek(n * 2 // 3)
-    f.write(b"\0" * (n - n * 2 // 3))
+    f.seek(at)
+    f.write(b"\0" * (n - at))
 PY
 expect_rc 7 "$STAMP" --store "$S" verify
 grep -q "^damaged snapshots:.*$GOOD" "$WORK/out" || { cat "$WORK/out"; fail "verify: a zeroed tail not traced"; }

@@ -141,9 +141,13 @@ void stampfs_loop_lock(pthread_mutex_t *m)
         pthread_mutex_lock(m);
 }
 
+/*
+ * Not fuse_session_exited(): after a signal the threads answer requests
+ * until the caller's before_stop() is done.
+ */
 static bool stopping(struct loop *L)
 {
-        return __atomic_load_n(&L->stop, __ATOMIC_RELAXED) || fuse_session_exited(L->se);
+        return __atomic_load_n(&L->stop, __ATOMIC_RELAXED);
 }
 
 /*
@@ -309,6 +313,8 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
                 ts.tv_sec += 1;
                 (void)sem_clockwait(&L.finished, CLOCK_MONOTONIC, &ts);
         }
+        if (!__atomic_load_n(&L.stop, __ATOMIC_RELAXED) && cfg->before_stop)
+                cfg->before_stop(cfg->data); /* a signal: the threads still answer */
         pthread_mutex_lock(&L.lock);
         set_stop_locked(&L);
         pthread_cond_broadcast(&L.followers);

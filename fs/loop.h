@@ -12,6 +12,13 @@
 struct stampfs_loop_cfg {
         unsigned max_threads; /* answering requests at once, at least 1 */
         unsigned spin_us;     /* how long the leader polls before it sleeps; 0: never */
+        /*
+         * Called (if set) on stampfs_loop()'s caller when a signal ended
+         * the session, while the loop's threads still answer requests:
+         * for what must finish first (notifications in flight).
+         */
+        void (*before_stop)(void *data);
+        void *data;
 };
 
 /*

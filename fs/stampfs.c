@@ -68,6 +68,8 @@
 #define SPIN_US_MAX 100000
 /* Reads of this many bytes or more are answered off the loop's leader. */
 #define HAND_OVER_READ (128u << 10)
+/* How long a stop waits for notifications in flight (ms). */
+#define STOP_WAIT_MS 10000
 #define TRIM_EVERY (64ULL << 20)
 /* What the heap may hold beyond the cache before it is trimmed. */
 #define RSS_SLACK (40ULL << 20)
@@ -200,6 +202,15 @@ struct fs {
         unsigned lean_misses; /* atomic; LEAN_MISSES or more: listings carry all */
         bool dropper_started; /* set once, by the thread starting it */
         pthread_t dropper;
+        /*
+         * Notifications wait for page locks a pending READ may hold, so
+         * they must end while the loop still answers: once a signal
+         * stops the mount, none starts (notify_begin()), and the loop
+         * waits for those in flight before its threads stop
+         * (stop_notifying()).
+         */
+        bool stopping;      /* atomic */
+        unsigned notifying; /* atomic */
         /*
          * Idle readers of all nodes, at most IDLE_PER_NODE a node and
          * IDLE_BUDGET bytes in all: without a bound, the chunk lists of
@@ -638,6 +649,31 @@ static int do_lookup(fuse_req_t req, struct node *parent, const char *name, stru
  * the lean listings it cached, so that a program reading one again (tar
  * after find) gets the attributes with it, not a lookup for each entry.
  */
+static bool notify_begin(struct fs *fs)
+{
+        __atomic_add_fetch(&fs->notifying, 1, __ATOMIC_SEQ_CST);
+        if (!__atomic_load_n(&fs->stopping, __ATOMIC_SEQ_CST))
+                return true;
+        __atomic_sub_fetch(&fs->notifying, 1, __ATOMIC_SEQ_CST);
+        return false;
+}
+
+static void notify_end(struct fs *fs)
+{
+        __atomic_sub_fetch(&fs->notifying, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The loop's before_stop: called while its threads still answer requests. */
+static void stop_notifying(void *data)
+{
+        struct fs *fs = data;
+
+        __atomic_store_n(&fs->stopping, true, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < STOP_WAIT_MS && __atomic_load_n(&fs->notifying, __ATOMIC_SEQ_CST) > 0;
+             i++)
+                usleep(1000);
+}
+
 static void *drop_lean(void *arg)
 {
         struct fs *fs = arg;
@@ -665,7 +701,10 @@ out:
         for (size_t i = 0; i < n; i++) {
                 __atomic_store_n(&v[i]->listed_lean, false, __ATOMIC_RELAXED);
                 /* A directory's cached pages are its listing. */
-                fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)v[i], 0, 0);
+                if (notify_begin(fs)) {
+                        fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)v[i], 0, 0);
+                        notify_end(fs);
+                }
                 node_unref(fs, v[i], 1);
         }
         free(v);
@@ -690,9 +729,12 @@ static void lean_missed(struct fs *fs, struct node *dir)
                  * start).
                  */
                 if (fs->se && __atomic_load_n(&dir->listed_lean, __ATOMIC_SEQ_CST) &&
-                    stampfs_loop_may_block() &&
-                    __atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST))
-                        fuse_lowlevel_notify_inval_inode(fs->se, (fuse_ino_t)(uintptr_t)dir, 0, 0);
+                    stampfs_loop_may_block() && notify_begin(fs)) {
+                        if (__atomic_exchange_n(&dir->listed_lean, false, __ATOMIC_SEQ_CST))
+                                fuse_lowlevel_notify_inval_inode(fs->se,
+                                                                 (fuse_ino_t)(uintptr_t)dir, 0, 0);
+                        notify_end(fs);
+                }
                 return;
         }
         if (__atomic_add_fetch(&fs->lean_misses, 1, __ATOMIC_SEQ_CST) != LEAN_MISSES)
@@ -1305,8 +1347,12 @@ static void prefetch_done(void *hook_data, struct stamp_file *f, uint64_t len, v
                                 break;
                         bv.buf[0].mem = buf;
                 }
-                r = fuse_lowlevel_notify_store(fs->se, (fuse_ino_t)(uintptr_t)n, (off_t)off, &bv,
-                                               0);
+                r = -ESHUTDOWN;
+                if (notify_begin(fs)) {
+                        r = fuse_lowlevel_notify_store(fs->se, (fuse_ino_t)(uintptr_t)n,
+                                                       (off_t)off, &bv, 0);
+                        notify_end(fs);
+                }
                 stamp_cache_put(fs->cache, span.ref);
                 if (r != 0)
                         break;
@@ -2346,7 +2392,12 @@ int main(int argc, char **argv)
         if (cl.singlethread)
                 ret = fuse_session_loop(se);
         else {
-                struct stampfs_loop_cfg cfg = { .max_threads = LOOP_THREADS, .spin_us = o.spin_us };
+                struct stampfs_loop_cfg cfg = {
+                        .max_threads = LOOP_THREADS,
+                        .spin_us = o.spin_us,
+                        .before_stop = stop_notifying,
+                        .data = &fs,
+                };
                 ret = stampfs_loop(se, &cfg);
         }
         /*

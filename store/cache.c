@@ -21,7 +21,14 @@
 #include "pack.h"
 #include "tree.h"
 
-#define BUCKETS 4096
+/*
+ * One bucket per 4 KiB of the bound (the smallest chunk): chains stay
+ * short however small the chunks, and a lookup touches one or two entries
+ * (a cold read spent a tenth of the mount's own CPU walking chains of a
+ * table of 4096).
+ */
+#define BUCKETS_MIN 4096u
+#define BUCKETS_MAX (1u << 22)
 
 struct stamp_cache_ref {
         struct stamp_id id;
@@ -31,28 +38,39 @@ struct stamp_cache_ref {
         unsigned refs;   /* protected by lock */
         bool cached;     /* in the table and the LRU list; protected by lock */
         bool loading;    /* a placeholder: in the table only; protected by lock */
-        struct stamp_cache_ref *hnext, *prev, *next;
+        struct stamp_cache_ref *hnext, **hpprev; /* the chain; *hpprev == this */
+        struct stamp_cache_ref *prev, *next;
 };
 
 struct stamp_cache {
         pthread_mutex_t lock;
         pthread_cond_t loaded; /* a placeholder was filled or dropped */
         size_t max, bytes; /* protected by lock */
-        struct stamp_cache_ref *buckets[BUCKETS];
         struct stamp_cache_ref *head, *tail; /* most recent first */
+        unsigned mask; /* buckets - 1, a power of two */
+        struct stamp_cache_ref **buckets;
 };
 
-static unsigned bucket(const struct stamp_id *id)
+static struct stamp_cache_ref **bucket(struct stamp_cache *c, const struct stamp_id *id)
 {
-        return (unsigned)le32_read(id->b + 8) % BUCKETS;
+        return &c->buckets[le32_read(id->b + 8) & c->mask];
 }
 
 struct stamp_cache *stamp_cache_new(size_t max_bytes)
 {
         struct stamp_cache *c = calloc(1, sizeof(*c));
+        unsigned n = BUCKETS_MIN;
 
         if (!c)
                 return NULL;
+        while (n < BUCKETS_MAX && (size_t)n * 4096 < max_bytes)
+                n *= 2;
+        c->buckets = calloc(n, sizeof(*c->buckets));
+        if (!c->buckets) {
+                free(c);
+                return NULL;
+        }
+        c->mask = n - 1;
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->loaded, NULL);
         c->max = max_bytes;
@@ -75,6 +93,7 @@ void stamp_cache_free(struct stamp_cache *c)
         }
         pthread_cond_destroy(&c->loaded);
         pthread_mutex_destroy(&c->lock);
+        free(c->buckets);
         free(c);
 }
 
@@ -102,13 +121,24 @@ static void lru_push(struct stamp_cache *c, struct stamp_cache_ref *e)
                 c->tail = e;
 }
 
-static void table_remove(struct stamp_cache *c, struct stamp_cache_ref *e)
+static void table_add(struct stamp_cache *c, struct stamp_cache_ref *e)
 {
-        for (struct stamp_cache_ref **p = &c->buckets[bucket(&e->id)]; *p; p = &(*p)->hnext)
-                if (*p == e) {
-                        *p = e->hnext;
-                        return;
-                }
+        struct stamp_cache_ref **head = bucket(c, &e->id);
+
+        e->hnext = *head;
+        if (e->hnext)
+                e->hnext->hpprev = &e->hnext;
+        e->hpprev = head;
+        *head = e;
+}
+
+static void table_remove(struct stamp_cache_ref *e)
+{
+        *e->hpprev = e->hnext;
+        if (e->hnext)
+                e->hnext->hpprev = e->hpprev;
+        e->hnext = NULL;
+        e->hpprev = NULL;
 }
 
 /* Drops entries from the LRU tail until under the bound. Called with lock held. */
@@ -119,7 +149,7 @@ static void evict(struct stamp_cache *c)
         while (c->bytes > c->max && e) {
                 struct stamp_cache_ref *prev = e->prev;
                 lru_unlink(c, e);
-                table_remove(c, e);
+                table_remove(e);
                 e->cached = false;
                 c->bytes -= e->len;
                 if (e->refs == 0)
@@ -138,7 +168,7 @@ int stamp_cache_get(struct stamp_cache *c, struct stamp_store *s, const struct s
 
         pthread_mutex_lock(&c->lock);
 again:
-        for (e = c->buckets[bucket(id)]; e; e = e->hnext)
+        for (e = *bucket(c, id); e; e = e->hnext)
                 if (stamp_id_cmp(&e->id, id) == 0 && e->type == type) {
                         if (e->loading && !told) {
                                 pthread_mutex_unlock(&c->lock);
@@ -172,8 +202,7 @@ again:
         e->type = type;
         e->refs = 1;
         e->loading = true;
-        e->hnext = c->buckets[bucket(id)];
-        c->buckets[bucket(id)] = e;
+        table_add(c, e);
         pthread_mutex_unlock(&c->lock);
 
         r = stamp_store_get(s, id, type, &e->data, &e->len);
@@ -192,7 +221,7 @@ again:
                 c->bytes += e->len;
                 evict(c);
         } else
-                table_remove(c, e); /* failed (a waiter tries itself), or too big to keep */
+                table_remove(e); /* failed (a waiter tries itself), or too big to keep */
         pthread_cond_broadcast(&c->loaded);
         pthread_mutex_unlock(&c->lock);
         if (r < 0) {

@@ -33,8 +33,9 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg);
  * thread's load or lock, a notification the kernel answers only once other
  * requests are answered): if the calling thread is the leader, another
  * thread takes over reading the device. Returns whether another thread
- * answers requests meanwhile: false outside the loop (-s) or if no thread
- * could be started, when a handler must not wait for the kernel.
+ * answers requests meanwhile: false outside the loop, with one thread
+ * (-s), or if no thread could be started, when a handler must not wait
+ * for the kernel.
  */
 bool stampfs_loop_may_block(void);
 

@@ -2008,7 +2008,7 @@ static const struct fuse_opt opt_spec[] = {
 
 static void usage(const char *prog)
 {
-        printf("Usage: %s STORE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+        printf("Usage: %s STORE MOUNTPOINT [-f] [-d] [-s] [-o OPTION[,OPTION...]]\n"
                "\n"
                "Mount every snapshot of a stampfs store at MOUNTPOINT, read-only: one\n"
                "directory per stamp, and `latest`, a symlink to the newest that is not a\n"
@@ -2019,6 +2019,7 @@ static void usage(const char *prog)
                "Options:\n"
                "  -f                  stay in the foreground\n"
                "  -d                  debug output (implies -f)\n"
+               "  -s                  answer requests on one thread only (for debugging)\n"
                "  -o cache_size=MIB   shared cache of decompressed chunks and trees (default 128)\n"
                "  -o prefetch=N       when a file is first read, read the next N files of its\n"
                "                      directory ahead into the cache (default 32, 0 = off)\n"
@@ -2389,21 +2390,21 @@ int main(int argc, char **argv)
                 if (r < 0)
                         goto out_unmount;
         }
-        if (cl.singlethread)
-                ret = fuse_session_loop(se);
-        else {
+        {
+                /*
+                 * -s: one thread answers, and waits where a handler waits.
+                 * Still this loop, not libfuse's: at a signal it answers
+                 * the reads that the read-ahead's notifications wait for.
+                 */
                 struct stampfs_loop_cfg cfg = {
-                        .max_threads = LOOP_THREADS,
+                        .max_threads = cl.singlethread ? 1 : LOOP_THREADS,
                         .spin_us = o.spin_us,
                         .before_stop = stop_notifying,
                         .data = &fs,
                 };
                 ret = stampfs_loop(se, &cfg);
         }
-        /*
-         * A signal (SIGTERM, SIGINT, SIGHUP) is a clean stop: its number
-         * from fuse_session_loop(), 0 from stampfs_loop(); -errno a failure.
-         */
+        /* A signal (SIGTERM, SIGINT, SIGHUP) is a clean stop: 0; -errno a failure. */
         ret = ret < 0;
         if (fs.dropper_started)
                 pthread_join(fs.dropper, NULL);

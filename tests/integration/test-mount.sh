@@ -357,14 +357,37 @@ grep -q "^stampfs: snapshot $ST3: file (inode [0-9]*) cannot be read: " "$WORK/f
 
 # Other ways of serving the same bytes: open and opendir answered (kernels
 # without FUSE_CAP_NO_OPEN(DIR)_SUPPORT), no read-ahead, a loop whose
-# threads sleep at once (spin=0), and chunks so small that a 1 MiB read
-# covers more of them than one reply can point at.
-for how in "STAMPFS_OPEN=1 -o cache_size=8" "X=1 -o prefetch=0" "X=1 -o spin=0"; do
-        env ${how%% -o*} "$STAMPFS" "$S" "$MNT5" -o "${how##*-o }"
+# threads sleep at once (spin=0), one thread only (-s), and chunks so small
+# that a 1 MiB read covers more of them than one reply can point at.
+for how in "STAMPFS_OPEN=1 -o cache_size=8" "X=1 -o prefetch=0" "X=1 -o spin=0" "X=1 -s -o spin=50"; do
+        opts=${how#X=1 }
+        opts=${opts#STAMPFS_OPEN=1 }
+        # shellcheck disable=SC2086 # the options are words
+        env ${how%% -*} "$STAMPFS" "$S" "$MNT5" $opts
         python3 "$LIB/manifest.py" "$MNT5/$ST" >"$WORK/m.alt"
         diff "$WORK/m.src" "$WORK/m.alt" >&2 || fail "mount ($how) differs from the source"
-        if [ "$how" = "X=1 -o spin=0" ]; then
+        case $how in
+        *spin=0 | *-s*)
                 python3 "$WORK/parallel.py" "$WORK/src/large/big_100m.bin" "$MNT5/$ST/large/big_100m.bin"
+                ;;
+        esac
+        if [ "$how" = "X=1 -s -o spin=50" ]; then
+                # One thread: SIGTERM during a read still ends the daemon and
+                # leaves no mount (at a signal it answers what the read-ahead's
+                # notifications wait for, as the many-threaded loop does).
+                sync
+                echo 3 >/proc/sys/vm/drop_caches
+                pid=$(pgrep -f -- "$S $MNT5" | head -1)
+                [ -n "$pid" ] || fail "no daemon for the -s mount"
+                (cd "$MNT5/$ST" && tar -cf - . 2>/dev/null | wc -c >/dev/null) &
+                tarpid=$!
+                sleep 0.3
+                kill -TERM "$pid"
+                for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+                ! kill -0 "$pid" 2>/dev/null || fail "the -s daemon did not stop within 10 s of SIGTERM"
+                wait "$tarpid" || true
+                ! grep -q " $MNT5 " /proc/mounts || fail "SIGTERM left the -s mount behind"
+                continue
         fi
         fusermount3 -u "$MNT5"
 done

@@ -26,6 +26,14 @@
  * every signal; a signal that ends the session (fuse_set_signal_handlers())
  * interrupts the calling thread's wait, which then stops the threads and
  * joins them.
+ *
+ * A handler that waits where it did not say so (a lock or a system call
+ * no one thought slow) would hold up every request behind it. So a
+ * watchdog thread looks at the leader every WATCH_MS while requests come:
+ * a leader found in the same request twice in a row is relieved of its
+ * role as stampfs_loop_may_block() would, and finishes its request as a
+ * follower. After IDLE_TICKS looks without a request the watchdog sleeps
+ * until the next one, so an idle mount stays idle.
  */
 #define FUSE_USE_VERSION 312
 
@@ -45,6 +53,8 @@
 #include "loop.h"
 
 #define LOOP_THREADS_MAX 64
+#define WATCH_MS 10
+#define IDLE_TICKS 50
 
 /* A hint to the CPU that this is a polling loop. */
 #if defined(__x86_64__) || defined(__i386__)
@@ -54,6 +64,13 @@
 #else
 #define cpu_relax() __asm__ volatile("" ::: "memory")
 #endif
+
+/* A thread of the loop; its fields are atomic, read by the watchdog. */
+struct member {
+        bool leader;   /* this thread is the leader */
+        bool busy;     /* in a request's handler */
+        unsigned seq;  /* requests it began */
+};
 
 struct loop {
         struct fuse_session *se;
@@ -67,6 +84,9 @@ struct loop {
         pthread_cond_t followers; /* a leader is wanted, or stopping */
         sem_t finished;           /* posted when a thread saw the session end */
         bool led;                 /* some thread is the leader */
+        struct member *cur;       /* the leader, if it is in a handler or may be */
+        pthread_cond_t watch;     /* wakes the watchdog: stopping, or requests again */
+        bool watching;            /* atomic: the watchdog looks (else it sleeps) */
         bool stop;                /* written under lock, read without: atomic */
         unsigned idle; /* followers waiting */
         unsigned n_threads;
@@ -74,8 +94,8 @@ struct loop {
         int err; /* the first read error, -errno */
 };
 
-static __thread struct loop *t_loop; /* set in the loop's threads */
-static __thread bool t_leader;       /* this thread is the leader */
+static __thread struct loop *t_loop;  /* set in the loop's threads */
+static __thread struct member *t_me; /* and this thread's member */
 
 static int64_t now_ns(void)
 {
@@ -106,11 +126,15 @@ static bool spawn_locked(struct loop *L)
         return true;
 }
 
-/* Under L->lock: the leader gives up its role. false: no thread takes it now. */
-static bool hand_over_locked(struct loop *L)
+/*
+ * Under L->lock: leader @m gives up its role (or the watchdog takes it).
+ * false: no thread takes it now.
+ */
+static bool hand_over_locked(struct loop *L, struct member *m)
 {
-        t_leader = false;
+        __atomic_store_n(&m->leader, false, __ATOMIC_RELAXED);
         L->led = false;
+        L->cur = NULL;
         if (L->idle > 0) {
                 pthread_cond_signal(&L->followers);
                 return true;
@@ -125,10 +149,10 @@ bool stampfs_loop_may_block(void)
 
         if (!L)
                 return false;
-        if (!t_leader)
-                return true;
+        if (!__atomic_load_n(&t_me->leader, __ATOMIC_RELAXED))
+                return true; /* handed over already, or relieved by the watchdog */
         pthread_mutex_lock(&L->lock);
-        other = hand_over_locked(L);
+        other = !__atomic_load_n(&t_me->leader, __ATOMIC_RELAXED) || hand_over_locked(L, t_me);
         pthread_mutex_unlock(&L->lock);
         return other;
 }
@@ -218,12 +242,75 @@ static int lead(struct loop *L, struct fuse_buf *buf)
         }
 }
 
+/* The watchdog, sleeping since requests stopped coming: they come again. */
+static void watch_again(struct loop *L)
+{
+        pthread_mutex_lock(&L->lock);
+        if (!__atomic_load_n(&L->watching, __ATOMIC_RELAXED)) {
+                __atomic_store_n(&L->watching, true, __ATOMIC_RELAXED);
+                pthread_cond_signal(&L->watch);
+        }
+        pthread_mutex_unlock(&L->lock);
+}
+
+static void *watchdog(void *arg)
+{
+        struct loop *L = arg;
+        struct member *seen = NULL;
+        unsigned seen_seq = 0, idle = 0;
+
+        pthread_mutex_lock(&L->lock);
+        while (!L->stop) {
+                struct member *m = L->cur;
+                struct timespec ts;
+
+                if (!__atomic_load_n(&L->watching, __ATOMIC_RELAXED)) {
+                        pthread_cond_wait(&L->watch, &L->lock);
+                        seen = NULL;
+                        idle = 0;
+                        continue;
+                }
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                ts.tv_nsec += WATCH_MS * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                (void)pthread_cond_timedwait(&L->watch, &L->lock, &ts);
+                if (L->stop)
+                        break;
+                m = L->cur;
+                if (!m) {
+                        seen = NULL;
+                        continue;
+                }
+                unsigned seq = __atomic_load_n(&m->seq, __ATOMIC_RELAXED);
+                bool busy = __atomic_load_n(&m->busy, __ATOMIC_RELAXED);
+                if (busy && m == seen && seq == seen_seq &&
+                    __atomic_load_n(&m->leader, __ATOMIC_RELAXED)) {
+                        /* In the same request for a whole look or more: relieved. */
+                        hand_over_locked(L, m);
+                        seen = NULL;
+                        continue;
+                }
+                idle = !busy && m == seen && seq == seen_seq ? idle + 1 : 0;
+                if (idle >= IDLE_TICKS)
+                        __atomic_store_n(&L->watching, false, __ATOMIC_RELAXED);
+                seen = m;
+                seen_seq = seq;
+        }
+        pthread_mutex_unlock(&L->lock);
+        return NULL;
+}
+
 static void *worker(void *arg)
 {
         struct loop *L = arg;
         struct fuse_buf buf = { .mem = NULL };
+        struct member me = { 0 };
 
         t_loop = L;
+        t_me = &me;
         pthread_mutex_lock(&L->lock);
         for (;;) {
                 while (!L->stop && L->led) {
@@ -234,20 +321,29 @@ static void *worker(void *arg)
                 if (L->stop)
                         break;
                 L->led = true;
-                t_leader = true;
+                L->cur = &me;
+                __atomic_store_n(&me.leader, true, __ATOMIC_RELAXED);
                 pthread_mutex_unlock(&L->lock);
 
                 int r;
                 do {
                         r = lead(L, &buf);
-                        if (r > 0)
+                        if (r > 0) {
+                                __atomic_store_n(&me.seq, me.seq + 1, __ATOMIC_RELAXED);
+                                __atomic_store_n(&me.busy, true, __ATOMIC_RELAXED);
+                                if (!__atomic_load_n(&L->watching, __ATOMIC_RELAXED))
+                                        watch_again(L);
                                 fuse_session_process_buf(L->se, &buf);
-                } while (r > 0 && t_leader); /* still the leader: no lock needed */
+                                __atomic_store_n(&me.busy, false, __ATOMIC_RELAXED);
+                        }
+                        /* Still the leader (else another one reads): no lock needed. */
+                } while (r > 0 && __atomic_load_n(&me.leader, __ATOMIC_RELAXED));
 
                 pthread_mutex_lock(&L->lock);
-                if (t_leader) {
-                        t_leader = false;
+                if (me.leader) {
+                        __atomic_store_n(&me.leader, false, __ATOMIC_RELAXED);
                         L->led = false;
+                        L->cur = NULL;
                 }
                 if (r <= 0) {
                         if (r < 0 && L->err == 0)
@@ -271,6 +367,9 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
                 .spin_ns = (int64_t)cfg->spin_us * 1000,
                 .soon = SOON_ONE,
         };
+        pthread_condattr_t monotonic;
+        pthread_t watcher;
+        bool watched = false;
         sigset_t all, old;
         int flags;
 
@@ -289,6 +388,10 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
         }
         pthread_mutex_init(&L.lock, NULL);
         pthread_cond_init(&L.followers, NULL);
+        pthread_condattr_init(&monotonic);
+        (void)pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+        pthread_cond_init(&L.watch, &monotonic);
+        pthread_condattr_destroy(&monotonic);
         sem_init(&L.finished, 0, 0);
 
         /* The threads never take signals: they reach this one. */
@@ -300,6 +403,9 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
                 set_stop_locked(&L);
         }
         pthread_mutex_unlock(&L.lock);
+        /* With one thread there is no one to hand over to. Without it, no insurance. */
+        if (L.max_threads > 1 && !__atomic_load_n(&L.stop, __ATOMIC_RELAXED))
+                watched = pthread_create(&watcher, NULL, watchdog, &L) == 0;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
 
         /*
@@ -318,14 +424,18 @@ int stampfs_loop(struct fuse_session *se, const struct stampfs_loop_cfg *cfg)
         pthread_mutex_lock(&L.lock);
         set_stop_locked(&L);
         pthread_cond_broadcast(&L.followers);
+        pthread_cond_signal(&L.watch);
         pthread_mutex_unlock(&L.lock);
         (void)eventfd_write(L.wake_fd, 1);
 
         /* No thread starts once stop is set: n_threads is final. */
+        if (watched)
+                pthread_join(watcher, NULL);
         for (unsigned i = 0; i < L.n_threads; i++)
                 pthread_join(L.threads[i], NULL);
         close(L.wake_fd);
         sem_destroy(&L.finished);
+        pthread_cond_destroy(&L.watch);
         pthread_cond_destroy(&L.followers);
         pthread_mutex_destroy(&L.lock);
         (void)fcntl(L.fd, F_SETFL, flags);

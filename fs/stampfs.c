@@ -155,6 +155,7 @@ struct fs {
         bool acl;        /* -o allow_other: other users' access checks the stored ACLs */
         bool no_opendir; /* ... and opendir/releasedir */
         bool force_open; /* STAMPFS_OPEN set: answer open and opendir anyway */
+        unsigned test_stall_ms; /* STAMPFS_TEST_STALL_MS: see op_getxattr() */
         /*
          * The root's mtime moves whenever its list of stamps changes, which
          * the kernel checks (getattr, at most once per ROOT_TIMEOUT) before
@@ -1763,6 +1764,9 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
         const uint8_t *v;
         size_t nl, vl;
 
+        /* For test-mount: a handler that waits without saying so (fs/loop.c's watchdog). */
+        if (fs_of(req)->test_stall_ms && strcmp(name, "user.stampfs.test-stall") == 0)
+                usleep(fs_of(req)->test_stall_ms * 1000u);
         while (p && stamp_xattr_next(&p, end, &xn, &nl, &v, &vl) == 1) {
                 if (nl != strlen(name) || memcmp(xn, name, nl) != 0)
                         continue;
@@ -2352,6 +2356,8 @@ int main(int argc, char **argv)
         /* A quarter of the cache: what is read ahead is still there when read. */
         fs.prefetch_bytes = ((uint64_t)o.cache_mib << 20) / 4;
         fs.force_open = getenv("STAMPFS_OPEN") != NULL;
+        if (getenv("STAMPFS_TEST_STALL_MS"))
+                fs.test_stall_ms = (unsigned)strtoul(getenv("STAMPFS_TEST_STALL_MS"), NULL, 10) % 60000;
         root_refresh(&fs); /* the stamps as mounted; the mtime stays the store's */
         fs.root.mtime_ns = fs.store_st.st_mtim.tv_sec * 1000000000LL + fs.store_st.st_mtim.tv_nsec;
         fs.root.ctime_ns = fs.root.mtime_ns;

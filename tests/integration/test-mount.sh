@@ -208,11 +208,17 @@ pid=$(pgrep -f "stampfs $S $MNT\$" | head -1)
 [ -n "$pid" ] || fail "no stampfs process for $MNT"
 find "$MNT/$ST" >/dev/null
 cpu() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; } # clock ticks
-sleep 0.5
+# Context switches of all its threads: the leader, and the watchdog, which
+# looks every 10 ms while requests come and sleeps half a second after.
+wakeups() { cat /proc/"$pid"/task/*/status | awk '/^voluntary_ctxt_switches/ { n += $2 } END { print n }'; }
+sleep 0.8
 before=$(cpu)
+woken=$(wakeups)
 sleep 2
 idle=$(($(cpu) - before))
+woken=$(($(wakeups) - woken))
 [ "$idle" -le 10 ] || fail "an idle mount used $idle ticks of CPU in 2 s"
+[ "$woken" -le 20 ] || fail "an idle mount's threads woke $woken times in 2 s"
 
 # A snapshot taken while mounted shows up; a forgotten one disappears.
 echo new >"$WORK/src/new-file"
@@ -391,6 +397,26 @@ for how in "STAMPFS_OPEN=1 -o cache_size=8" "X=1 -o prefetch=0" "X=1 -o spin=0" 
         fi
         fusermount3 -u "$MNT5"
 done
+# A handler that waits where it did not say it may (here a getxattr made to
+# sleep 3 s by a test hook) holds up no one else: the loop's watchdog hands
+# the device to another thread within 10-20 ms.
+STAMPFS_TEST_STALL_MS=3000 "$STAMPFS" "$S" "$MNT5"
+python3 -c 'import os, sys
+try:
+    os.getxattr(sys.argv[1], "user.stampfs.test-stall")
+except OSError:
+    pass' "$MNT5/$ST/files/size_1" &
+stallpid=$!
+sleep 0.3
+t0=$EPOCHREALTIME
+ls -lR "$MNT5/$ST" >/dev/null
+cmp -n 4194304 "$MNT5/$ST/large/big_100m.bin" "$WORK/src/large/big_100m.bin" || fail "read beside a stalled request differs"
+took=$(python3 -c "print(int(($EPOCHREALTIME - $t0) * 1000))")
+[ "$took" -lt 2000 ] || fail "requests beside a stalled one took $took ms: the watchdog did not hand over"
+kill -0 "$stallpid" 2>/dev/null || fail "the stalled getxattr ended early: the test hook did not stall"
+wait "$stallpid"
+fusermount3 -u "$MNT5"
+
 "$STAMP" init --chunk-min 64 --chunk-avg 256 --chunk-max 1024 "$WORK/tiny" >/dev/null
 head -c 3000000 /dev/urandom >"$WORK/tiny-src"
 mkdir "$WORK/tiny-dir" && cp "$WORK/tiny-src" "$WORK/tiny-dir/f"

@@ -83,7 +83,7 @@ struct loop {
         pthread_mutex_t lock;
         pthread_cond_t followers; /* a leader is wanted, or stopping */
         sem_t finished;           /* posted when a thread saw the session end */
-        bool led;                 /* some thread is the leader */
+        bool led;                 /* some thread leads; written under lock, atomic */
         struct member *cur;       /* the leader, if it is in a handler or may be */
         pthread_cond_t watch;     /* wakes the watchdog: stopping, or requests again */
         bool watching;            /* atomic: the watchdog looks (else it sleeps) */
@@ -133,7 +133,7 @@ static bool spawn_locked(struct loop *L)
 static bool hand_over_locked(struct loop *L, struct member *m)
 {
         __atomic_store_n(&m->leader, false, __ATOMIC_RELAXED);
-        L->led = false;
+        __atomic_store_n(&L->led, false, __ATOMIC_RELAXED);
         L->cur = NULL;
         if (L->idle > 0) {
                 pthread_cond_signal(&L->followers);
@@ -149,10 +149,15 @@ bool stampfs_loop_may_block(void)
 
         if (!L)
                 return false;
-        if (!__atomic_load_n(&t_me->leader, __ATOMIC_RELAXED))
-                return true; /* handed over already, or relieved by the watchdog */
+        /* A follower while another leads: the common case, without the lock. */
+        if (!__atomic_load_n(&t_me->leader, __ATOMIC_RELAXED) &&
+            __atomic_load_n(&L->led, __ATOMIC_RELAXED))
+                return true;
         pthread_mutex_lock(&L->lock);
-        other = !__atomic_load_n(&t_me->leader, __ATOMIC_RELAXED) || hand_over_locked(L, t_me);
+        if (__atomic_load_n(&t_me->leader, __ATOMIC_RELAXED))
+                other = hand_over_locked(L, t_me);
+        else /* handed over already, or relieved: if no one leads, a woken follower will */
+                other = L->led || L->idle > 0 || spawn_locked(L);
         pthread_mutex_unlock(&L->lock);
         return other;
 }
@@ -320,7 +325,7 @@ static void *worker(void *arg)
                 }
                 if (L->stop)
                         break;
-                L->led = true;
+                __atomic_store_n(&L->led, true, __ATOMIC_RELAXED);
                 L->cur = &me;
                 __atomic_store_n(&me.leader, true, __ATOMIC_RELAXED);
                 pthread_mutex_unlock(&L->lock);
@@ -342,7 +347,7 @@ static void *worker(void *arg)
                 pthread_mutex_lock(&L->lock);
                 if (me.leader) {
                         __atomic_store_n(&me.leader, false, __ATOMIC_RELAXED);
-                        L->led = false;
+                        __atomic_store_n(&L->led, false, __ATOMIC_RELAXED);
                         L->cur = NULL;
                 }
                 if (r <= 0) {

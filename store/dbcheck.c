@@ -9,6 +9,7 @@
 
 #include <sqlite3.h>
 
+#include "index.h"
 #include "macro.h"
 
 bool stamp_is_sqlite_header(const uint8_t *head, size_t len)
@@ -241,6 +242,7 @@ static int vfs_status = SQLITE_ERROR;
 
 static void vfs_register(void)
 {
+        stamp_sqlite_setup();
         default_vfs = sqlite3_vfs_find(NULL);
         if (!default_vfs)
                 return;

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,6 +315,7 @@ int stamp_index_open(const char *path, unsigned flags, struct stamp_index **ret)
                 }
                 close(fd);
         }
+        stamp_sqlite_setup();
         r = ix_errno(ix, sqlite3_open_v2(uri ? uri : path, &ix->db, oflags, NULL));
         free(uri);
         if (r < 0)
@@ -625,6 +627,24 @@ int stamp_index_foreach_pack(struct stamp_index *ix, stamp_index_pack_fn fn, voi
 int stamp_index_checkpoint(struct stamp_index *ix)
 {
         return exec(ix, "PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void sqlite_setup_once(void)
+{
+        /*
+         * By default SQLite counts its allocations under one process-wide
+         * mutex, which the mount's threads, a connection each, queued on
+         * at every lookup of a cold read. Nothing here reads the counts.
+         * If SQLite was initialized already this fails, harmlessly.
+         */
+        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+void stamp_sqlite_setup(void)
+{
+        (void)pthread_once(&sqlite_once, sqlite_setup_once);
 }
 
 int stamp_index_tune_reader(struct stamp_index *ix)

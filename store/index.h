@@ -116,6 +116,12 @@ int stamp_index_snapshot_has(struct stamp_index *ix, const char *stamp);
 int stamp_index_tune_reader(struct stamp_index *ix);
 
 /*
+ * Process-wide SQLite settings, before SQLite's first use (every opener
+ * of a database in store/ calls it; later calls do nothing).
+ */
+void stamp_sqlite_setup(void);
+
+/*
  * Calls @fn for every indexed pack: its name, size, the object count its
  * row records, and how many objects the index locates in it. A non-zero
  * return of @fn stops the walk and is returned.

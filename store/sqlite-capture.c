@@ -61,6 +61,7 @@
 #include <sqlite3.h>
 
 #include "dbcheck.h"
+#include "index.h"
 #include "macro.h"
 
 #define BUSY_MS 3000
@@ -342,6 +343,7 @@ static bool w_registered;
 
 static void register_vfs(void)
 {
+        stamp_sqlite_setup();
         base_vfs = sqlite3_vfs_find(NULL);
         if (!base_vfs)
                 return;

@@ -95,8 +95,17 @@ void json_scan_unparsed(char **argv, const char *shortopts, const struct option 
         for (size_t i = 0; argv[i] && strcmp(argv[i], "--") != 0; i++) {
                 const char *a = argv[i];
                 if (a[0] != '-' || !a[1]) {
-                        if (verb_ahead) /* the command: its options are its own */
+                        if (verb_ahead) {
+                                /*
+                                 * The command (stamp --bogus list --json): its
+                                 * options are its own, so its values are not
+                                 * known; a --json among them is taken as one.
+                                 */
+                                for (i++; argv[i] && strcmp(argv[i], "--") != 0; i++)
+                                        if (strcmp(argv[i], "--json") == 0)
+                                                json_unparsed = true;
                                 return;
+                        }
                         continue;
                 }
                 if (strcmp(a, "--json") == 0) {

@@ -115,9 +115,9 @@ int option_error(const char *verb, const char *shortopts, const struct option *o
 extern bool json_unparsed;
 /*
  * Looks for "--json" as an option (spelled out; not the value of an
- * option that takes one) in NULL-terminated @argv, up to "--", or up to
- * the first argument that is not an option when @verb_ahead (stamp's own
- * options, before the command).
+ * option that takes one) in NULL-terminated @argv, up to "--". With
+ * @verb_ahead (stamp's own options, before the command), @opts are known
+ * only up to the command: after it, any "--json" counts.
  */
 void json_scan_unparsed(char **argv, const char *shortopts, const struct option *opts,
                         bool verb_ahead);

@@ -71,6 +71,7 @@ json_fails 2 "unknown command 'frobnicate'" "$STAMP" --json frobnicate
 json_fails 2 "unknown option" "$STAMP" list --json --no-such-option
 json_fails 2 "unknown option" "$STAMP" list --no-such-option --json # before getopt reached --json
 json_fails 2 "unknown option" "$STAMP" --no-such-option --json list
+json_fails 2 "unknown option" "$STAMP" --no-such-option list --json # a global option refused
 # "--json" as an option's value is no --json; cat never writes a document.
 for args in "--store --json list --bogus" "snapshot -t --json --bogus $WORK/src" \
             "--store $WORK/nope --bogus cat latest f --json" "cat --bogus --json"; do

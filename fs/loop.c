@@ -266,7 +266,7 @@ static void *watchdog(void *arg)
 
         pthread_mutex_lock(&L->lock);
         while (!L->stop) {
-                struct member *m = L->cur;
+                struct member *m;
                 struct timespec ts;
 
                 if (!__atomic_load_n(&L->watching, __ATOMIC_RELAXED)) {

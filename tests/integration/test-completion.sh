@@ -116,7 +116,7 @@ if [ -n "${STAMPFS:-}" ]; then
                 fail "stampfs -o allow_other,ca<TAB>: got '$(fscomp -o allow_other,ca)'"
         fscomp - | grep -qx -- -f || fail "stampfs -<TAB> lacks -f"
         # Each option once, short forms of "-h, --help" included.
-        [ "$(fscomp - | sort | tr '\n' ' ')" = "--help --version -V -d -f -h -o " ] ||
+        [ "$(fscomp - | sort | tr '\n' ' ')" = "--help --version -V -d -f -h -o -s " ] ||
                 fail "stampfs -<TAB>: got '$(fscomp - | sort | tr '\n' ' ')'"
         [ "$(fscomp "$WORK/sto")" = "$WORK/store" ] || fail "stampfs STORE<TAB>: not the directory"
 fi

@@ -389,8 +389,8 @@ for how in "STAMPFS_OPEN=1 -o cache_size=8" "X=1 -o prefetch=0" "X=1 -o spin=0" 
                 tarpid=$!
                 sleep 0.3
                 kill -TERM "$pid"
-                for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-                ! kill -0 "$pid" 2>/dev/null || fail "the -s daemon did not stop within 10 s of SIGTERM"
+                for _ in $(seq 100); do running "$pid" || break; sleep 0.1; done
+                ! running "$pid" || fail "the -s daemon did not stop within 10 s of SIGTERM"
                 wait "$tarpid" || true
                 ! grep -q " $MNT5 " /proc/mounts || fail "SIGTERM left the -s mount behind"
                 continue
@@ -705,8 +705,8 @@ mkdir "$MNT4"
 "$STAMPFS" "$S" "$MNT4"
 pid=$(pgrep -f "stampfs $S $MNT4" | head -1)
 kill -TERM "$pid"
-for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "stampfs ignored SIGTERM"
+for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
+running "$pid" && fail "stampfs ignored SIGTERM"
 grep -q " $MNT4 " /proc/self/mountinfo && fail "SIGTERM left the mount behind"
 # A server killed with -9 leaves a dead mount: mounting again says what to do.
 "$STAMPFS" "$S" "$MNT4"
@@ -728,6 +728,6 @@ grep -q " $MNT4 " /proc/self/mountinfo && fail "SIGTERM left the foreground moun
 # Clean unmount: the daemon exits.
 pid=$(pgrep -f "stampfs $S $MNT" | head -1)
 fusermount3 -u "$MNT"
-for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-kill -0 "$pid" 2>/dev/null && fail "stampfs still running after unmount"
+for _ in $(seq 50); do running "$pid" || break; sleep 0.1; done
+running "$pid" && fail "stampfs still running after unmount"
 echo "mount ok"

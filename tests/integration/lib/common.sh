@@ -47,6 +47,15 @@ fail() {
         exit 1
 }
 
+# running PID: the process exists and has not exited. A daemon that exited
+# stays a zombie until PID 1 reaps it, which kill -0 cannot tell apart.
+running() {
+        local stat
+        stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+        stat=${stat##*) }
+        [ "${stat%% *}" != Z ]
+}
+
 # expect_rc CODE CMD...: runs CMD, fails unless it exits with CODE.
 # Its stderr is kept in $WORK/err for message checks.
 expect_rc() {

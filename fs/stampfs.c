@@ -156,6 +156,7 @@ struct fs {
         bool no_opendir; /* ... and opendir/releasedir */
         bool force_open; /* STAMPFS_OPEN set: answer open and opendir anyway */
         unsigned test_stall_ms; /* STAMPFS_TEST_STALL_MS: see op_getxattr() */
+        uint64_t test_stall_size; /* STAMPFS_TEST_STALL_SIZE: see prefetch_done() */
         /*
          * The root's mtime moves whenever its list of stamps changes, which
          * the kernel checks (getattr, at most once per ROOT_TIMEOUT) before
@@ -1322,6 +1323,9 @@ static void prefetch_done(void *hook_data, struct stamp_file *f, uint64_t len, v
 
         if (!n)
                 return;
+        /* For test-mount: a push that comes late, after a SIGTERM (stop_notifying()). */
+        if (fs->test_stall_size && n->size == fs->test_stall_size)
+                usleep(fs->test_stall_ms * 1000u);
         if (len < n->size)
                 len -= len % (uint64_t)fs->page_size;
         while (f && fs->se && off < len) {
@@ -2358,6 +2362,8 @@ int main(int argc, char **argv)
         fs.force_open = getenv("STAMPFS_OPEN") != NULL;
         if (getenv("STAMPFS_TEST_STALL_MS"))
                 fs.test_stall_ms = (unsigned)strtoul(getenv("STAMPFS_TEST_STALL_MS"), NULL, 10) % 60000;
+        if (getenv("STAMPFS_TEST_STALL_SIZE"))
+                fs.test_stall_size = strtoull(getenv("STAMPFS_TEST_STALL_SIZE"), NULL, 10);
         root_refresh(&fs); /* the stamps as mounted; the mtime stays the store's */
         fs.root.mtime_ns = fs.store_st.st_mtim.tv_sec * 1000000000LL + fs.store_st.st_mtim.tv_nsec;
         fs.root.ctime_ns = fs.root.mtime_ns;

@@ -422,7 +422,7 @@ fusermount3 -u "$MNT5"
 # the READ stays queued with the file's pages locked, and a push of them
 # would wait for good, and the daemon with it as it joins the read-ahead
 # threads. No push starts after a signal: the daemon ends. Before baf5f56
-# this hung 3 times in 3; with one thread (-s) as well.
+# this hung 3 times in 3 (the many-threaded loop). Checked with -s too.
 mkdir "$WORK/race"
 head -c 5000 /dev/urandom >"$WORK/race/a"
 head -c 7777 /dev/urandom >"$WORK/race/b"
